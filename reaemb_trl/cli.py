@@ -1,0 +1,48 @@
+"""`reaemb-trl` command line: one sub-command per stage, each implemented next to its stage."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from .errors import InputError
+
+# name -> (module:function, one-line help). Imported lazily so `--help` stays fast.
+COMMANDS = {
+    "prepare": ("reaemb_trl.data.cli:main", "Turn a raw recommendation dataset into a prepared folder."),
+    "lrcl": ("reaemb_trl.lrcl.cli:main", "Stage 1: latent reasoning-enhanced contrastive learning."),
+    "crrl": ("reaemb_trl.crrl.cli:main", "Stage 2: collaborative reward RL (GRPO on latent thoughts)."),
+    "export": ("reaemb_trl.export.cli:main", "Embed every item of a prepared dataset into a safetensors table."),
+    "evaluate": ("reaemb_trl.downstream.cli:evaluate_main", "Train and test one sequential recommender."),
+    "compare": ("reaemb_trl.downstream.cli:compare_main", "Compare embedding tables across recommenders and seeds."),
+    "pipeline": ("reaemb_trl.pipeline.cli:main", "prepare -> LRCL -> CRRL -> export -> compare, resumable."),
+}
+
+
+def _usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: reaemb-trl COMMAND [options]   (reaemb-trl COMMAND --help for details)", "", "commands:"]
+    lines += [f"  {name.ljust(width)}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"reaemb-trl: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module_name, func_name = COMMANDS[name][0].split(":")
+    func = getattr(importlib.import_module(module_name), func_name)
+    try:
+        return int(func(rest) or 0)
+    except InputError as err:
+        print(f"reaemb-trl {name}: error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+import os
+
+# Tests never reach a hub; set before transformers is imported anywhere.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """`../shared/data` beside the checkout (MovieLens lives only there: its terms forbid bundling it)."""
+    if not SHARED_DATA.is_dir():
+        pytest.fail(f"{SHARED_DATA} is missing: the shared datasets must sit beside the checkout")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    from reaemb_trl.testing import build_tiny_tokenizer
+
+    return build_tiny_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> str:
+    from reaemb_trl.testing import minilm_path
+
+    return minilm_path()
+
+
+@pytest.fixture(scope="session")
+def prepared_sample(tmp_path_factory) -> Path:
+    """The bundled Office 2014 sample, prepared once per test session (read-only for tests)."""
+    from reaemb_trl.data import prepare_dataset, sample_dataset_files
+
+    inter, items = sample_dataset_files()
+    return prepare_dataset("seqjson", interactions=inter, items=items, output=tmp_path_factory.mktemp("data") / "office")
