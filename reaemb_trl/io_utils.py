@@ -14,6 +14,13 @@ from typing import Any, Iterator
 from .errors import InputError
 
 
+def _default_mode(base: int) -> int:
+    """mkstemp/mkdtemp create private (0600/0700) entries; published artifacts get the usual umask-based mode."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return base & ~umask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary file path beside `path`; it replaces `path` only if the block succeeds."""
@@ -24,6 +31,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        os.chmod(tmp, _default_mode(0o666))
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -42,6 +50,7 @@ def atomic_output_dir(path: str | os.PathLike, overwrite: bool = False) -> Itera
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
+        os.chmod(tmp, _default_mode(0o777))
         if path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)

@@ -1,0 +1,108 @@
+"""The prepared folder: item text rules, filters, metadata, options, and PreparedDataset.load."""
+
+import json
+
+import numpy as np
+import pytest
+
+from reaemb_trl.data import PreparedDataset, join_attributes, prepare_dataset, sample_dataset_files
+from reaemb_trl.data.text import clean_value, item_attributes
+from reaemb_trl.errors import InputError
+from reaemb_trl.io_utils import sha256_file
+
+
+def test_clean_value_rules():
+    assert clean_value("AT&amp;T phone;\n  two\tlines") == "AT&T phone, two lines"
+    assert clean_value("x" * 150) == "x" * 100 and clean_value("x" * 150, max_chars=10) == "x" * 10
+    assert clean_value([["Office", "Pens"], "Gel"]) == "Office, Pens, Gel"
+    assert clean_value({"Color": "Blue", "Size": ""}) == "Color: Blue"
+    assert clean_value(9.5) == "9.5" and clean_value(None) == ""
+
+
+def test_item_attributes_put_title_first_and_skip_empty_values():
+    fields = {"brand": "Pilot", "description": "", "title": "G2 &quot;Gel&quot;", "main_category": "Office"}
+    assert item_attributes(fields) == [("title", 'G2 "Gel"'), ("brand", "Pilot"), ("main category", "Office")]
+    assert join_attributes(item_attributes(fields)) == 'title is G2 "Gel"; brand is Pilot; main category is Office'
+
+
+def test_prepared_sample_folder_contract(prepared_sample):
+    ds = PreparedDataset.load(prepared_sample)
+    assert ds.item_texts[0] == "" and len(ds.item_texts) == ds.num_items + 1 and ds.has_text
+    assert all(join_attributes(ds.item_attributes(i)) == ds.item_texts[i] for i in range(1, ds.num_items + 1))
+    assert all(len(value) <= 100 and ";" not in value and "\n" not in value
+               for i in range(1, ds.num_items + 1) for _, value in ds.item_attributes(i))
+    # Item "2" of the sample has "AT&amp;T" in its title.
+    assert ds.item_texts[3].startswith("title is AT&T 210 Corded Phone, Black, 1 Handset; description is ")
+    raw_item = json.loads(sample_dataset_files()[1].read_text())["2"]
+    assert json.loads((prepared_sample / "items.jsonl").read_text().splitlines()[2])["fields"] == raw_item
+
+    meta = ds.metadata
+    assert meta["source_format"] == "seqjson" and ds.sha256 == meta["sha256"] and len(ds.sha256) == 64
+    for name, digest in meta["outputs"].items():
+        assert sha256_file(prepared_sample / name) == digest
+    assert meta["inputs"]["items"]["sha256"] == sha256_file(sample_dataset_files()[1])
+    counts = meta["counts"]
+    lengths = np.array([len(seq) for seq in ds.sequences])
+    assert counts["mean_length"] == pytest.approx(53258 / 4905)
+    assert counts["sparsity"] == pytest.approx(1 - 53258 / (4905 * 2420))
+    assert counts["short_user_share"] == pytest.approx((lengths < 10).mean())
+    popularity = np.bincount(np.concatenate(ds.sequences), minlength=2421)[1:]
+    assert counts["tail_item_share"] == pytest.approx((popularity < 20).mean())
+    assert meta["parameters"]["max_value_chars"] == 100 and meta["parameters"]["holdout"] == 2
+    with pytest.raises(IndexError):
+        ds.item_attributes(0)
+
+
+def test_preparing_twice_gives_the_same_fingerprint_and_options_change_it(tmp_path, prepared_sample):
+    inter, items = sample_dataset_files()
+    again = prepare_dataset("seqjson", inter, items, output=tmp_path / "again", show_progress=False)
+    assert PreparedDataset.load(again).sha256 == PreparedDataset.load(prepared_sample).sha256
+    short = PreparedDataset.load(prepare_dataset("seqjson", inter, items, output=tmp_path / "short",
+                                                 max_value_chars=20, cooc_window=2, show_progress=False))
+    assert short.sha256 != PreparedDataset.load(prepared_sample).sha256
+    assert all(len(value) <= 20 for i in (1, 2, 3) for _, value in short.item_attributes(i))
+    assert short.cooccurrence.sum() < PreparedDataset.load(prepared_sample).cooccurrence.sum()
+
+
+def test_kcore_is_iterative(tmp_path):
+    # u3's only other item X leaves after the first pass, which then drops u3 below 2 and item B below 2.
+    rows = ["u1 A", "u1 B", "u2 A", "u2 C", "u2 B2", "u3 B", "u3 X", "u4 C", "u4 A", "u4 B2"]
+    inter = tmp_path / "inter.txt"
+    inter.write_text("\n".join(rows) + "\n")
+    with pytest.warns(UserWarning, match="empty text"):
+        out = prepare_dataset("reaemb", inter, output=tmp_path / "out", min_user_interactions=2,
+                              min_item_interactions=2)
+    ds = PreparedDataset.load(out)
+    assert [[ds.source_ids[i - 1] for i in seq] for seq in ds.sequences] == [["A", "C", "B2"], ["C", "A", "B2"]]
+    assert not ds.has_text and ds.metadata["counts"]["removed_by_kcore"] == 4
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("items.jsonl", '{"item_id": 2, "source_id": "x"}\n', "items.jsonl, line 1: item_id 2 breaks the numbering"),
+    ("inter.txt", "1 1\n1 x\n", "inter.txt, line 2: expected 'user item'"),
+    ("inter.txt", "1 1\n3 1\n", "inter.txt, line 2: users must be numbered 1, 2, ..."),
+    ("inter.txt", "1 1\n1 9999\n", "inter.txt, line 2: item 9999 is outside 1..2420"),
+])
+def test_load_rejects_broken_folders(prepared_sample, tmp_path, name, content, message):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for part in ("dataset.json", "items.jsonl", "inter.txt"):
+        (broken / part).write_bytes((prepared_sample / part).read_bytes())
+    (broken / name).write_text(content)
+    with pytest.raises(InputError, match=message.replace(".", r"\.")):
+        PreparedDataset.load(broken)
+
+
+def test_load_requires_files(prepared_sample, tmp_path):
+    with pytest.raises(InputError, match="prepared dataset folder not found"):
+        PreparedDataset.load(tmp_path / "missing")
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    for part in ("dataset.json", "items.jsonl", "inter.txt"):
+        (partial / part).write_bytes((prepared_sample / part).read_bytes())
+    ds = PreparedDataset.load(partial)
+    with pytest.raises(InputError, match="cooccurrence.npz: co-occurrence matrix missing"):
+        ds.cooccurrence
+    (partial / "inter.txt").unlink()
+    with pytest.raises(InputError, match="inter.txt is missing"):
+        PreparedDataset.load(partial)
