@@ -1,0 +1,153 @@
+"""Fast vs reference path of the latent-reasoning embedder, measured in one run on one random-weight decoder.
+
+CPU (the issue's setting):  python benchmarks/bench_embedder.py --json
+GPU, Qwen2.5-0.5B shape:    python benchmarks/bench_embedder.py --json --hidden 896 --layers 24 --heads 14 \
+                              --kv-heads 2 --intermediate 4864 --dtype bfloat16 --device cuda
+
+Reports the median of `--repeats` timings (after one warm-up) for: one LRCL step (forward + backward of two views,
+LoRA on), embedding G noisy thought samples per item (CRRL), and exporting items; ratios are fast / reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+from reaemb_trl.embedder import LatentReasoningEmbedder  # noqa: E402
+from reaemb_trl.testing import build_tiny_decoder  # noqa: E402
+
+WORDS = ("title brand categories description price paper notebook binder ink toner printer label pen stapler "
+         "office writing gel pilot swingline sturdy desktop comedy drama action adventure").split()
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--hidden", type=int, default=512)
+    parser.add_argument("--layers", type=int, default=8)
+    parser.add_argument("--heads", type=int, default=8)
+    parser.add_argument("--kv-heads", type=int, default=2)
+    parser.add_argument("--intermediate", type=int, default=None, help="MLP width (default: 2 x hidden).")
+    parser.add_argument("--prompt-length", type=int, default=128, help="Tokens per prompt (texts are truncated).")
+    parser.add_argument("--batch", type=int, default=16, help="Items per batch.")
+    parser.add_argument("--group", type=int, default=8, help="G noisy thought samples per item.")
+    parser.add_argument("--export-batches", type=int, default=4, help="Export timing embeds batch x this items.")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice).")
+    parser.add_argument("--json", action="store_true", help="Print one JSON object.")
+    return parser.parse_args(argv)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def cpu_name() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} logical cores)"
+    return f"{platform.machine()} ({os.cpu_count()} logical cores)"
+
+
+def median_seconds(fn, device: torch.device, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    logging.getLogger("reaemb_trl.embedder.prompts").setLevel(logging.ERROR)  # every text is truncated on purpose
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    model, tokenizer = build_tiny_decoder("qwen2", hidden_size=args.hidden, num_layers=args.layers,
+                                          num_heads=args.heads, num_kv_heads=args.kv_heads,
+                                          intermediate_size=args.intermediate)
+    model.to(dtype)
+    embedder = LatentReasoningEmbedder.from_backbone(model, tokenizer, lora=True, max_length=args.prompt_length,
+                                                     padding_side="left")
+    embedder.to(device)
+    rng = random.Random(0)
+    texts = [" ".join(rng.choice(WORDS) for _ in range(4 * args.prompt_length)) for _ in range(args.batch)]
+    view_a = {k: v.to(device) for k, v in embedder.tokenize(texts).items()}
+    view_b = {k: v.to(device) for k, v in embedder.tokenize([" ".join(t.split()[::-1]) for t in texts]).items()}
+    assert view_a["input_ids"].shape[1] == args.prompt_length
+
+    def lrcl_step(path: str):
+        def step():
+            embedder.zero_grad(set_to_none=True)
+            a = embedder(**view_a, path=path).embeddings.float()
+            b = embedder(**view_b, path=path).embeddings.float()
+            logits = a @ b.T / a.shape[1]
+            labels = torch.arange(len(a), device=device)
+            cross_entropy = torch.nn.functional.cross_entropy
+            (cross_entropy(logits, labels) + cross_entropy(logits.T, labels)).backward()
+        return step
+
+    def group_sampling(path: str):
+        @torch.no_grad()
+        def sample():
+            prefix = embedder.encode_prefix(**view_a, path=path)
+            embedder.sample_group(prefix, args.group, sigma=0.1, generator=torch.Generator(device).manual_seed(0))
+        return sample
+
+    export_texts = texts * args.export_batches
+
+    def export(path: str):
+        return lambda: embedder.encode(export_texts, batch_size=args.batch, path=path, show_progress=False)
+
+    embedder.train()
+    lrcl = {path: median_seconds(lrcl_step(path), device, args.repeats) for path in ("fast", "reference")}
+    embedder.eval()
+    group = {path: median_seconds(group_sampling(path), device, args.repeats) for path in ("fast", "reference")}
+    export_s = {path: median_seconds(export(path), device, args.repeats) for path in ("fast", "reference")}
+    fast, reference = (embedder.encode(export_texts[: args.batch], path=path, show_progress=False)
+                       for path in ("fast", "reference"))
+    result = {
+        "machine": cpu_name() if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "device": str(device), "dtype": args.dtype, "torch_threads": torch.get_num_threads(),
+        "model": {"hidden": args.hidden, "layers": args.layers, "heads": args.heads, "kv_heads": args.kv_heads,
+                  "intermediate": model.config.intermediate_size},
+        "prompt_length": args.prompt_length, "batch": args.batch, "group": args.group, "repeats": args.repeats,
+        "lrcl_step_s": lrcl,
+        "lrcl_step_ratio": lrcl["fast"] / lrcl["reference"],
+        "group_sampling_s": group,
+        "group_sampling_ratio": group["fast"] / group["reference"],
+        "export_items_per_s": {path: len(export_texts) / seconds for path, seconds in export_s.items()},
+        "export_ratio": export_s["fast"] / export_s["reference"],
+        "max_rel_err": float((fast - reference).abs().max() / reference.abs().max()),
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for key, value in result.items():
+            print(f"{key:>22}: {value}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

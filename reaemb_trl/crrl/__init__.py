@@ -1,0 +1,14 @@
+"""Stage 2, CRRL: GRPO on the latent thoughts (TRL's GRPOTrainer), rewarded by item co-occurrence."""
+
+from .crrl_config import CRRLConfig
+from .crrl_trainer import EmbeddingGRPOTrainer, item_dataset, select_trainable
+from .reward_model import CandidateScores, CooccurrenceRewardModel
+
+__all__ = [
+    "CRRLConfig",
+    "CandidateScores",
+    "CooccurrenceRewardModel",
+    "EmbeddingGRPOTrainer",
+    "item_dataset",
+    "select_trainable",
+]

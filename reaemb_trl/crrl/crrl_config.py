@@ -1,0 +1,109 @@
+"""Settings of the CRRL stage: TRL's GRPOConfig plus the latent-policy and reward settings (reference defaults)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trl import GRPOConfig
+
+from ..errors import InputError
+from .policy import LOGPROB_REDUCTIONS, LOSS_TYPES
+
+LOGPROB_CHOICES = ("gaussian", "token_likelihood")
+ADVANTAGE_CHOICES = ("group", "noise_free_baseline")
+SIMILARITY_CHOICES = ("cosine", "dot")
+
+
+def _help(text: str, **kwargs):
+    return field(metadata={"help": text}, **kwargs)
+
+
+@dataclass
+class CRRLConfig(GRPOConfig):
+    """One CRRL run. TRL's knobs keep their meaning: `per_device_train_batch_size` counts samples (items x
+    `num_generations`), `num_iterations` reuses each generation batch, `epsilon` / `epsilon_high` clip the ratio."""
+
+    # Inputs
+    model_name_or_path: str | None = _help("LRCL output folder (an embedder folder) to start from.", default=None)
+    backbone: str | None = _help("Backbone the LRCL folder must be built on (its name or path, as LRCL recorded it); "
+                                 "None accepts any.", default=None)
+    dataset_dir: str | None = _help("Prepared dataset folder with cooccurrence.npz.", default=None)
+    max_length: int | None = _help("Longest tokenised prompt; None keeps the embedder's setting.", default=None)
+
+    # Policy
+    sigma: float = _help("Standard deviation of the Gaussian thought policy.", default=0.1)
+    noise_free_first: bool = _help("The first sample of each group is the noise-free thought (reference).",
+                                   default=True)
+    logprob: str = _help(f"Policy log-prob: {LOGPROB_CHOICES}.", default="gaussian")
+    logprob_reduction: str = _help(f"How per-dimension (per-token) log-ratios become the importance ratio: "
+                                   f"{LOGPROB_REDUCTIONS}.", default="mean")
+    advantage: str = _help(f"Advantage estimator: {ADVANTAGE_CHOICES}; `group` honours scale_rewards.",
+                           default="group")
+    train_lora: bool = _help("Also train the embedder's LoRA adapters (needs logprob=token_likelihood); default: "
+                             "merge them and train the thought module only.", default=False)
+
+    # Rewards
+    rewards: list[str] = _help("Reward names (registry, entry point or module:function); weights in reward_weights.",
+                               default_factory=lambda: ["cooc_ndcg"])
+    num_positives: int = _help("Positive candidates per item (most co-occurring first).", default=1)
+    num_candidates: int = _help("Candidates per item, positives included.", default=10)
+    similarity: str = _help(f"Similarity of embeddings to candidates: {SIMILARITY_CHOICES}.", default="cosine")
+    refresh_every: int = _help("Recompute a cached candidate embedding once it is this many steps old (1 = exact).",
+                               default=1)
+    eval_items: int = _help("Items held out of training; their mean noise-free eval_reward is the evaluation.",
+                            default=256)
+    eval_reward: str = _help("Reward reported on the held-out items.", default="cooc_ndcg")
+    encode_batch_size: int = _help("Texts per forward pass when embedding candidates and held-out items.",
+                                   default=64)
+    overwrite_output_dir: bool = _help("Replace an output folder that already holds a run.", default=False)
+
+    # Reference defaults for GRPOConfig fields
+    per_device_train_batch_size: int = _help("Samples per process per step: 32 items x 8 generations.", default=256)
+    num_iterations: int = _help("Optimisation passes over each generation batch.", default=2)
+    epsilon_high: float | None = _help("Upper clip: the ratio is clipped to [1 - epsilon, 1 + epsilon_high].",
+                                       default=0.28)
+    loss_type: str = _help(f"Aggregation of the clipped objective: {LOSS_TYPES}.", default="grpo")
+    learning_rate: float = _help("Peak learning rate of AdamW.", default=1e-4)
+    lr_scheduler_type: str = _help("A transformers scheduler name.", default="cosine")
+    warmup_steps: float = _help("Learning-rate warm-up steps.", default=200)
+    bf16: bool | None = _help("bfloat16 mixed precision (off by default: the thought module trains in float32).",
+                              default=False)
+    activation_checkpointing: bool | None = _help("Recompute activations in backward; the backbone is frozen in CRRL, "
+                                                  "so off by default.", default=False)
+    gradient_checkpointing: bool | None = _help("Deprecated alias of activation_checkpointing.", default=None)
+
+    def __post_init__(self):
+        # GRPOConfig raises ValueError for these; the CLI's contract is an InputError naming the setting.
+        if self.num_generations is None or self.num_generations < 2:
+            raise InputError(f"CRRL config: num_generations must be >= 2 (a group needs a baseline), "
+                             f"got {self.num_generations}")
+        choices = {"logprob": LOGPROB_CHOICES, "logprob_reduction": LOGPROB_REDUCTIONS,
+                   "advantage": ADVANTAGE_CHOICES, "similarity": SIMILARITY_CHOICES, "loss_type": LOSS_TYPES}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise InputError(f"CRRL config: {name}={getattr(self, name)!r} is not one of {allowed}")
+        if isinstance(self.rewards, str):
+            self.rewards = [name.strip() for name in self.rewards.split(",") if name.strip()]
+        if not self.rewards:
+            raise InputError("CRRL config: rewards is empty")
+        if self.reward_weights is not None and len(self.reward_weights) != len(self.rewards):
+            raise InputError(f"CRRL config: {len(self.reward_weights)} reward_weights for {len(self.rewards)} rewards")
+        if self.sigma <= 0:
+            raise InputError(f"CRRL config: sigma must be > 0, got {self.sigma}")
+        if self.advantage == "noise_free_baseline" and not self.noise_free_first:
+            raise InputError("CRRL config: advantage=noise_free_baseline needs noise_free_first=True")
+        if self.train_lora and self.logprob == "gaussian":
+            raise InputError("CRRL config: train_lora needs logprob=token_likelihood (the Gaussian log-prob does not "
+                             "depend on the LoRA weights)")
+        if self.beta != 0.0 and self.sync_ref_model:
+            raise InputError("CRRL config: sync_ref_model is not supported; the KL reference is the starting policy")
+        for name in ("num_positives", "refresh_every", "encode_batch_size"):
+            if getattr(self, name) < 1:
+                raise InputError(f"CRRL config: {name} must be >= 1, got {getattr(self, name)}")
+        if self.num_candidates <= self.num_positives:
+            raise InputError(f"CRRL config: num_candidates ({self.num_candidates}) must exceed num_positives "
+                             f"({self.num_positives})")
+        try:
+            super().__post_init__()
+        except ValueError as err:
+            raise InputError(f"CRRL config: {err}") from err

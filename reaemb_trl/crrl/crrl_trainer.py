@@ -1,0 +1,292 @@
+"""EmbeddingGRPOTrainer: TRL's GRPOTrainer with a Gaussian latent-thought policy in place of token generation.
+
+"Generation" samples G thoughts per item around the thought module's mean and embeds them on the prefix KV cache
+(the fast path); the reward model ranks each item's candidates against the G embeddings. TRL's sampler, buffering
+across `steps_per_generation` / `num_iterations`, optimiser, logging and checkpointing are used as they are; the
+buffer holds tensors only, and the loss recomputes the mean from the stored prefix states without a backbone pass.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+from typing import Any
+
+import datasets
+import torch
+from peft import PeftModel, set_peft_model_state_dict
+from safetensors.torch import load_file
+from trl import GRPOTrainer
+from trl.trainer.utils import nanstd
+
+from ..embedder import LatentReasoningEmbedder, PrefixState
+from ..embedder.modeling import ADAPTER_DIR, THOUGHT_MODULE_FILE
+from ..errors import InputError
+from ..rewards import get_reward
+from .crrl_config import CRRLConfig
+from .policy import (
+    clip_fractions,
+    gaussian_kl,
+    group_advantages,
+    noise_free_baseline_advantages,
+    policy_logprobs,
+    reduce_per_token,
+    surrogate_loss,
+)
+from .reward_model import CooccurrenceRewardModel
+
+PREFIX_KEY = "prefix."
+
+
+def item_dataset(item_ids, item_texts: list[str]) -> datasets.Dataset:
+    """Rows {prompt: item text, item_id} for the items CRRL trains or evaluates on."""
+    item_ids = [int(i) for i in item_ids]
+    return datasets.Dataset.from_dict({"prompt": [item_texts[i] for i in item_ids], "item_id": item_ids})
+
+
+def select_trainable(embedder: LatentReasoningEmbedder, train_lora: bool) -> None:
+    """Thought module only (LoRA merged into the frozen backbone), or the thought module plus the LoRA adapters."""
+    if train_lora and not isinstance(embedder.backbone, PeftModel):
+        raise InputError("train_lora=True but the LRCL folder has no LoRA adapter")
+    if not train_lora:
+        embedder.merge_lora()
+    for name, parameter in embedder.named_parameters():
+        parameter.requires_grad_(name.startswith("thought_module.") or (train_lora and "lora_" in name))
+
+
+@contextlib.contextmanager
+def _routed_forward(module: torch.nn.Module, fn):
+    # DDP syncs gradients only for what its forward computed: route one call of the wrapped model to `fn`.
+    original = module.__dict__.get("forward")  # TRL installs its fused-LM-head forward as an instance attribute
+    module.forward = fn
+    try:
+        yield
+    finally:
+        if original is None:
+            del module.forward
+        else:
+            module.forward = original
+
+
+class EmbeddingGRPOTrainer(GRPOTrainer):
+    """GRPO on the thought module of a `LatentReasoningEmbedder`, rewarded by a `CooccurrenceRewardModel`.
+
+    `train_dataset` / `eval_dataset` rows are {prompt: item text, item_id} (see `item_dataset`); evaluation is the
+    mean noise-free `args.eval_reward` over the eval items. `reward_funcs` defaults to `args.rewards` resolved
+    through the reward registry; each is called as `fn(scores, positive_weights, **kwargs)`.
+    """
+
+    _tag_names = ["trl", "grpo", "reaemb", "crrl"]
+    _name = "CRRL"
+
+    def __init__(
+        self,
+        model: LatentReasoningEmbedder,
+        args: CRRLConfig,
+        reward_model: CooccurrenceRewardModel,
+        train_dataset: datasets.Dataset,
+        eval_dataset: datasets.Dataset | None = None,
+        reward_funcs: list | None = None,
+        callbacks=None,
+        optimizers=(None, None),
+    ):
+        if (args.per_device_train_batch_size * args.steps_per_generation) % args.num_generations:
+            raise InputError(
+                f"per_device_train_batch_size x steps_per_generation ({args.per_device_train_batch_size} x "
+                f"{args.steps_per_generation}) must be a multiple of num_generations ({args.num_generations}): each "
+                "process samples whole groups, which share one prefix pass"
+            )
+        if args.logprob == "token_likelihood" and not model.config.is_causal:
+            raise InputError("logprob=token_likelihood needs a decoder backbone with an LM head")
+        names = list(args.rewards) if reward_funcs is None else [getattr(f, "__name__", str(f)) for f in reward_funcs]
+        reward_funcs = [get_reward(name) for name in args.rewards] if reward_funcs is None else list(reward_funcs)
+        self.reward_model = reward_model
+        select_trainable(model, args.train_lora)
+        self.reference_thought_module = (
+            copy.deepcopy(model.thought_module).requires_grad_(False) if args.beta != 0.0 else None
+        )
+        # With beta != 0 and no PEFT, GRPOTrainer loads a reference model from the hub; the Gaussian KL needs only
+        # the starting thought module, so TRL is built with beta 0 and the value is restored after.
+        beta = args.beta
+        args.beta = 0.0
+        try:
+            super().__init__(
+                model=model,
+                reward_funcs=reward_funcs,
+                args=args,
+                train_dataset=train_dataset,
+                eval_dataset=eval_dataset,
+                processing_class=model.tokenizer,
+                callbacks=callbacks,
+                optimizers=optimizers,
+            )
+        finally:
+            args.beta = beta
+        self.beta = beta
+        self.reward_func_names = names
+        if self.reference_thought_module is not None:
+            self.reference_thought_module.to(self.accelerator.device)
+        self._noise = torch.Generator(device=self.accelerator.device)
+        self._noise.manual_seed(args.seed + self.accelerator.process_index)
+
+    # ------------------------------------------------------------------------------------------------ generation
+    def _encode(self, texts: list[str]) -> torch.Tensor:
+        embedder = self.accelerator.unwrap_model(self.model)
+        return embedder.encode(texts, batch_size=self.args.encode_batch_size, show_progress=False)
+
+    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, torch.Tensor | None]:
+        args = self.args
+        mode = "train" if self.model.training else "eval"
+        group_size = self.num_generations if mode == "train" else self.num_generations_eval
+        embedder = self.accelerator.unwrap_model(self.model)
+        device = self.accelerator.device
+        item_ids = torch.tensor([row["item_id"] for row in inputs], dtype=torch.long)
+        texts = [row["prompt"] for row in inputs[::group_size]]
+
+        with torch.no_grad():
+            batch = {key: value.to(device) for key, value in embedder.tokenize(texts).items()}
+            prefix = embedder.encode_prefix(**batch)
+            mean = embedder.thought_mean(prefix)
+            thoughts, embeddings = embedder.sample_group(
+                prefix, group_size, args.sigma, noise_free_first=args.noise_free_first, generator=self._noise
+            )
+            noise = (thoughts - mean.repeat_interleave(group_size, 0)) / args.sigma
+            old_logps = policy_logprobs(args.logprob, embedder, prefix, mean, thoughts, noise, args.sigma, group_size)
+            ref_mean = None
+            if self.reference_thought_module is not None:
+                ref_mean = self.reference_thought_module(**prefix.thought_inputs()).repeat_interleave(group_size, 0)
+
+        scored = self.reward_model.score(
+            item_ids, embeddings, self._encode, step=self.state.global_step, epoch=int(self.state.epoch or 0)
+        )
+        local_rewards = torch.stack(
+            [
+                fn(scored.scores, scored.positive_weights, item_ids=item_ids, candidate_ids=scored.candidate_ids,
+                   embeddings=embeddings).float()
+                for fn in self.reward_funcs
+            ],
+            dim=1,
+        )
+        local_rewards[~scored.has_positive] = torch.nan  # no co-occurring item: unscorable, advantage 0
+        rewards_per_func = self.accelerator.gather(local_rewards.to(device))
+        rewards = (rewards_per_func * self.reward_weights.to(device)).sum(dim=1)
+
+        if args.advantage == "noise_free_baseline":
+            advantages = noise_free_baseline_advantages(rewards, group_size)
+        else:
+            advantages = group_advantages(rewards, group_size, args.scale_rewards)
+        process_slice = slice(
+            self.accelerator.process_index * len(inputs), (self.accelerator.process_index + 1) * len(inputs)
+        )
+        self._log_generation(mode, rewards_per_func, rewards, advantages, group_size)
+
+        repeat = lambda t: t.repeat_interleave(group_size, 0)  # noqa: E731  (one row per sample, for shuffling)
+        output = {
+            "advantages": advantages[process_slice],
+            "thoughts": thoughts,
+            "noise": noise,
+            "old_logps": old_logps,
+            "ref_mean": ref_mean,
+            **{PREFIX_KEY + key: repeat(value) for key, value in prefix.thought_inputs().items()},
+        }
+        if args.logprob == "token_likelihood":
+            output.update(input_ids=repeat(batch["input_ids"]), attention_mask=repeat(batch["attention_mask"]))
+        return output
+
+    def _log_generation(self, mode, rewards_per_func, rewards, advantages, group_size) -> None:
+        metrics = self._metrics[mode]
+        for column, name in enumerate(self.reward_func_names):
+            metrics[f"rewards/{name}/mean"].append(torch.nanmean(rewards_per_func[:, column]).item())
+            metrics[f"rewards/{name}/std"].append(nanstd(rewards_per_func[:, column]).item())
+        metrics["reward"].append(torch.nanmean(rewards).item())
+        metrics["reward_std"].append(nanstd(rewards).item())
+        group_std = torch.nan_to_num(nanstd(rewards.view(-1, group_size), dim=1), nan=0.0)
+        metrics["frac_reward_zero_std"].append((group_std == 0).float().mean().item())
+        metrics["advantages/mean"].append(advantages.mean().item())
+        metrics["advantages/std"].append(advantages.std().item())
+        metrics["unscorable_samples"].append(float(torch.isnan(rewards).sum().item()))
+        metrics["sigma"].append(self.args.sigma)
+
+    # ----------------------------------------------------------------------------------------------------- loss
+    def _policy_forward(self, embedder: LatentReasoningEmbedder, inputs: dict[str, torch.Tensor]):
+        """Current-policy mean [n, j, d] and per-token log-probs [n, T] of the stored samples (one row each)."""
+        args = self.args
+        if args.logprob == "token_likelihood":
+            with torch.no_grad():  # the prefix cache; the backbone is frozen before the thought
+                prefix = embedder.encode_prefix(inputs["input_ids"], inputs["attention_mask"])
+        else:
+            prefix = PrefixState.from_thought_inputs(
+                {key[len(PREFIX_KEY):]: value for key, value in inputs.items() if key.startswith(PREFIX_KEY)}
+            )
+        mean = embedder.thought_mean(prefix)
+        logps = policy_logprobs(args.logprob, embedder, prefix, mean, inputs["thoughts"], inputs["noise"],
+                                args.sigma, group_size=1)
+        return mean, logps
+
+    def _compute_loss(self, model, inputs):
+        args = self.args
+        mode = "train" if self.model.training else "eval"
+        embedder = self.accelerator.unwrap_model(model)
+        with _routed_forward(embedder, lambda: self._policy_forward(embedder, inputs)):
+            mean, logps = model()
+
+        advantages = inputs["advantages"]
+        log_ratio = reduce_per_token(logps - inputs["old_logps"], args.logprob_reduction)
+        per_token_loss, ratio = surrogate_loss(
+            log_ratio, advantages, self.loss_type, self.epsilon_low, self.epsilon_high,
+            logprobs=reduce_per_token(logps, args.logprob_reduction), delta=args.delta,
+            sapo_temperatures=(args.sapo_temperature_pos, args.sapo_temperature_neg),
+        )
+        kl = None
+        if self.beta != 0.0:
+            per_dimension = args.logprob_reduction == "per_dimension" and args.logprob == "gaussian"
+            kl_reduction = "per_dimension" if per_dimension else ("sum" if args.logprob_reduction == "sum" else "mean")
+            kl = reduce_per_token(gaussian_kl(mean, inputs["ref_mean"], args.sigma), kl_reduction)
+            per_token_loss = per_token_loss + self.beta * kl
+        # Every sample has the same number of dimensions / suffix tokens, so TRL's aggregations coincide.
+        loss = per_token_loss.mean()
+        if mode == "train":
+            loss = loss / self.current_gradient_accumulation_steps
+
+        gather_mean = lambda t: self.accelerator.gather(t.detach().float().mean().reshape(1)).mean().item()  # noqa: E731
+        metrics = self._metrics[mode]
+        low, high = clip_fractions(ratio.detach(), advantages, self.epsilon_low, self.epsilon_high)
+        metrics["clip_ratio/low_mean"].append(gather_mean(low))
+        metrics["clip_ratio/high_mean"].append(gather_mean(high))
+        metrics["clip_ratio/region_mean"].append(gather_mean(low + high))
+        metrics["log_ratio/mean"].append(gather_mean(log_ratio))
+        metrics["log_ratio/abs_max"].append(
+            self.accelerator.gather(log_ratio.detach().abs().max().reshape(1)).max().item()
+        )
+        if kl is not None:
+            metrics["kl"].append(gather_mean(kl))
+        return loss
+
+    # ------------------------------------------------------------------------------------------- evaluation, I/O
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        """Mean noise-free reward of the eval items (no sampling); logged as `{prefix}_{eval_reward}`."""
+        dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
+        if dataset is None:
+            raise InputError("evaluate() needs eval items (eval_dataset)")
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            value = self.reward_model.evaluate(dataset["item_id"], self._encode, get_reward(self.args.eval_reward))
+            metrics = {f"{metric_key_prefix}_{self.args.eval_reward}": value}
+            self.log(metrics)
+        finally:
+            self.model.train(was_training)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        # Checkpoints are embedder folders (thought module + adapter), not a full state dict.
+        embedder = self.accelerator.unwrap_model(model if model is not None else self.model)
+        tensors = load_file(os.path.join(resume_from_checkpoint, THOUGHT_MODULE_FILE))
+        prefix = "thought_module."
+        embedder.thought_module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+        adapter_file = os.path.join(resume_from_checkpoint, ADAPTER_DIR, "adapter_model.safetensors")
+        if self.args.train_lora and os.path.isfile(adapter_file):
+            set_peft_model_state_dict(embedder.backbone, load_file(adapter_file))
+

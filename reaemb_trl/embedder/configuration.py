@@ -1,0 +1,47 @@
+"""LatentReasoningConfig: everything needed to rebuild an embedder around its backbone."""
+
+from __future__ import annotations
+
+from dataclasses import field
+
+from huggingface_hub.dataclasses import strict
+from transformers import PretrainedConfig
+
+from ..errors import InputError
+
+DEFAULT_INSTRUCTION = "Represent this item for recommendation."
+POOLING_MODES = ("mean", "last")
+
+
+@strict(accept_kwargs=True)
+class LatentReasoningConfig(PretrainedConfig):
+    """Config of a `LatentReasoningEmbedder` (saved as config.json in the embedder folder)."""
+
+    model_type = "reaemb_latent_reasoning"
+
+    backbone_name_or_path: str | None = field(
+        default=None, metadata={"help": "Folder or hub id the backbone is reloaded from."}
+    )
+    is_causal: bool = field(default=True, metadata={"help": "Decoder backbone (fast path possible) vs encoder."})
+    hidden_size: int = field(default=0, metadata={"help": "Backbone hidden size d (thought module is d x d)."})
+    num_thought_tokens: int = field(default=1, metadata={"help": "j latent thought tokens placed after the text."})
+    thought_tokens: list[str] | None = field(default=None, metadata={"help": "The j special thought-token strings."})
+    pooling: str = field(default="mean", metadata={"help": "'mean' over non-pad positions or 'last' token."})
+    instruction: str = field(default=DEFAULT_INSTRUCTION, metadata={"help": "Instruction placed before the text."})
+    max_length: int = field(default=1024, metadata={"help": "Prompt length limit; the item text is truncated."})
+    padding_side: str = field(default="left", metadata={"help": "'left' or 'right' padding of batched prompts."})
+    rope_base: float = field(default=1000.0, metadata={"help": "RoPE base of the thought module's attention."})
+    lora: dict | None = field(default=None, metadata={"help": "peft LoraConfig as a dict when LoRA is used."})
+    quantization: dict | None = field(default=None, metadata={"help": "BitsAndBytesConfig as a dict (QLoRA)."})
+
+    def __post_init__(self, **kwargs):
+        if self.pooling not in POOLING_MODES:
+            raise InputError(f"pooling must be one of {POOLING_MODES}, got {self.pooling!r}")
+        if self.num_thought_tokens < 1:
+            raise InputError(f"num_thought_tokens must be >= 1, got {self.num_thought_tokens}")
+        if self.padding_side not in ("left", "right"):
+            raise InputError(f"padding_side must be 'left' or 'right', got {self.padding_side!r}")
+        if self.thought_tokens is None:
+            j = self.num_thought_tokens
+            self.thought_tokens = ["<|Thought|>"] if j == 1 else [f"<|Thought_{k}|>" for k in range(1, j + 1)]
+        super().__post_init__(**kwargs)

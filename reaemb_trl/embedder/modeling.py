@@ -1,0 +1,638 @@
+"""LatentReasoningEmbedder: an LLM (or BERT-family encoder) plus a thought module, turning item text into one vector.
+
+Two execution paths share one set of weights (DESIGN section 3):
+
+- ``reference``: pass 1 over the whole prompt without gradient (thought positions hold the thought-token
+  embeddings), the thought module turns its final states into r_k, pass 2 runs the whole prompt again with r_k
+  injected as the input embeddings at the thought positions, and pools its final states.
+- ``fast`` (decoders): in a causal model the states before the first thought p_1 do not depend on anything after
+  it, so one prefix pass [0, p_1) serves as pass 1 *and* as pass 2's prefix. It keeps its KV cache; the thought
+  module reads the prefix states detached (= the gradient-free pass 1); pass 2 runs only the thoughts and the tokens
+  after them on that cache, and mean pooling reuses the prefix states. Same function, fewer FLOPs.
+
+Encoders are bidirectional and always run ``reference``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    BitsAndBytesConfig,
+    DynamicCache,
+    GenerationConfig,
+    PreTrainedModel,
+)
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
+from transformers.utils import ModelOutput
+
+from ..errors import InputError
+from .configuration import DEFAULT_INSTRUCTION, LatentReasoningConfig
+from .prompts import PromptBuilder, pad_prompts
+from .thought_module import ThoughtModule
+
+CONFIG_FILE = "config.json"
+THOUGHT_MODULE_FILE = "thought_module.safetensors"
+ADAPTER_DIR = "adapter"
+PATHS = ("fast", "reference")
+DECODER_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+ENCODER_LORA_TARGETS = ("query", "key", "value", "dense")
+
+logger = logging.getLogger(__name__)
+
+AutoConfig.register(LatentReasoningConfig.model_type, LatentReasoningConfig, exist_ok=True)
+
+
+@dataclass
+class PrefixState:
+    """What pass 1 leaves for pass 2 and for the thought module.
+
+    The first four fields are all that `thought_mean` reads (`thought_inputs()` / `from_thought_inputs()` move them
+    through a trainer's buffer). Fast path: `cache` holds the prefix KV cache, `prefix_mask` its real positions,
+    `prefix_sum` the summed prefix states (mean pooling) and `suffix_*` the thoughts + following tokens, which
+    continue from each row's true prefix length. Reference path: the full prompt (`input_ids`, `attention_mask`,
+    `thought_index`) that pass 2 reruns.
+    """
+
+    states: torch.Tensor  # [B, N, d] pass-1 final states, detached
+    state_mask: torch.Tensor  # [B, N] bool, real positions
+    state_positions: torch.Tensor  # [B, N] true (unpadded) positions
+    query_index: torch.Tensor  # [B, j] index into N of the state just before each thought
+    path: str | None = None
+    cache: DynamicCache | None = None
+    prefix_mask: torch.Tensor | None = None  # [B, P] bool
+    prefix_sum: torch.Tensor | None = None  # [B, d]
+    suffix_ids: torch.Tensor | None = None  # [B, S]
+    suffix_mask: torch.Tensor | None = None  # [B, S] bool
+    suffix_positions: torch.Tensor | None = None  # [B, S]
+    input_ids: torch.Tensor | None = None  # [B, T]
+    attention_mask: torch.Tensor | None = None  # [B, T]
+    thought_index: torch.Tensor | None = None  # [B, j] columns of the thought tokens
+
+    THOUGHT_FIELDS = ("states", "state_mask", "state_positions", "query_index")
+
+    @property
+    def batch_size(self) -> int:
+        return self.states.shape[0]
+
+    def thought_inputs(self) -> dict[str, torch.Tensor]:
+        """The tensors the thought module needs, e.g. to store in a trainer's buffer."""
+        return {name: getattr(self, name) for name in self.THOUGHT_FIELDS}
+
+    @classmethod
+    def from_thought_inputs(cls, inputs: dict[str, torch.Tensor]) -> "PrefixState":
+        """A cache-less state that supports `thought_mean` only."""
+        return cls(**{name: inputs[name] for name in cls.THOUGHT_FIELDS})
+
+
+@dataclass
+class EmbedderOutput(ModelOutput):
+    embeddings: torch.Tensor | None = None  # [B, d]
+    thought_means: torch.Tensor | None = None  # [B, j, d], the thought module's output r
+    prefix: PrefixState | None = None
+
+
+def is_causal_config(config) -> bool:
+    """Decoder-only (causal) backbone vs bidirectional encoder, from the model config."""
+    if getattr(config, "is_encoder_decoder", False):
+        raise InputError(f"encoder-decoder backbones ({config.model_type}) are not supported")
+    if getattr(config, "is_decoder", False):
+        return True
+    model_type = config.model_type
+    return model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+
+def _load_backbone(name_or_path: str, quantization: BitsAndBytesConfig | None, dtype: Any = None):
+    config = AutoConfig.from_pretrained(name_or_path)
+    model_cls = AutoModelForCausalLM if is_causal_config(config) else AutoModel
+    kwargs = {} if dtype is None else {"dtype": dtype}
+    if quantization is not None:
+        kwargs["quantization_config"] = quantization
+    model = model_cls.from_pretrained(name_or_path, **kwargs)
+    model.eval()
+    if quantization is not None:
+        # bitsandbytes 0.50 repacks 4-bit weights for CPU inference on the first eval-mode forward, and a later
+        # training forward on the repacked weights fails (in-place bias add on a leaf view): keep one layout.
+        for module in model.modules():
+            if hasattr(module, "support_avx512bf16_for_cpu"):
+                module.support_avx512bf16_for_cpu = False
+    return model
+
+
+def _add_thought_tokens(backbone, tokenizer, thought_tokens: Sequence[str]) -> None:
+    """Add the thought tokens; grow the vocabulary if needed, new rows = mean of the old rows (deterministic)."""
+    tokenizer.add_tokens(list(thought_tokens), special_tokens=True)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token if tokenizer.eos_token is not None else tokenizer.sep_token
+    old_rows = backbone.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) <= old_rows:
+        return
+    backbone.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    tables = [backbone.get_input_embeddings()]
+    output = backbone.get_output_embeddings()
+    if output is not None and output.weight is not tables[0].weight:
+        tables.append(output)
+    with torch.no_grad():
+        for table in tables:
+            table.weight[old_rows:] = table.weight[:old_rows].mean(0)
+
+
+def _lora_config(lora: LoraConfig | dict | bool, backbone) -> LoraConfig:
+    """LoraConfig from `True` (defaults r 8, alpha 32, dropout 0.1), a dict of overrides or a LoraConfig."""
+    if isinstance(lora, LoraConfig):
+        config = copy.deepcopy(lora)
+    else:
+        options = {} if lora is True else dict(lora)
+        config = LoraConfig(**{"r": 8, "lora_alpha": 32, "lora_dropout": 0.1, **options})
+    if config.target_modules is None:
+        linear_names = {name.rsplit(".", 1)[-1] for name, module in backbone.named_modules()
+                        if isinstance(module, nn.Linear)}
+        targets = ([n for n in DECODER_LORA_TARGETS if n in linear_names]
+                   or [n for n in ENCODER_LORA_TARGETS if n in linear_names])
+        if not targets:
+            raise InputError(f"no LoRA target modules found in {type(backbone).__name__}: pass target_modules")
+        config.target_modules = set(targets)
+        has_pooler = any(name.endswith("pooler.dense") for name, _ in backbone.named_modules())
+        if config.exclude_modules is None and has_pooler:
+            # BERT's pooler output is never used: LoRA there would get no gradient (and upset DDP).
+            config.exclude_modules = {"pooler.dense"}
+    return config
+
+
+def _true_positions(mask: torch.Tensor) -> torch.Tensor:
+    return (mask.long().cumsum(1) - 1).clamp(min=0)
+
+
+def _inject(embeds: torch.Tensor, index: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """Out-of-place: `embeds[b, index[b, k]] = values[b, k]`, differentiable in both."""
+    rows = torch.arange(embeds.shape[0], device=embeds.device)[:, None].expand_as(index)
+    return embeds.index_put((rows, index), values.to(embeds.dtype))
+
+
+class LatentReasoningEmbedder(PreTrainedModel):
+    """Backbone + thought module + j learned thought-token embeddings; see the module docstring for the paths.
+
+    Built with `from_backbone` or `from_pretrained`; `__init__` only creates the thought weights and runs
+    `post_init()`, and the (PEFT) backbone is attached afterwards, because `post_init()` re-initialises submodules
+    that were not loaded from a checkpoint, LoRA weights included.
+
+    The thought-token embeddings [j, d] are a parameter of their own (so QLoRA's `prepare_model_for_kbit_training`,
+    which freezes the backbone's input embeddings, does not touch them) and sit at the thought positions in pass 1.
+    Pass 1 is gradient-free, as in the method's latent-reasoning pass, so no gradient can reach them: they are saved
+    and loaded but frozen (a parameter that never receives a gradient would also break DDP). On a decoder with j = 1
+    they do not change the embedding at all (nothing before the thought sees it); they matter for j > 1 and encoders.
+    """
+
+    config_class = LatentReasoningConfig
+    base_model_prefix = "backbone"
+    main_input_name = "input_ids"
+
+    def __init__(self, config: LatentReasoningConfig):
+        super().__init__(config)
+        self.thought_module = ThoughtModule(config.hidden_size, config.rope_base)
+        self.thought_embeddings = nn.Parameter(torch.zeros(config.num_thought_tokens, config.hidden_size),
+                                               requires_grad=False)
+        self.post_init()
+
+    def _init_weights(self, module):
+        # The thought module is initialised by `from_backbone` (it needs the backbone) or loaded by `from_pretrained`.
+        pass
+
+    def _attach(self, backbone, tokenizer) -> None:
+        self.backbone = backbone
+        self.tokenizer = tokenizer
+        self.thought_token_ids = tokenizer.convert_tokens_to_ids(list(self.config.thought_tokens))
+        self.prompts = PromptBuilder(tokenizer, self.config.instruction, self.thought_token_ids, self.config.max_length)
+        backbone_generation = getattr(self.backbone_model, "generation_config", None)
+        self.generation_config = copy.deepcopy(backbone_generation) if backbone_generation else GenerationConfig()
+
+    # ----------------------------------------------------------------------------------------------- construction
+    @classmethod
+    def from_backbone(
+        cls,
+        model_or_path,
+        tokenizer=None,
+        num_thought_tokens: int = 1,
+        pooling: str = "mean",
+        lora: LoraConfig | dict | bool | None = None,
+        quantization: BitsAndBytesConfig | None = None,
+        instruction: str = DEFAULT_INSTRUCTION,
+        max_length: int = 1024,
+        padding_side: str | None = None,
+        backbone_name_or_path: str | None = None,
+        dtype: Any = None,
+        seed: int = 0,
+    ) -> "LatentReasoningEmbedder":
+        """Wrap a backbone given as a folder / hub id (loaded here) or as a model object (adopted, not copied).
+
+        A model built in memory needs `tokenizer`, and `backbone_name_or_path` (a folder it was saved to) before
+        `save_pretrained` can write a reloadable folder. `quantization` and `dtype` apply when loading from a path.
+        `lora`: True (r 8, alpha 32, dropout 0.1 on q,k,v,o,gate,up,down as present), a dict of LoraConfig overrides
+        or a LoraConfig. `seed` draws the thought module's q/k initialisation.
+        """
+        if isinstance(model_or_path, (str, os.PathLike)):
+            path = str(model_or_path)
+            tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(path)
+            backbone = _load_backbone(path, quantization, dtype)
+            name = backbone_name_or_path or (str(Path(path).resolve()) if Path(path).is_dir() else path)
+        else:
+            if quantization is not None:
+                raise InputError("quantization is applied while loading: pass the backbone as a folder or hub id")
+            if tokenizer is None:
+                raise InputError("a backbone passed as a model object needs its tokenizer (tokenizer=...)")
+            backbone = model_or_path
+            name = backbone_name_or_path or backbone.name_or_path or None
+        tokenizer = copy.deepcopy(tokenizer)  # thought tokens are added: leave the caller's tokenizer as it was
+        backbone_config = backbone.config.get_text_config()
+        position_limit = getattr(backbone_config, "max_position_embeddings", None)
+        if position_limit and max_length > position_limit:  # e.g. BERT's 512 absolute positions
+            logger.warning("max_length=%d exceeds the backbone's %d positions: using %d", max_length,
+                           position_limit, position_limit)
+            max_length = position_limit
+        config = LatentReasoningConfig(
+            backbone_name_or_path=name,
+            is_causal=is_causal_config(backbone.config),
+            hidden_size=backbone_config.hidden_size,
+            num_thought_tokens=num_thought_tokens,
+            pooling=pooling,
+            instruction=instruction,
+            max_length=max_length,
+            padding_side=padding_side or tokenizer.padding_side,
+            quantization=quantization.to_dict() if quantization is not None else None,
+        )
+        _add_thought_tokens(backbone, tokenizer, config.thought_tokens)
+        if quantization is not None:
+            # No gradient checkpointing: it would switch the KV cache off, and the fast path lives on the cache.
+            backbone = prepare_model_for_kbit_training(backbone, use_gradient_checkpointing=False)
+        if lora is not None and lora is not False:
+            lora_config = _lora_config(lora, backbone)
+            backbone = get_peft_model(backbone, lora_config)
+            config.lora = {"r": lora_config.r, "lora_alpha": lora_config.lora_alpha,
+                           "lora_dropout": lora_config.lora_dropout,
+                           "target_modules": sorted(lora_config.target_modules)}
+        embedder = cls(config)
+        embedder.to(backbone.get_input_embeddings().weight.device)
+        embedder._attach(backbone, tokenizer)
+        with torch.no_grad():
+            mean_row = backbone.get_input_embeddings().weight[: min(embedder.thought_token_ids)].float().mean(0)
+            embedder.thought_embeddings.copy_(mean_row.expand_as(embedder.thought_embeddings))
+        embedder.thought_module.reset_parameters(embedder._value_scale(), torch.Generator().manual_seed(seed))
+        return embedder
+
+    @torch.no_grad()
+    def _value_scale(self) -> float:
+        """Mean input-embedding norm / mean final-state norm, measured on one short prompt."""
+        batch = pad_prompts(self.prompts.build(["item"]), self.tokenizer.pad_token_id, self.config.padding_side)
+        device = self.thought_embeddings.device
+        hidden, _ = self._body_forward(self._embed(batch["input_ids"].to(device)), batch["attention_mask"].to(device),
+                                       _true_positions(batch["attention_mask"]).to(device))
+        embed_norm = self.backbone.get_input_embeddings().weight.float().norm(dim=-1).mean()
+        return float(embed_norm / hidden.float().norm(dim=-1).mean())
+
+    # ---------------------------------------------------------------------------------------------- backbone access
+    @property
+    def backbone_model(self):
+        """The transformers model (AutoModelForCausalLM / AutoModel), unwrapped from peft; LM head reachable."""
+        return self.backbone.get_base_model() if isinstance(self.backbone, PeftModel) else self.backbone
+
+    def _body(self):
+        return self.backbone_model.base_model
+
+    def _embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.backbone_model.get_input_embeddings()(input_ids)
+
+    def _body_forward(self, inputs_embeds, attention_mask, position_ids, cache=None, use_cache=False):
+        """Final hidden states (and the KV cache for decoders) of one backbone pass."""
+        kwargs = {"inputs_embeds": inputs_embeds, "attention_mask": attention_mask.long(), "position_ids": position_ids}
+        if self.config.is_causal:
+            kwargs.update(cache=cache, use_cache=use_cache or cache is not None)
+        out = self._body()(**kwargs)
+        return out.last_hidden_state, getattr(out, "cache", None)
+
+    def _repeat_cache(self, cache: DynamicCache, repeats: int) -> DynamicCache:
+        """A new cache holding the prefix K/V repeated per group member; the original is never appended to."""
+        data = [(layer.keys.repeat_interleave(repeats, 0), layer.values.repeat_interleave(repeats, 0))
+                for layer in cache.layers]
+        return DynamicCache(ddp_cache_data=data, config=self._body().config)
+
+    def resolve_path(self, path: str | None) -> str:
+        """The path a call runs: `path` or the default (fast); encoders always run reference."""
+        if path is not None and path not in PATHS:
+            raise InputError(f"path must be one of {PATHS}, got {path!r}")
+        if not self.config.is_causal:
+            return "reference"
+        return path or "fast"
+
+    def _thought_index(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """[B, j] columns of the thought tokens; checks the prompt layout the two paths rely on."""
+        j = self.config.num_thought_tokens
+        mask = attention_mask.bool()
+        padded = F.pad(mask.long(), (1, 1))
+        if ((padded[:, 1:] != padded[:, :-1]).sum(1) != 2).any():
+            raise InputError("attention_mask: every row must hold one contiguous block of real tokens")
+        ids = torch.tensor(self.thought_token_ids, device=input_ids.device)
+        is_thought = (input_ids[..., None] == ids).any(-1) & mask
+        counts = is_thought.sum(1)
+        if (counts != j).any():
+            row = int((counts != j).nonzero()[0])
+            raise InputError(f"input_ids row {row}: expected {j} thought token(s), found {int(counts[row])} "
+                             "(build batches with tokenize())")
+        index = is_thought.nonzero()[:, 1].view(-1, j)
+        if (index[:, 1:] - index[:, :-1] != 1).any() or (input_ids.gather(1, index) != ids).any():
+            raise InputError("input_ids: the thought tokens must be consecutive and in order")
+        if not mask.gather(1, (index[:, :1] - 1).clamp(min=0)).all() or (index[:, 0] < 1).any():
+            raise InputError("input_ids: every row needs at least one real token before the thoughts")
+        return index
+
+    # --------------------------------------------------------------------------------------------------- pass 1
+    def encode_prefix(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                      path: str | None = None) -> PrefixState:
+        """Pass 1. Fast: the prefix pass (with gradient if enabled: it is also pass 2's prefix) keeping its cache."""
+        thought_index = self._thought_index(input_ids, attention_mask)
+        if self.resolve_path(path) == "reference":
+            return self._reference_prefix(input_ids, attention_mask, thought_index)
+        return self._fast_prefix(input_ids, attention_mask, thought_index)
+
+    def _reference_prefix(self, input_ids, attention_mask, thought_index) -> PrefixState:
+        mask = attention_mask.bool()
+        positions = _true_positions(mask)
+        with torch.no_grad():
+            thoughts = self.thought_embeddings.expand(input_ids.shape[0], -1, -1)
+            embeds = _inject(self._embed(input_ids), thought_index, thoughts)
+            hidden, _ = self._body_forward(embeds, mask, positions)
+        return PrefixState(states=hidden, state_mask=mask, state_positions=positions, query_index=thought_index - 1,
+                           path="reference", input_ids=input_ids, attention_mask=attention_mask,
+                           thought_index=thought_index)
+
+    def _fast_prefix(self, input_ids, attention_mask, thought_index) -> PrefixState:
+        batch, width = input_ids.shape
+        j = self.config.num_thought_tokens
+        mask = attention_mask.bool()
+        columns = torch.arange(width, device=input_ids.device)
+        first_thought = thought_index[:, 0]
+        prefix_width = int(first_thought.max())
+        # With right padding a shorter row's own thoughts and suffix sit inside [0, prefix_width): mask them out.
+        prefix_mask = mask[:, :prefix_width] & (columns[:prefix_width] < first_thought[:, None])
+        prefix_positions = _true_positions(prefix_mask)
+        prefix_length = prefix_mask.sum(1)
+        hidden, cache = self._body_forward(self._embed(input_ids[:, :prefix_width]), prefix_mask, prefix_positions,
+                                           use_cache=True)
+
+        suffix_length = (mask & (columns >= first_thought[:, None])).sum(1)
+        offsets = torch.arange(int(suffix_length.max()), device=input_ids.device)
+        suffix_columns = (first_thought[:, None] + offsets).clamp(max=width - 1)
+        suffix_mask = offsets < suffix_length[:, None]
+        suffix_ids = input_ids.gather(1, suffix_columns).masked_fill(~suffix_mask, self.tokenizer.pad_token_id)
+        suffix_positions = prefix_length[:, None] + offsets
+
+        states, state_mask, state_positions = hidden.detach(), prefix_mask, prefix_positions
+        query_index = (first_thought - 1)[:, None]
+        if j > 1:
+            # Pass-1 states at thoughts 1..j-1 (their learned embeddings as input), on a copy of the cache.
+            extra = torch.arange(j - 1, device=input_ids.device)
+            with torch.no_grad():
+                thought_states, _ = self._body_forward(
+                    self.thought_embeddings[: j - 1].expand(batch, -1, -1).to(hidden.dtype),
+                    torch.cat([prefix_mask, prefix_mask.new_ones(batch, j - 1)], 1),
+                    prefix_length[:, None] + extra,
+                    cache=self._repeat_cache(cache, 1),
+                )
+            states = torch.cat([states, thought_states], 1)
+            state_mask = torch.cat([state_mask, state_mask.new_ones(batch, j - 1)], 1)
+            state_positions = torch.cat([state_positions, prefix_length[:, None] + extra], 1)
+            query_index = torch.cat([query_index, (prefix_width + extra).expand(batch, -1)], 1)
+        prefix_sum = (hidden * prefix_mask[..., None].to(hidden.dtype)).sum(1)
+        return PrefixState(states=states, state_mask=state_mask, state_positions=state_positions,
+                           query_index=query_index, path="fast", cache=cache, prefix_mask=prefix_mask,
+                           prefix_sum=prefix_sum, suffix_ids=suffix_ids, suffix_mask=suffix_mask,
+                           suffix_positions=suffix_positions)
+
+    def thought_mean(self, prefix: PrefixState) -> torch.Tensor:
+        """r = the thought module's output [B, j, d]; gradient flows into the thought module only."""
+        return self.thought_module(prefix.states, prefix.state_mask, prefix.state_positions, prefix.query_index)
+
+    # --------------------------------------------------------------------------------------------------- pass 2
+    def _suffix_pass(self, prefix: PrefixState, thoughts: torch.Tensor, group_size: int) -> torch.Tensor:
+        """Fast pass 2: thoughts + following tokens on the repeated prefix cache -> suffix states [B*G, S, d]."""
+        rep = lambda t: t.repeat_interleave(group_size, 0)  # noqa: E731
+        j = thoughts.shape[1]
+        embeds = self._embed(rep(prefix.suffix_ids))
+        embeds = torch.cat([thoughts.to(embeds.dtype), embeds[:, j:]], 1)
+        attention = torch.cat([rep(prefix.prefix_mask), rep(prefix.suffix_mask)], 1)
+        hidden, _ = self._body_forward(embeds, attention, rep(prefix.suffix_positions),
+                                       cache=self._repeat_cache(prefix.cache, group_size))
+        return hidden
+
+    def _full_pass(self, input_ids, attention_mask, thought_index, thoughts, group_size: int) -> torch.Tensor:
+        """Reference pass 2: the whole prompt with the thoughts injected -> states [B*G, T, d]."""
+        rep = lambda t: t.repeat_interleave(group_size, 0)  # noqa: E731
+        input_ids, attention_mask, thought_index = rep(input_ids), rep(attention_mask), rep(thought_index)
+        embeds = _inject(self._embed(input_ids), thought_index, thoughts)
+        hidden, _ = self._body_forward(embeds, attention_mask, _true_positions(attention_mask))
+        return hidden
+
+    def _check_pass2(self, prefix: PrefixState, thoughts: torch.Tensor, group_size: int) -> None:
+        if prefix.cache is None and prefix.input_ids is None:
+            raise ValueError("this PrefixState holds only the thought inputs: build a full one with encode_prefix()")
+        expected = (prefix.batch_size * group_size, self.config.num_thought_tokens, self.config.hidden_size)
+        if tuple(thoughts.shape) != expected:
+            raise ValueError(f"thoughts must have shape {expected} (batch * group_size, j, d), "
+                             f"got {tuple(thoughts.shape)}")
+
+    def _pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.config.pooling == "last":
+            last = (mask.long() * torch.arange(mask.shape[1], device=mask.device)).argmax(1)
+            return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+        weights = mask[..., None].to(hidden.dtype)
+        return (hidden * weights).sum(1) / weights.sum(1)
+
+    def embed_with_thoughts(self, prefix: PrefixState, thoughts: torch.Tensor, group_size: int = 1) -> torch.Tensor:
+        """Pass 2 for thoughts [B*G, j, d] (row b*G + g = sample g of item b) -> embeddings [B*G, d]."""
+        self._check_pass2(prefix, thoughts, group_size)
+        if prefix.cache is None:
+            hidden = self._full_pass(prefix.input_ids, prefix.attention_mask, prefix.thought_index, thoughts,
+                                     group_size)
+            return self._pool(hidden, prefix.attention_mask.bool().repeat_interleave(group_size, 0))
+        hidden = self._suffix_pass(prefix, thoughts, group_size)
+        suffix_mask = prefix.suffix_mask.repeat_interleave(group_size, 0)
+        if self.config.pooling == "last":
+            return self._pool(hidden, suffix_mask)
+        weights = suffix_mask[..., None].to(hidden.dtype)
+        total = prefix.prefix_sum.repeat_interleave(group_size, 0) + (hidden * weights).sum(1)
+        count = prefix.prefix_mask.sum(1).repeat_interleave(group_size, 0)[:, None] + weights.sum(1)
+        return total / count
+
+    def suffix_token_logprobs(self, prefix: PrefixState, thoughts: torch.Tensor, group_size: int = 1) -> torch.Tensor:
+        """[B*G, T] log-probs under the LM head of the real tokens after the last thought (0 at padding)."""
+        self._check_pass2(prefix, thoughts, group_size)
+        lm_head = self.backbone_model.get_output_embeddings()
+        if lm_head is None or not self.config.is_causal:
+            raise ValueError("suffix_token_logprobs needs a causal backbone with an LM head")
+        j = self.config.num_thought_tokens
+        if prefix.cache is not None:
+            hidden = self._suffix_pass(prefix, thoughts, group_size)
+            targets = prefix.suffix_ids.repeat_interleave(group_size, 0)[:, j:]
+            valid = prefix.suffix_mask.repeat_interleave(group_size, 0)[:, j:]
+            predictors = hidden[:, j - 1 : -1]
+        else:
+            hidden = self._full_pass(prefix.input_ids, prefix.attention_mask, prefix.thought_index, thoughts,
+                                     group_size)
+            input_ids = prefix.input_ids.repeat_interleave(group_size, 0)
+            mask = prefix.attention_mask.bool().repeat_interleave(group_size, 0)
+            last_thought = prefix.thought_index[:, -1].repeat_interleave(group_size, 0)
+            columns = torch.arange(input_ids.shape[1], device=input_ids.device)
+            tail_length = (mask & (columns > last_thought[:, None])).sum(1)
+            offsets = torch.arange(int(tail_length.max()), device=input_ids.device)
+            predictor_columns = (last_thought[:, None] + offsets).clamp(max=input_ids.shape[1] - 2)
+            valid = offsets < tail_length[:, None]
+            targets = input_ids.gather(1, predictor_columns + 1)
+            predictors = hidden.gather(1, predictor_columns[..., None].expand(-1, -1, hidden.shape[-1]))
+        logprobs = lm_head(predictors).float().log_softmax(-1).gather(-1, targets[..., None]).squeeze(-1)
+        return logprobs * valid
+
+    # ------------------------------------------------------------------------------------------------ public API
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, path: str | None = None,
+                use_thought: bool = True, **unused) -> EmbedderOutput:
+        """Embeddings of tokenized prompts. `use_thought=False` is the no-latent-reasoning ablation: one plain pass
+        with the thought-token embeddings at the thought positions."""
+        if not use_thought:
+            thought_index = self._thought_index(input_ids, attention_mask)
+            thoughts = self.thought_embeddings.expand(input_ids.shape[0], -1, -1)
+            hidden = self._full_pass(input_ids, attention_mask, thought_index, thoughts, 1)
+            return EmbedderOutput(embeddings=self._pool(hidden, attention_mask.bool()))
+        prefix = self.encode_prefix(input_ids, attention_mask, path)
+        thought_means = self.thought_mean(prefix)
+        embeddings = self.embed_with_thoughts(prefix, thought_means)
+        return EmbedderOutput(embeddings=embeddings, thought_means=thought_means, prefix=prefix)
+
+    def tokenize(self, texts: Sequence[str], padding_side: str | None = None) -> dict[str, torch.Tensor]:
+        """Prompts for `texts`, padded: input_ids and attention_mask [B, T] (cpu), thought tokens placed."""
+        side = padding_side or self.config.padding_side
+        return pad_prompts(self.prompts.build(texts), self.tokenizer.pad_token_id, side)
+
+    @torch.no_grad()
+    def sample_group(self, prefix: PrefixState, group_size: int, sigma: float, noise_free_first: bool = True,
+                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """G Gaussian thought samples per item, mu.detach() + sigma * eps (sample 0 noise-free if asked), and their
+        embeddings: (thoughts [B*G, j, d], embeddings [B*G, d]). Runs without gradient."""
+        mu = self.thought_mean(prefix)
+        thoughts = mu.repeat_interleave(group_size, 0)
+        noise_device = generator.device if generator is not None else mu.device
+        noise = torch.randn(thoughts.shape, generator=generator, device=noise_device, dtype=mu.dtype).to(mu.device)
+        if noise_free_first:
+            noise.view(prefix.batch_size, group_size, *mu.shape[1:])[:, 0] = 0
+        thoughts = thoughts + sigma * noise
+        return thoughts, self.embed_with_thoughts(prefix, thoughts, group_size)
+
+    @torch.no_grad()
+    def encode(self, texts: Sequence[str], batch_size: int = 32, path: str | None = None,
+               show_progress: bool = True) -> torch.Tensor:
+        """Embeddings [len(texts), d] (float32, cpu) in eval mode; batches are built by prompt length."""
+        prompts = self.prompts.build(texts)
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
+        result = torch.empty(len(prompts), self.config.hidden_size, dtype=torch.float32)
+        device = self.thought_embeddings.device
+        was_training = self.training
+        self.eval()
+        try:
+            for start in tqdm(range(0, len(order), batch_size), disable=not show_progress, desc="encode", unit="batch"):
+                rows = order[start : start + batch_size]
+                batch = pad_prompts([prompts[i] for i in rows], self.tokenizer.pad_token_id, self.config.padding_side)
+                out = self(**{k: v.to(device) for k, v in batch.items()}, path=path)
+                result[rows] = out.embeddings.float().cpu()
+        finally:
+            self.train(was_training)
+        return result
+
+    def merge_lora(self) -> "LatentReasoningEmbedder":
+        """Merge LoRA into the backbone weights for speed; the adapter weights stay, so `save_pretrained` still
+        writes the small adapter and the folder reloads to the same function. Do not train LoRA after merging."""
+        if isinstance(self.backbone, PeftModel):
+            self.backbone.merge_adapter()
+        return self
+
+    # ----------------------------------------------------------------------------------------------- save / load
+    def save_pretrained(self, save_directory, state_dict=None, safe_serialization=None, **unused) -> None:
+        """Write config.json, tokenizer files, thought_module.safetensors and adapter/ (when LoRA is used).
+
+        `state_dict` / `safe_serialization` (passed by HF Trainer / TRL) are ignored: the backbone is stored by
+        reference and only the small trained parts are written. Everything is written to a staging folder first and
+        each entry then renamed into place (config.json last); other files in the folder (a trainer's checkpoints,
+        logs) are kept.
+        """
+        if not self.config.backbone_name_or_path:
+            raise InputError("the backbone was built in memory: save it with save_pretrained() and pass that folder "
+                             "as backbone_name_or_path to from_backbone() before saving the embedder")
+        target = Path(save_directory)
+        target.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=f".{target.name}.", dir=target.parent) as staging:
+            staging = Path(staging)
+            tensors = {f"thought_module.{k}": v for k, v in self.thought_module.state_dict().items()}
+            tensors["thought_embeddings"] = self.thought_embeddings.data
+            tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+            save_file(tensors, str(staging / THOUGHT_MODULE_FILE), metadata={"format": "pt"})
+            self.tokenizer.save_pretrained(staging)
+            if isinstance(self.backbone, PeftModel):
+                self.backbone.save_pretrained(staging / ADAPTER_DIR, save_embedding_layers=False)
+            self.config.save_pretrained(staging)
+            if not (staging / ADAPTER_DIR).exists() and (target / ADAPTER_DIR).exists():
+                shutil.rmtree(target / ADAPTER_DIR)  # a stale adapter would be loaded with this model
+            entries = sorted(staging.iterdir(), key=lambda p: p.name == CONFIG_FILE)
+            for entry in entries:
+                destination = target / entry.name
+                if destination.is_dir():
+                    shutil.rmtree(destination)
+                os.replace(entry, destination)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *, is_trainable: bool = False, dtype: Any = None,
+                        **unused) -> "LatentReasoningEmbedder":
+        """Inverse of `save_pretrained`: reloads the backbone from `backbone_name_or_path`, the adapter (trainable if
+        `is_trainable`), the thought module and thought-token embeddings, and the tokenizer."""
+        folder = Path(pretrained_model_name_or_path)
+        if not folder.is_dir():
+            raise InputError(f"{folder}: embedder folder not found")
+        for name in (CONFIG_FILE, THOUGHT_MODULE_FILE):
+            if not (folder / name).is_file():
+                raise InputError(f"{folder}: missing {name}; not a LatentReasoningEmbedder folder "
+                                 "(write one with LatentReasoningEmbedder.save_pretrained)")
+        config = LatentReasoningConfig.from_json_file(str(folder / CONFIG_FILE))
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        quantization = BitsAndBytesConfig.from_dict(config.quantization) if config.quantization else None
+        backbone = _load_backbone(config.backbone_name_or_path, quantization, dtype)
+        _add_thought_tokens(backbone, tokenizer, config.thought_tokens)
+        if quantization is not None:
+            backbone = prepare_model_for_kbit_training(backbone, use_gradient_checkpointing=False)
+        if (folder / ADAPTER_DIR).is_dir():
+            backbone = PeftModel.from_pretrained(backbone, str(folder / ADAPTER_DIR), is_trainable=is_trainable)
+        config._name_or_path = str(folder)
+        embedder = cls(config)
+        tensors = load_file(str(folder / THOUGHT_MODULE_FILE))
+        prefix = "thought_module."
+        embedder.thought_module.load_state_dict(
+            {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+        with torch.no_grad():
+            embedder.thought_embeddings.copy_(tensors["thought_embeddings"])
+        embedder.to(backbone.get_input_embeddings().weight.device)
+        embedder._attach(backbone, tokenizer)
+        return embedder
+
+
+__all__ = ["LatentReasoningEmbedder", "EmbedderOutput", "PrefixState", "is_causal_config"]

@@ -1,0 +1,77 @@
+"""Item prompts: instruction + item text (chat-formatted where the tokenizer has a template), thought tokens, EOS."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import torch
+
+from ..errors import InputError
+
+logger = logging.getLogger(__name__)
+
+_TEXT_MARKER = "\x00ITEM_TEXT\x00"
+
+
+class PromptBuilder:
+    """Token layout of one item: head ids, text ids (truncated to fit), tail ids, j thought ids, end id.
+
+    With a chat template, head/tail come from rendering one user message "instruction\\ntext" with the generation
+    prompt and splitting it around the text. Without one: [BOS or CLS] instruction, text, then the thoughts and
+    [EOS or SEP]. The text is tokenized on its own, so truncation cuts only the text; thoughts and end always stay.
+    """
+
+    def __init__(self, tokenizer, instruction: str, thought_token_ids: Sequence[int], max_length: int):
+        self.tokenizer = tokenizer
+        self.thought_token_ids = list(thought_token_ids)
+        self.max_length = max_length
+        end_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
+        if end_id is None:
+            raise InputError("the tokenizer has neither an EOS nor a SEP token to end the prompt with")
+        self.end_ids = [end_id]
+        if getattr(tokenizer, "chat_template", None):
+            rendered = tokenizer.apply_chat_template(
+                [{"role": "user", "content": f"{instruction}\n{_TEXT_MARKER}"}],
+                tokenize=False, add_generation_prompt=True,
+            )
+            head, tail = rendered.split(_TEXT_MARKER)
+            self.head_ids = self._ids(head)
+            self.tail_ids = self._ids(tail)
+        else:
+            start_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.cls_token_id
+            self.head_ids = ([start_id] if start_id is not None else []) + self._ids(instruction)
+            self.tail_ids = []
+        fixed = len(self.head_ids) + len(self.tail_ids) + len(self.thought_token_ids) + len(self.end_ids)
+        self.text_budget = max_length - fixed
+        if self.text_budget < 1:
+            raise InputError(f"max_length={max_length} leaves no room for the item text "
+                             f"(the prompt frame takes {fixed} tokens)")
+
+    def _ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
+
+    def build(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of every prompt; empty texts are refused, long texts truncated with one warning per call."""
+        for index, text in enumerate(texts):
+            if not isinstance(text, str) or not text.strip():
+                raise InputError(f"item text at index {index} is empty (got {text!r})")
+        text_ids = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        truncated = sum(len(ids) > self.text_budget for ids in text_ids)
+        if truncated:
+            logger.warning("%d of %d item texts exceed max_length=%d and were truncated to %d text tokens",
+                           truncated, len(texts), self.max_length, self.text_budget)
+        frame_end = self.tail_ids + self.thought_token_ids + self.end_ids
+        return [self.head_ids + ids[: self.text_budget] + frame_end for ids in text_ids]
+
+
+def pad_prompts(prompts: Sequence[Sequence[int]], pad_id: int, padding_side: str) -> dict[str, torch.Tensor]:
+    """Pad to the longest prompt: input_ids and attention_mask as [B, T] int64 tensors."""
+    width = max(len(ids) for ids in prompts)
+    input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, ids in enumerate(prompts):
+        cols = slice(width - len(ids), width) if padding_side == "left" else slice(0, len(ids))
+        input_ids[row, cols] = torch.tensor(ids, dtype=torch.long)
+        attention_mask[row, cols] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask}

@@ -1,0 +1,43 @@
+"""`reaemb-trl export --model DIR --data PREPARED_DIR --output FILE [--pca D] [--batch-size B] [--path P]`."""
+
+from __future__ import annotations
+
+import argparse
+
+from .export import export_item_table
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reaemb-trl export",
+        description="Embed every item of a prepared dataset with a trained embedder folder and write a safetensors "
+                    "table (tensor 'embeddings', row 0 = padding, row i = item i).",
+    )
+    parser.add_argument("--model", required=True, help="Embedder folder (LatentReasoningEmbedder.save_pretrained).")
+    parser.add_argument("--data", required=True, help="Prepared dataset folder (reaemb-trl prepare).")
+    parser.add_argument("--output", required=True, help="Table file to write, e.g. items.safetensors.")
+    parser.add_argument("--pca", type=int, help="Also write a PCA-reduced table FILE.pcaD.safetensors.")
+    parser.add_argument("--batch-size", type=int, default=32, help="Items per forward pass (default: 32).")
+    parser.add_argument("--path", choices=("fast", "reference"), help="Execution path (default: fast for decoders).")
+    parser.add_argument("--num-items", type=int, help="Refuse a dataset that does not have exactly this many items.")
+    parser.add_argument("--device", help="torch device (default: cuda when available, else cpu).")
+    parser.add_argument("--no-progress", dest="show_progress", action="store_false", help="Hide the progress bar.")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    import torch
+
+    from ..data import PreparedDataset
+    from ..embedder import LatentReasoningEmbedder
+
+    dataset = PreparedDataset.load(args.data)
+    embedder = LatentReasoningEmbedder.from_pretrained(args.model)
+    embedder.to(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    written = export_item_table(embedder, dataset, args.output, pca=args.pca, batch_size=args.batch_size,
+                                path=args.path, num_items=args.num_items, model_name=args.model,
+                                show_progress=args.show_progress)
+    for file in written:
+        print(f"wrote {file}")
+    return 0

@@ -1,0 +1,67 @@
+"""Item table export: noise-free embeddings of every item of a prepared dataset, optionally reduced with PCA."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from sklearn.decomposition import PCA
+
+from ..data import PreparedDataset, save_embedding_table
+from ..errors import InputError
+
+
+def pca_path(output: str | os.PathLike, dim: int) -> Path:
+    """`items.safetensors` -> `items.pca128.safetensors`."""
+    output = Path(output)
+    return output.with_name(f"{output.stem}.pca{dim}{output.suffix}")
+
+
+def export_item_table(embedder, dataset: PreparedDataset, output: str | os.PathLike, pca: int | None = None,
+                      batch_size: int = 32, path: str | None = None, num_items: int | None = None,
+                      model_name: str | None = None, show_progress: bool = True) -> list[Path]:
+    """Embed items 1..N with `embedder.encode` and write the table (row 0 zeros) with `save_embedding_table`.
+
+    `num_items`, when given, is the item count the caller expects (e.g. the dataset the model was trained on): a
+    dataset of another size is refused. With `pca`, a second file (`pca_path`) holds the reduced table plus the
+    scikit-learn PCA parameters as the tensors `pca_components`, `pca_mean`, `pca_explained_variance`.
+    Returns the written paths.
+    """
+    if num_items is not None and num_items != dataset.num_items:
+        raise InputError(f"{dataset.path}: the dataset has {dataset.num_items} items but the export was asked "
+                         f"for {num_items}")
+    texts = dataset.item_texts[1:]
+    missing = [item_id for item_id, text in enumerate(texts, start=1) if not text.strip()]
+    if missing:
+        raise InputError(f"{dataset.path}: {len(missing)} items have no text (item ids {missing[:10]}); "
+                         "the embedder needs item text (prepare the dataset with an item file)")
+    if pca is not None and not 1 <= pca <= min(dataset.num_items, embedder.config.hidden_size):
+        raise InputError(f"--pca {pca}: must be between 1 and min(num_items, hidden size) = "
+                         f"{min(dataset.num_items, embedder.config.hidden_size)}")
+    resolved_path = embedder.resolve_path(path)
+    embeddings = embedder.encode(texts, batch_size=batch_size, path=resolved_path, show_progress=show_progress).numpy()
+    table = np.zeros((dataset.num_items + 1, embeddings.shape[1]), dtype=np.float32)
+    table[1:] = embeddings
+    metadata = {
+        "model": model_name or embedder.name_or_path or embedder.config.backbone_name_or_path,
+        "path": resolved_path,
+        "pooling": embedder.config.pooling,
+        "dim": table.shape[1],
+        "num_items": dataset.num_items,
+        "dataset_sha256": dataset.sha256,
+    }
+    written = [save_embedding_table(output, table, metadata)]
+    if pca is not None:
+        reducer = PCA(n_components=pca, random_state=0).fit(embeddings)
+        reduced = np.zeros((dataset.num_items + 1, pca), dtype=np.float32)
+        reduced[1:] = reducer.transform(embeddings)
+        extra = {
+            "pca_components": reducer.components_.astype(np.float32),
+            "pca_mean": reducer.mean_.astype(np.float32),
+            "pca_explained_variance": reducer.explained_variance_.astype(np.float32),
+        }
+        pca_metadata = {**metadata, "dim": pca, "pca_from_dim": table.shape[1],
+                        "pca_explained_variance_ratio": f"{reducer.explained_variance_ratio_.sum():.6f}"}
+        written.append(save_embedding_table(pca_path(output, pca), reduced, pca_metadata, extra_tensors=extra))
+    return written

@@ -1,0 +1,132 @@
+import shutil
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from reaemb_trl.crrl.reward_model import CooccurrenceRewardModel
+from reaemb_trl.errors import InputError
+from reaemb_trl.rewards import get_reward
+
+# Items 1..8: 1-2 (3 times), 1-3 (once), 2-3 (twice), 4-5 (once); 6, 7, 8 co-occur with nothing.
+PAIRS = {(1, 2): 3, (1, 3): 1, (2, 3): 2, (4, 5): 1}
+TEXTS = [""] + [f"item {i}" for i in range(1, 9)]
+
+
+def cooccurrence():
+    rows, cols, data = [], [], []
+    for (a, b), count in PAIRS.items():
+        rows += [a, b]
+        cols += [b, a]
+        data += [count, count]
+    return sp.csr_matrix((data, (rows, cols)), shape=(9, 9))
+
+
+class TableEncoder:
+    """Embeds "item i" as row i of a fixed table and records which items each call embedded."""
+
+    def __init__(self, table):
+        self.table = table
+        self.calls = []
+
+    def __call__(self, texts):
+        ids = [int(text.split()[1]) for text in texts]
+        self.calls.append(sorted(ids))
+        return self.table[ids]
+
+
+def test_positive_weights_and_cosine_scores_are_exact():
+    model = CooccurrenceRewardModel(cooccurrence(), num_positives=2, num_candidates=4, item_texts=TEXTS, seed=3)
+    table = torch.randn(9, 5, generator=torch.Generator().manual_seed(0))
+    embeddings = torch.randn(2, 5, generator=torch.Generator().manual_seed(1))
+    scored = model.score(torch.tensor([1, 4]), embeddings, TableEncoder(table))
+
+    ids = scored.candidate_ids
+    assert ids[0, :2].tolist() == [2, 3] and ids[1, 0].item() == 5
+    torch.testing.assert_close(scored.positive_weights, torch.tensor([[0.75, 0.25, 0, 0], [1.0, 0, 0, 0]]))
+    expected = torch.nn.functional.cosine_similarity(embeddings[:, None, :], table[ids], dim=-1)
+    torch.testing.assert_close(scored.scores, expected)
+    assert scored.has_positive.tolist() == [True, True]
+
+    dot = CooccurrenceRewardModel(cooccurrence(), num_positives=2, num_candidates=4, item_texts=TEXTS, seed=3,
+                                  similarity="dot")
+    scored_dot = dot.score(torch.tensor([1, 4]), embeddings, TableEncoder(table))
+    torch.testing.assert_close(scored_dot.scores, torch.einsum("nd,nkd->nk", embeddings, table[ids]))
+
+
+def test_items_without_cooccurring_item_are_flagged_not_fatal():
+    model = CooccurrenceRewardModel(cooccurrence(), num_candidates=3, item_texts=TEXTS)
+    assert model.items_with_positives().tolist() == [1, 2, 3, 4, 5]
+    scored = model.score(torch.tensor([6, 1]), torch.randn(2, 4), TableEncoder(torch.randn(9, 4)))
+    assert scored.has_positive.tolist() == [False, True]
+    assert scored.positive_weights[0].sum().item() == 0.0
+    train, heldout = model.split_items(2, seed=0)
+    assert len(heldout) == 2 and sorted(np.concatenate([train, heldout]).tolist()) == [1, 2, 3, 4, 5]
+
+
+def test_negatives_are_redrawn_each_epoch_and_never_cooccur():
+    model = CooccurrenceRewardModel(cooccurrence(), num_candidates=4, item_texts=TEXTS, seed=0)
+    first, second = model.candidates(0).item_ids.copy(), model.candidates(1).item_ids.copy()
+    assert not np.array_equal(first[1:, 1:], second[1:, 1:])
+    dense = cooccurrence().toarray()
+    for row in range(1, 9):
+        negatives = first[row, model.candidates(0).num_positives[row]:]
+        assert all(dense[row, n] == 0 and n != row for n in negatives)
+
+
+def test_candidate_cache_refreshes_on_schedule():
+    table = torch.randn(9, 4)
+    every_step = CooccurrenceRewardModel(cooccurrence(), num_candidates=3, item_texts=TEXTS, refresh_every=1)
+    encoder = TableEncoder(table)
+    for step in range(3):
+        every_step.score(torch.tensor([1]), torch.randn(1, 4), encoder, step=step)
+    assert len(encoder.calls) == 3  # refresh_every=1 re-embeds the candidates at every step
+
+    scheduled = CooccurrenceRewardModel(cooccurrence(), num_candidates=3, item_texts=TEXTS, refresh_every=3)
+    encoder = TableEncoder(table)
+    for step in range(4):
+        scheduled.score(torch.tensor([1]), torch.randn(1, 4), encoder, step=step)
+    candidates = sorted(scheduled.candidates(0).item_ids[1].tolist())
+    assert encoder.calls == [candidates, candidates]  # steps 0 and 3 only
+
+    # A stale cache scores against old embeddings; a refresh picks up the new ones.
+    encoder.table = -table
+    stale = scheduled.score(torch.tensor([1]), table[1:2], encoder, step=4)
+    fresh = scheduled.score(torch.tensor([1]), table[1:2], encoder, step=6)
+    torch.testing.assert_close(fresh.scores, -stale.scores)
+
+
+def test_evaluate_is_mean_reward_of_fresh_noise_free_embeddings():
+    table = torch.randn(9, 6, generator=torch.Generator().manual_seed(2))
+    model = CooccurrenceRewardModel(cooccurrence(), num_candidates=3, item_texts=TEXTS, seed=1)
+    ndcg = get_reward("cooc_ndcg")
+    value = model.evaluate([1, 2, 6], TableEncoder(table), ndcg)
+    scored = model.score(torch.tensor([1, 2]), table[[1, 2]], TableEncoder(table))
+    assert value == pytest.approx(ndcg(scored.scores, scored.positive_weights).mean().item())  # item 6 skipped
+    # Every item's own positive embedded as the item itself: rank 0 everywhere.
+    perfect = table.clone()
+    perfect[2] = perfect[1]
+    perfect[3] = perfect[1]
+    assert model.evaluate([1], TableEncoder(perfect), ndcg) == pytest.approx(0.5)
+
+
+def test_prepared_dataset_source(prepared_sample, tmp_path):
+    model = CooccurrenceRewardModel(prepared_sample, num_candidates=10)
+    assert model.item_texts[1] and model.num_items == len(model.item_texts) - 1
+    assert 0 < len(model.items_with_positives()) <= model.num_items
+
+    copy = tmp_path / "no_cooc"
+    shutil.copytree(prepared_sample, copy)
+    (copy / "cooccurrence.npz").unlink()
+    with pytest.raises(InputError, match="cooccurrence.npz"):
+        CooccurrenceRewardModel(copy)
+
+
+def test_bad_settings_are_input_errors():
+    with pytest.raises(InputError, match="similarity"):
+        CooccurrenceRewardModel(cooccurrence(), similarity="l2", item_texts=TEXTS)
+    with pytest.raises(InputError, match="num_positives"):
+        CooccurrenceRewardModel(cooccurrence(), num_positives=3, num_candidates=3, item_texts=TEXTS)
+    with pytest.raises(InputError, match="refresh_every"):
+        CooccurrenceRewardModel(cooccurrence(), refresh_every=0, item_texts=TEXTS)

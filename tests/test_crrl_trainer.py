@@ -1,0 +1,146 @@
+import json
+import textwrap
+
+import pytest
+import torch
+import yaml
+
+from reaemb_trl.crrl import CRRLConfig, CooccurrenceRewardModel, EmbeddingGRPOTrainer, item_dataset
+from reaemb_trl.crrl.cli import load_policy, main
+from reaemb_trl.crrl.policy import policy_logprobs
+from reaemb_trl.embedder import LatentReasoningEmbedder
+from reaemb_trl.errors import InputError
+from reaemb_trl.testing import save_tiny_decoder
+
+
+@pytest.fixture(scope="module")
+def lrcl_folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("crrl")
+    backbone = save_tiny_decoder(root / "backbone")
+    LatentReasoningEmbedder.from_backbone(str(backbone), max_length=40).save_pretrained(root / "lrcl")
+    return root / "lrcl"
+
+
+@pytest.fixture(scope="module")
+def reward_model(prepared_sample):
+    return CooccurrenceRewardModel(prepared_sample, num_candidates=10)
+
+
+def make_trainer(lrcl_folder, reward_model, tmp_path, num_items=16, **overrides):
+    settings = dict(output_dir=str(tmp_path / "out"), num_generations=4, per_device_train_batch_size=16, max_steps=1,
+                    logging_steps=1, save_strategy="no", report_to="none", warmup_steps=0, learning_rate=1e-2,
+                    use_cpu=True, model_name_or_path=str(lrcl_folder), seed=0)
+    settings.update(overrides)
+    args = CRRLConfig(**settings)
+    train_items, _ = reward_model.split_items(0)
+    embedder = load_policy(args)
+    return EmbeddingGRPOTrainer(embedder, args, reward_model, item_dataset(train_items[:num_items], reward_model.item_texts))
+
+
+def logged(trainer, key):
+    return [entry[key] for entry in trainer.state.log_history if key in entry]
+
+
+def test_one_step_changes_only_the_thought_module(lrcl_folder, reward_model, tmp_path):
+    trainer = make_trainer(lrcl_folder, reward_model, tmp_path)
+    embedder = trainer.model
+    before = {name: tensor.clone() for name, tensor in embedder.state_dict().items()}
+    trainer.train()
+    changed = {name for name, tensor in embedder.state_dict().items() if not torch.equal(before[name], tensor)}
+    assert changed == {"thought_module.q_proj.weight", "thought_module.k_proj.weight", "thought_module.v_proj.weight"}
+    assert {name for name, p in embedder.named_parameters() if p.requires_grad} == {
+        "thought_module.q_proj.weight", "thought_module.k_proj.weight", "thought_module.v_proj.weight"}
+    assert logged(trainer, "rewards/cooc_ndcg/mean")[0] > 0
+
+
+def test_second_iteration_sees_a_ratio_and_clipping_engages(lrcl_folder, reward_model, tmp_path):
+    trainer = make_trainer(lrcl_folder, reward_model, tmp_path, num_iterations=2, max_steps=2, epsilon=1e-3,
+                           epsilon_high=1e-3, learning_rate=5e-2)
+    trainer.train()
+    first, second = logged(trainer, "log_ratio/abs_max")
+    assert first < 1e-5  # on-policy: the recomputed mean matches the sampling mean
+    assert second > 1e-3
+    clipped = logged(trainer, "clip_ratio/region_mean")
+    assert clipped[0] == 0.0 and clipped[1] > 0.0
+
+
+def test_token_likelihood_matches_a_full_prompt_computation(lrcl_folder, reward_model):
+    embedder = LatentReasoningEmbedder.from_pretrained(lrcl_folder)
+    texts = [reward_model.item_texts[i] for i in (1, 2, 3)]
+    batch = embedder.tokenize(texts)
+    group_size, sigma = 2, 0.1
+    with torch.no_grad():
+        prefix = embedder.encode_prefix(**batch)
+        mean = embedder.thought_mean(prefix)
+        noise = torch.randn(3 * group_size, *mean.shape[1:], generator=torch.Generator().manual_seed(0))
+        thoughts = mean.repeat_interleave(group_size, 0) + sigma * noise
+        fast = policy_logprobs("token_likelihood", embedder, prefix, mean, thoughts, noise, sigma, group_size)
+
+        # Reference: the backbone on each whole, unpadded prompt with the thought as the input embedding at the
+        # thought position; log-probs of every token after it.
+        lm = embedder.backbone_model
+        thought_id = embedder.thought_token_ids[0]
+        expected = []
+        for row in range(3 * group_size):
+            ids = batch["input_ids"][row // group_size][batch["attention_mask"][row // group_size].bool()]
+            position = int((ids == thought_id).nonzero())
+            embeds = lm.get_input_embeddings()(ids[None]).clone()
+            embeds[0, position] = thoughts[row, 0]
+            logprobs = lm(inputs_embeds=embeds).logits[0].log_softmax(-1)
+            expected.append(logprobs[position:-1].gather(1, ids[position + 1:, None]).squeeze(1))
+    torch.testing.assert_close(fast, torch.stack(expected), rtol=1e-4, atol=1e-4)
+
+
+def test_user_reward_from_a_dotted_path_changes_training(lrcl_folder, reward_model, tmp_path, monkeypatch):
+    (tmp_path / "crrl_user_rewards.py").write_text(textwrap.dedent("""
+        def last_candidate(scores, positive_weights, **kwargs):
+            return scores[:, -1]
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    weights = {}
+    for reward in ("cooc_ndcg", "crrl_user_rewards:last_candidate"):
+        trainer = make_trainer(lrcl_folder, reward_model, tmp_path / reward.replace(":", "_"), rewards=[reward],
+                               max_steps=2)
+        trainer.train()
+        weights[reward] = trainer.model.thought_module.q_proj.weight.detach().clone()
+        assert logged(trainer, f"rewards/{reward}/mean")
+    assert not torch.allclose(weights["cooc_ndcg"], weights["crrl_user_rewards:last_candidate"])
+
+
+def test_bad_input(lrcl_folder, reward_model, tmp_path):
+    with pytest.raises(InputError, match="num_generations must be >= 2"):
+        CRRLConfig(output_dir=str(tmp_path), num_generations=1)
+    with pytest.raises(InputError, match="built on backbone"):
+        load_policy(CRRLConfig(output_dir=str(tmp_path), model_name_or_path=str(lrcl_folder), backbone="Qwen/Qwen2.5-0.5B"))
+    with pytest.raises(InputError, match="not an LRCL output folder"):
+        load_policy(CRRLConfig(output_dir=str(tmp_path), model_name_or_path=str(tmp_path)))
+    with pytest.raises(InputError, match="divisible by num_generations"):
+        make_trainer(lrcl_folder, reward_model, tmp_path, per_device_train_batch_size=6)
+    with pytest.raises(InputError, match="unknown reward 'nope'"):
+        make_trainer(lrcl_folder, reward_model, tmp_path, rewards=["nope"])
+
+
+def test_cli_writes_an_embedder_folder_and_resumes(lrcl_folder, prepared_sample, tmp_path):
+    recipe = tmp_path / "crrl.yaml"
+    output = tmp_path / "crrl_out"
+    recipe.write_text(yaml.safe_dump({
+        "model_name_or_path": str(lrcl_folder), "dataset_dir": str(prepared_sample), "output_dir": str(output),
+        "backbone": json.loads((lrcl_folder / "config.json").read_text())["backbone_name_or_path"],
+        "num_generations": 4, "per_device_train_batch_size": 16, "max_steps": 2, "eval_items": 20, "sigma": 1.0,
+        "rewards": ["cooc_ndcg", "cooc_mrr"], "reward_weights": [1.0, 0.5], "save_steps": 1, "use_cpu": True,
+        "report_to": "none", "warmup_steps": 0,
+    }))
+    assert main(["--config", str(recipe), "--learning_rate", "0.01"]) == 0
+    metrics = json.loads((output / "crrl_metrics.json").read_text())
+    assert metrics["heldout_items"] == 20 and "eval_cooc_ndcg" in metrics["end"]
+    assert json.loads((output / "crrl_config.json").read_text())["learning_rate"] == 0.01
+    trained = LatentReasoningEmbedder.from_pretrained(output)
+    start = LatentReasoningEmbedder.from_pretrained(lrcl_folder)
+    assert not torch.equal(trained.thought_module.q_proj.weight, start.thought_module.q_proj.weight)
+
+    # Resuming from the step-1 checkpoint restores its thought module and finishes the run.
+    resumed_output = tmp_path / "resumed"
+    assert main(["--config", str(recipe), "--output_dir", str(resumed_output),
+                 "--resume_from_checkpoint", str(output / "checkpoint-1"), "--learning_rate", "0.01"]) == 0
+    state = json.loads((resumed_output / "trainer_state.json").read_text())
+    assert state["global_step"] == 2

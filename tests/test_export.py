@@ -1,0 +1,103 @@
+"""`reaemb-trl export`: the item table file, its metadata, PCA, and refusals."""
+
+import json
+
+import numpy as np
+import pytest
+from safetensors import safe_open
+
+from reaemb_trl.cli import main as cli_main
+from reaemb_trl.data import PreparedDataset, load_embedding_table, prepare_dataset, sample_dataset_files
+from reaemb_trl.embedder import LatentReasoningEmbedder
+from reaemb_trl.errors import InputError
+from reaemb_trl.export import export_item_table, pca_path
+from reaemb_trl.testing import save_tiny_decoder
+
+
+@pytest.fixture(scope="module")
+def small_dataset(tmp_path_factory):
+    """The first 6 users of the bundled Office sample and their few dozen items, prepared."""
+    root = tmp_path_factory.mktemp("small")
+    inter_path, item_path = sample_dataset_files()
+    sequences = dict(list(json.loads(open(inter_path).read()).items())[:6])
+    wanted = {str(item) for sequence in sequences.values() for item in sequence}
+    items = {k: v for k, v in json.loads(open(item_path).read()).items() if k in wanted}
+    (root / "inter.json").write_text(json.dumps(sequences))
+    (root / "items.json").write_text(json.dumps(items))
+    return prepare_dataset("seqjson", interactions=root / "inter.json", items=root / "items.json",
+                           output=root / "prepared", show_progress=False)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export_model")
+    backbone = save_tiny_decoder(root / "backbone", arch="llama")
+    embedder = LatentReasoningEmbedder.from_backbone(backbone, lora=True, max_length=96)
+    embedder.save_pretrained(root / "embedder")
+    return root / "embedder"
+
+
+def test_cli_export_writes_the_table_and_pca(small_dataset, model_dir, tmp_path):
+    dataset = PreparedDataset.load(small_dataset)
+    output = tmp_path / "items.safetensors"
+    code = cli_main(["export", "--model", str(model_dir), "--data", str(small_dataset), "--output", str(output),
+                     "--pca", "8", "--batch-size", "16", "--no-progress"])
+    assert code == 0
+    table, metadata = load_embedding_table(output, num_items=dataset.num_items)
+    assert table.shape == (dataset.num_items + 1, 64)
+    assert not table[0].any() and np.abs(table[1:]).min(axis=1).max() > 0
+    assert metadata == {"model": str(model_dir), "path": "fast", "pooling": "mean", "dim": "64",
+                        "num_items": str(dataset.num_items), "dataset_sha256": dataset.sha256}
+    expected = LatentReasoningEmbedder.from_pretrained(model_dir).encode(dataset.item_texts[1:], show_progress=False)
+    np.testing.assert_allclose(table[1:], expected.numpy(), rtol=1e-5, atol=1e-6)
+
+    reduced_file = pca_path(output, 8)
+    assert reduced_file.name == "items.pca8.safetensors"
+    reduced, pca_metadata = load_embedding_table(reduced_file, num_items=dataset.num_items)
+    assert reduced.shape == (dataset.num_items + 1, 8) and not reduced[0].any()
+    assert pca_metadata["dim"] == "8" and pca_metadata["pca_from_dim"] == "64"
+    with safe_open(str(reduced_file), framework="numpy") as handle:
+        components = handle.get_tensor("pca_components")
+        mean = handle.get_tensor("pca_mean")
+        variance = handle.get_tensor("pca_explained_variance")
+    assert components.shape == (8, 64) and mean.shape == (64,) and np.all(np.diff(variance) <= 0)
+    np.testing.assert_allclose((table[1:] - mean) @ components.T, reduced[1:], rtol=1e-3, atol=1e-4)
+
+
+def test_reference_path_export_matches_fast(small_dataset, model_dir, tmp_path):
+    dataset = PreparedDataset.load(small_dataset)
+    embedder = LatentReasoningEmbedder.from_pretrained(model_dir)
+    fast_file, = export_item_table(embedder, dataset, tmp_path / "fast.safetensors", show_progress=False)
+    reference_file, = export_item_table(embedder, dataset, tmp_path / "ref.safetensors", path="reference",
+                                        show_progress=False)
+    fast, _ = load_embedding_table(fast_file)
+    reference, metadata = load_embedding_table(reference_file)
+    assert metadata["path"] == "reference"
+    assert np.abs(fast - reference).max() / np.abs(reference).max() < 1e-5
+
+
+def test_export_refusals(small_dataset, model_dir, tmp_path, capsys):
+    dataset = PreparedDataset.load(small_dataset)
+    embedder = LatentReasoningEmbedder.from_pretrained(model_dir)
+    with pytest.raises(InputError, match=f"has {dataset.num_items} items but the export was asked for 5"):
+        export_item_table(embedder, dataset, tmp_path / "x.safetensors", num_items=5)
+    with pytest.raises(InputError, match="--pca 1000"):
+        export_item_table(embedder, dataset, tmp_path / "x.safetensors", pca=1000)
+    args = ["export", "--model", str(model_dir), "--data", str(small_dataset), "--output", str(tmp_path / "y")]
+    assert cli_main([*args, "--num-items", str(dataset.num_items + 1), "--no-progress"]) == 1
+    assert "export was asked for" in capsys.readouterr().err
+    (tmp_path / "empty_model").mkdir()
+    assert cli_main(["export", "--model", str(tmp_path / "empty_model"), "--data", str(small_dataset),
+                     "--output", str(tmp_path / "z")]) == 1
+    assert "missing config.json" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.safetensors")) and not (tmp_path / "y").exists()
+
+
+def test_items_without_text_are_refused(tmp_path, model_dir):
+    (tmp_path / "inter.json").write_text(json.dumps({"u1": [1, 2, 3], "u2": [2, 3, 1]}))
+    with pytest.warns(UserWarning, match="no item file"):
+        folder = prepare_dataset("seqjson", interactions=tmp_path / "inter.json", output=tmp_path / "prepared",
+                                 show_progress=False)
+    with pytest.raises(InputError, match="3 items have no text"):
+        export_item_table(LatentReasoningEmbedder.from_pretrained(model_dir), PreparedDataset.load(folder),
+                          tmp_path / "t.safetensors")
