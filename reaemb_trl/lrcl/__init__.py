@@ -1,0 +1,9 @@
+"""Stage 1, LRCL: contrastive training of the embedder on attribute-dropout views of each item."""
+
+from .losses import LOSSES, InfoNCELoss, SoftCLIPLoss, build_loss
+from .lrcl_config import LRCLConfig
+from .lrcl_trainer import ContrastiveEmbedder, LRCLTrainer, view_retrieval_accuracy
+from .views import ViewSampler, make_views
+
+__all__ = ["LOSSES", "ContrastiveEmbedder", "InfoNCELoss", "LRCLConfig", "LRCLTrainer", "SoftCLIPLoss",
+           "ViewSampler", "build_loss", "make_views", "view_retrieval_accuracy"]

@@ -1,0 +1,130 @@
+"""Settings of the LRCL stage; the defaults are the reference settings (DESIGN section 1)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from ..errors import InputError
+
+MIXED_PRECISION_CHOICES = ("auto", "no", "fp16", "bf16")
+QUANTIZATION_CHOICES = ("none", "4bit")
+POOLING_CHOICES = ("mean", "last")
+EXECUTION_PATHS = ("auto", "fast", "reference")
+DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def _help(text: str, **kwargs):
+    return field(metadata={"help": text}, **kwargs)
+
+
+@dataclass
+class LRCLConfig:
+    """One LRCL run. Reference: 4 GPUs x 64 items x 2 accumulation steps = 512 items per optimizer step."""
+
+    # Inputs and outputs
+    model_name_or_path: str | None = _help("Backbone: a local folder (decoder or encoder) or a hub name.", default=None)
+    dataset_dir: str | None = _help("Prepared dataset folder (`reaemb-trl prepare`).", default=None)
+    output_dir: str = _help("Where the trained embedder, the logs and the checkpoints go.", default="outputs/lrcl")
+    overwrite_output_dir: bool = _help("Replace an output folder that already holds a run.", default=False)
+
+    # Embedder
+    num_thought_tokens: int = _help("Latent thought tokens placed after the item text (reference: 1).", default=1)
+    pooling: str = _help(f"How token states become the item embedding: {POOLING_CHOICES}.", default="mean")
+    no_thought: bool = _help("Bypass the thought module (the LLMEmb-style ablation).", default=False)
+    max_length: int = _help("Longest tokenised prompt; longer item texts are truncated.", default=1024)
+    instruction: str | None = _help("Instruction before the item text; None keeps the embedder's default.",
+                                    default=None)
+    quantization: str = _help(f"Backbone weights: {QUANTIZATION_CHOICES} (4bit = QLoRA, needs bitsandbytes).",
+                              default="none")
+    lora_r: int = _help("LoRA rank.", default=8)
+    lora_alpha: int = _help("LoRA scaling numerator.", default=32)
+    lora_dropout: float = _help("Dropout on the LoRA input.", default=0.1)
+    lora_target_modules: list[str] = _help("Module names that get LoRA adapters.",
+                                           default_factory=lambda: list(DEFAULT_LORA_TARGETS))
+    execution_path: str = _help(f"{EXECUTION_PATHS}: auto = the exact fast path on decoders (prefix KV cache "
+                                "reused by pass 2), the plain two-pass reference path on encoders.", default="auto")
+    gradient_checkpointing: bool = _help("Recompute backbone activations in the backward pass to save memory "
+                                         "(runs the reference path: the fast path needs the KV cache).",
+                                         default=False)
+
+    # Views and loss
+    view_drop_ratio: float = _help("Share of an item's attributes dropped in each view: int(ratio * k).",
+                                   default=0.4)
+    loss: str = _help("Contrastive loss by name: soft_clip (reference) or infonce.", default="soft_clip")
+    temperature: float | None = _help("Initial temperature; None takes the loss's default (soft_clip 1.0, "
+                                      "infonce 0.05).", default=None)
+    learnable_temperature: bool = _help("Train the temperature with the model.", default=True)
+    min_temperature: float = _help("Lower clamp of the temperature.", default=1e-3)
+    gather_negatives: bool = _help("Gather embeddings across processes (with gradient) so the negatives come from "
+                                   "the global batch.", default=True)
+
+    # Optimisation
+    learning_rate: float = _help("Peak learning rate of AdamW.", default=2e-4)
+    weight_decay: float = _help("AdamW weight decay.", default=0.0)
+    lr_scheduler_type: str = _help("A transformers.get_scheduler name (linear, cosine, constant, ...).",
+                                   default="linear")
+    warmup_steps: int = _help("Learning-rate warm-up, in optimizer steps.", default=0)
+    max_steps: int = _help("Optimizer steps to train.", default=2000)
+    per_device_train_batch_size: int = _help("Items per process per micro-step (each gives two views).",
+                                             default=64)
+    gradient_accumulation_steps: int = _help("Micro-steps per optimizer step.", default=2)
+    max_grad_norm: float = _help("Gradient clipping norm; 0 turns clipping off.", default=1.0)
+    mixed_precision: str = _help(f"{MIXED_PRECISION_CHOICES}; auto = bf16 on GPUs that have it, else fp16 on GPU, "
+                                 "no on CPU (an `accelerate launch` setting wins).", default="auto")
+    seed: int = _help("Seed of the initialisation, the item order, the views and the held-out items.", default=42)
+
+    # Evaluation, logging, checkpoints
+    eval_steps: int = _help("Evaluate on the held-out items every N optimizer steps (0 = only before and after).",
+                            default=200)
+    eval_items: int = _help("Items held out of training for evaluation.", default=256)
+    eval_batch_size: int = _help("Texts per forward pass during evaluation.", default=64)
+    logging_steps: int = _help("Log the training loss every N optimizer steps.", default=10)
+    report_to: str = _help("Tracker for accelerate: tensorboard, wandb, ..., or none.", default="tensorboard")
+    save_steps: int = _help("Checkpoint every N optimizer steps (0 = never).", default=500)
+    save_total_limit: int = _help("Checkpoints kept (the oldest are deleted).", default=2)
+    resume_from_checkpoint: str | None = _help("A checkpoint folder, or `latest` for the newest one under "
+                                               "output_dir/checkpoints.", default=None)
+
+    def __post_init__(self):
+        if isinstance(self.lora_target_modules, str):
+            self.lora_target_modules = [name.strip() for name in self.lora_target_modules.split(",") if name.strip()]
+        choices = {"mixed_precision": MIXED_PRECISION_CHOICES, "quantization": QUANTIZATION_CHOICES,
+                   "pooling": POOLING_CHOICES, "execution_path": EXECUTION_PATHS}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise InputError(f"LRCL config: {name}={getattr(self, name)!r} is not one of {allowed}")
+        from .losses import LOSSES
+
+        if self.loss not in LOSSES:
+            raise InputError(f"LRCL config: unknown loss {self.loss!r} (known: {sorted(LOSSES)})")
+        positive = ("num_thought_tokens", "max_length", "max_steps", "per_device_train_batch_size",
+                    "gradient_accumulation_steps", "eval_batch_size", "lora_r")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise InputError(f"LRCL config: {name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.view_drop_ratio < 1.0:
+            raise InputError(f"LRCL config: view_drop_ratio must be in [0, 1), got {self.view_drop_ratio}")
+        if self.gradient_checkpointing and self.execution_path == "fast":
+            raise InputError("LRCL config: gradient_checkpointing turns the KV cache off, which the fast path needs "
+                             "(use execution_path auto or reference)")
+        if self.save_total_limit < 1:
+            raise InputError(f"LRCL config: save_total_limit must be >= 1, got {self.save_total_limit}")
+
+    def embedder_path(self) -> str | None:
+        """The `path` argument of the embedder's forward (None = its default: fast on decoders)."""
+        if self.gradient_checkpointing:
+            return "reference"
+        return None if self.execution_path == "auto" else self.execution_path
+
+    def resolved_mixed_precision(self) -> str | None:
+        """The value for `Accelerator(mixed_precision=...)`; None lets an `accelerate launch` setting through."""
+        if self.mixed_precision != "auto":
+            return self.mixed_precision
+        if os.environ.get("ACCELERATE_MIXED_PRECISION"):
+            return None
+        import torch
+
+        if torch.cuda.is_available():
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "no"

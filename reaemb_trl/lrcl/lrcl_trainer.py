@@ -1,0 +1,478 @@
+"""Stage 1 of ReaEmb: contrastive training of the embedder on two views of each item, as an Accelerate loop.
+
+The same code runs on one CPU, one GPU and under `accelerate launch` / `torchrun`. Every step's items and views
+are a function of (seed, position in the item stream), so resuming only needs the step number, the trainable
+weights, the optimizer, the schedule and the torch RNG (LoRA dropout): N straight steps and N/2 + resume + N/2
+give the same parameters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.distributed.nn.functional as dist_nn
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..data import PreparedDataset
+from ..errors import InputError
+from ..io_utils import write_json
+from ..recipe import config_to_dict
+from .losses import build_loss
+from .lrcl_config import LRCLConfig
+from .views import ViewSampler
+
+CHECKPOINT_DIR = "checkpoints"
+CHECKPOINT_META = "lrcl_checkpoint.json"
+CHECKPOINT_WEIGHTS = "model.safetensors"  # the file accelerate writes for the first prepared model
+_CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
+# Stream namespaces of the view sampler and of the item order, so they never share random numbers.
+_TRAIN_VIEWS, _EVAL_VIEWS, _ITEM_ORDER, _EVAL_SPLIT = 1, 2, 3, 4
+
+
+class ContrastiveEmbedder(nn.Module):
+    """The embedder and the loss in one module, so one DDP wrapper covers LoRA, the thought module and τ.
+
+    Input: a tokenised batch of 2B texts, the B first views then the B second views of the same items.
+    """
+
+    def __init__(self, embedder: nn.Module, loss: nn.Module, use_thought: bool = True,
+                 gather_negatives: bool = True, path: str | None = None):
+        super().__init__()
+        self.embedder = embedder
+        self.loss = loss
+        self.use_thought = use_thought
+        self.gather_negatives = gather_negatives
+        self.path = path
+
+    def embed(self, **batch) -> torch.Tensor:
+        return self.embedder(**batch, use_thought=self.use_thought, path=self.path).embeddings.float()
+
+    def forward(self, **batch) -> torch.Tensor:
+        view_a, view_b = self.embed(**batch).chunk(2)
+        if self.gather_negatives and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            # all_gather that carries the gradient back to each process's own rows.
+            view_a = torch.cat(dist_nn.all_gather(view_a))
+            view_b = torch.cat(dist_nn.all_gather(view_b))
+        with torch.autocast(device_type=view_a.device.type, enabled=False):  # similarities and softmax in fp32
+            return self.loss(view_a, view_b)
+
+
+def view_retrieval_accuracy(view_a: torch.Tensor, view_b: torch.Tensor) -> float:
+    """Share of items whose other view is its nearest neighbour (cosine) among all items' other views, both ways."""
+    sims = nn.functional.normalize(view_a.float(), dim=-1) @ nn.functional.normalize(view_b.float(), dim=-1).T
+    target = torch.arange(sims.shape[0])
+    hits = (sims.argmax(dim=1) == target).float().mean() + (sims.argmax(dim=0) == target).float().mean()
+    return float(hits / 2)
+
+
+def build_embedder(config: LRCLConfig):
+    """The embedder the config describes: backbone + thought module, LoRA (on a 4-bit backbone for QLoRA)."""
+    from peft import LoraConfig
+    from transformers import BitsAndBytesConfig
+
+    from ..embedder import LatentReasoningEmbedder
+
+    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules=list(config.lora_target_modules))
+    quantization = None
+    if config.quantization == "4bit":
+        compute_dtype = torch.bfloat16 if config.resolved_mixed_precision() == "bf16" else torch.float32
+        quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                          bnb_4bit_compute_dtype=compute_dtype)
+    kwargs = {"instruction": config.instruction} if config.instruction is not None else {}
+    embedder = LatentReasoningEmbedder.from_backbone(
+        config.model_name_or_path, num_thought_tokens=config.num_thought_tokens, pooling=config.pooling,
+        lora=lora, quantization=quantization, max_length=config.max_length, seed=config.seed, **kwargs)
+    if config.no_thought:
+        # Bypassed in every forward pass: frozen, so DDP does not wait for gradients that never come.
+        for param in embedder.thought_module.parameters():
+            param.requires_grad_(False)
+    if config.gradient_checkpointing:
+        embedder.backbone_model.activation_checkpointing_enable(
+            activation_checkpointing_kwargs={"use_reentrant": False})
+    return embedder
+
+
+def _launched_without_accelerator() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.accelerator.is_available()
+
+
+def _model_fingerprint(config_dict: dict, trainable: dict[str, list[int]]) -> str:
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items()
+                    if "name_or_path" not in str(k) and k not in ("transformers_version", "dtype", "torch_dtype")}
+        return value
+
+    blob = json.dumps({"config": strip(config_dict), "trainable": trainable}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class LRCLTrainer:
+    """Trains a `LatentReasoningEmbedder` with a contrastive loss on attribute-dropout views of the items.
+
+    `embedder` and `dataset` may be given directly (tests, notebooks); otherwise they are built from the config.
+    """
+
+    def __init__(self, config: LRCLConfig, embedder=None, dataset: PreparedDataset | None = None):
+        from accelerate import Accelerator
+        from accelerate.utils import ProjectConfiguration, set_seed
+        from transformers import get_scheduler
+
+        self.config = config
+        if embedder is None and not config.model_name_or_path:
+            raise InputError("LRCL config: model_name_or_path is required")
+        if dataset is None and not config.dataset_dir:
+            raise InputError("LRCL config: dataset_dir is required")
+        self.output_dir = Path(config.output_dir)
+        self.dataset = dataset if dataset is not None else PreparedDataset.load(config.dataset_dir)
+        self._split_items()
+
+        trackers = None if config.report_to in ("none", "", None) else config.report_to
+        self.accelerator = Accelerator(
+            # accelerate only sets up a multi-process CPU (gloo) run when told the device is the CPU; without it,
+            # `torchrun` or `accelerate launch --multi_gpu` on a machine without GPUs gives N independent processes.
+            cpu=_launched_without_accelerator(),
+            gradient_accumulation_steps=config.gradient_accumulation_steps,
+            mixed_precision=config.resolved_mixed_precision(),
+            log_with=trackers,
+            project_config=ProjectConfiguration(project_dir=str(self.output_dir),
+                                                logging_dir=str(self.output_dir / "logs")),
+            step_scheduler_with_optimizer=False,  # one schedule step per optimizer step, whatever the world size
+        )
+        self._check_output_dir()
+
+        set_seed(config.seed)  # the same initial LoRA / thought weights on every process
+        embedder = embedder if embedder is not None else build_embedder(config)
+        loss = build_loss(config.loss, config.temperature, config.learnable_temperature, config.min_temperature)
+        model = ContrastiveEmbedder(embedder, loss, use_thought=not config.no_thought,
+                                    gather_negatives=config.gather_negatives, path=config.embedder_path())
+        self.trainable = {name: list(p.shape) for name, p in model.named_parameters() if p.requires_grad}
+        if not self.trainable:
+            raise InputError("LRCL: the model has no trainable parameters (check lora_target_modules)")
+        self.fingerprint = _model_fingerprint(
+            {"embedder": embedder.config.to_dict(), "backbone": embedder.backbone_model.config.to_dict()},
+            self.trainable)
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
+                                      lr=config.learning_rate, weight_decay=config.weight_decay)
+        scheduler = get_scheduler(config.lr_scheduler_type, optimizer, num_warmup_steps=config.warmup_steps,
+                                  num_training_steps=config.max_steps)
+        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, optimizer, scheduler)
+        self.accelerator.register_save_state_pre_hook(self._keep_trainable_weights)
+        self.accelerator.register_load_state_pre_hook(self._load_trainable_weights)
+        self.history: dict[str, list[dict]] = {"train": [], "eval": []}
+        self.global_step = 0
+        self.train_seconds = 0.0  # time in training steps only (no evaluation, no checkpoints)
+
+    # ----------------------------------------------------------------- data
+    def _split_items(self) -> None:
+        ds, config = self.dataset, self.config
+        where = getattr(ds, "path", config.dataset_dir)
+        if not ds.has_text:
+            raise InputError(f"{where}: the dataset has no item text, and LRCL needs item text to build views")
+        attributes = [[]] + [ds.item_attributes(i) for i in range(1, ds.num_items + 1)]
+        with_text = np.array([i for i in range(1, ds.num_items + 1) if attributes[i]], dtype=np.int64)
+        num_eval = min(config.eval_items, len(with_text) // 2)
+        if len(with_text) - num_eval < 2:
+            raise InputError(f"{where}: only {len(with_text)} items have text; LRCL needs at least 2 to train on")
+        order = np.random.default_rng([config.seed, _EVAL_SPLIT]).permutation(with_text)
+        self.eval_item_ids = np.sort(order[:num_eval])
+        self.train_item_ids = np.sort(order[num_eval:])
+        self.train_views = ViewSampler(attributes, config.view_drop_ratio, config.seed, _TRAIN_VIEWS)
+        self.eval_views = ViewSampler(attributes, config.view_drop_ratio, config.seed, _EVAL_VIEWS)
+        self._epoch_orders: dict[int, np.ndarray] = {}
+
+    def stream_items(self, positions: np.ndarray) -> np.ndarray:
+        """Item at each position of the training stream: epoch after epoch, each a seeded permutation."""
+        num_train = len(self.train_item_ids)
+        epochs, offsets = np.divmod(np.asarray(positions, dtype=np.int64), num_train)
+        items = np.empty_like(epochs)
+        for epoch in np.unique(epochs):
+            if epoch not in self._epoch_orders:
+                self._epoch_orders = {e: o for e, o in self._epoch_orders.items() if e >= epoch - 1}
+                rng = np.random.default_rng([self.config.seed, _ITEM_ORDER, int(epoch)])
+                self._epoch_orders[epoch] = rng.permutation(self.train_item_ids)
+            mask = epochs == epoch
+            items[mask] = self._epoch_orders[epoch][offsets[mask]]
+        return items
+
+    def micro_batch_positions(self, micro_step: int) -> np.ndarray:
+        """This process's share of the stream positions of one micro-step (the global micro-batch is contiguous)."""
+        per_device = self.config.per_device_train_batch_size
+        start = (micro_step * self.accelerator.num_processes + self.accelerator.process_index) * per_device
+        return np.arange(start, start + per_device)
+
+    def view_texts(self, positions: np.ndarray) -> tuple[list[str], list[str]]:
+        return self.train_views.pairs(self.stream_items(positions), positions)
+
+    def _tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        batch = self.accelerator.unwrap_model(self.model).embedder.tokenize(texts)
+        return {key: value.to(self.accelerator.device) for key, value in batch.items()}
+
+    # ----------------------------------------------------------- evaluation
+    @torch.no_grad()
+    def embed_texts(self, texts: list[str]) -> torch.Tensor:
+        """Embeddings of `texts` in order, the work split across processes."""
+        model = self.accelerator.unwrap_model(self.model)
+        was_training = model.training
+        model.eval()
+        with self.accelerator.split_between_processes(list(range(len(texts))), apply_padding=True) as indices:
+            chunks = []
+            for start in range(0, len(indices), self.config.eval_batch_size):
+                batch = self._tokenize([texts[i] for i in indices[start:start + self.config.eval_batch_size]])
+                with self.accelerator.autocast():
+                    chunks.append(model.embed(**batch))
+            local = torch.cat(chunks)
+        model.train(was_training)
+        return self.accelerator.gather(local)[: len(texts)].cpu()
+
+    def evaluate(self) -> dict[str, float]:
+        """Held-out contrastive loss (all held-out items in one batch) and top-1 view retrieval among them."""
+        if len(self.eval_item_ids) == 0:
+            return {}
+        texts_a, texts_b = self.eval_views.pairs(self.eval_item_ids, self.eval_item_ids)
+        embeddings = self.embed_texts(texts_a + texts_b)
+        view_a, view_b = embeddings.chunk(2)
+        loss_fn = self.accelerator.unwrap_model(self.model).loss
+        with torch.no_grad():
+            loss = float(loss_fn(view_a.to(self.accelerator.device), view_b.to(self.accelerator.device)))
+        return {"eval_loss": loss, "eval_top1": view_retrieval_accuracy(view_a, view_b),
+                "eval_items": len(self.eval_item_ids)}
+
+    # ----------------------------------------------------------- checkpoints
+    def _check_output_dir(self) -> None:
+        holds_run = (self.output_dir / CHECKPOINT_DIR).is_dir() or (self.output_dir / "trainer_state.json").exists()
+        if not holds_run or self.config.resume_from_checkpoint:
+            return
+        if not self.config.overwrite_output_dir:
+            raise InputError(f"{self.output_dir}: the output folder already holds an LRCL run; pass "
+                             "--resume_from_checkpoint latest to continue it or --overwrite_output_dir true")
+        if self.accelerator.is_main_process:
+            shutil.rmtree(self.output_dir / CHECKPOINT_DIR, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+
+    def _keep_trainable_weights(self, models, weights, output_dir) -> None:
+        # Frozen backbone weights are rebuilt from model_name_or_path: checkpoints hold the trained ones only.
+        for i, model in enumerate(models[: len(weights)]):
+            unwrapped = self.accelerator.unwrap_model(model)
+            weights[i] = {name: p.detach().contiguous() for name, p in unwrapped.named_parameters()
+                          if p.requires_grad}
+
+    def _load_trainable_weights(self, models, input_dir) -> None:
+        from safetensors.torch import load_file
+
+        path = Path(input_dir) / CHECKPOINT_WEIGHTS
+        if not path.is_file():
+            raise InputError(f"{input_dir}: not an LRCL checkpoint ({CHECKPOINT_WEIGHTS} missing)")
+        state = load_file(str(path), device=str(self.accelerator.device))
+        saved = {name: list(tensor.shape) for name, tensor in state.items()}
+        if saved != self.trainable:
+            differing = sorted(set(saved).symmetric_difference(self.trainable)) or \
+                sorted(n for n in saved if saved[n] != self.trainable[n])
+            raise InputError(f"{path}: the checkpoint's trainable weights do not fit this model "
+                             f"(e.g. {differing[:3]}): it comes from a different model or settings")
+        for model in models:
+            self.accelerator.unwrap_model(model).load_state_dict(state, strict=False)
+        models.clear()  # loaded here: accelerate must not load the full state dict it expects
+
+    def _checkpoint_folders(self) -> list[Path]:
+        root = self.output_dir / CHECKPOINT_DIR
+        found = [(int(m.group(1)), p) for p in root.glob("checkpoint-*") if (m := _CHECKPOINT_NAME.match(p.name))]
+        return [p for _, p in sorted(found)]
+
+    def save_checkpoint(self) -> Path:
+        final = self.output_dir / CHECKPOINT_DIR / f"checkpoint-{self.global_step}"
+        staging = final.with_name(f".{final.name}.tmp")
+        if self.accelerator.is_main_process:
+            shutil.rmtree(staging, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+        self.accelerator.save_state(str(staging))
+        if self.accelerator.is_main_process:
+            write_json(staging / CHECKPOINT_META, {
+                "global_step": self.global_step, "model": self.config.model_name_or_path,
+                "model_fingerprint": self.fingerprint, "num_processes": self.accelerator.num_processes,
+                "history": self.history})
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(staging, final)
+            for old in self._checkpoint_folders()[: -self.config.save_total_limit]:
+                shutil.rmtree(old)
+        self.accelerator.wait_for_everyone()
+        return final
+
+    def _resolve_checkpoint(self, value: str) -> Path:
+        if value == "latest":
+            folders = self._checkpoint_folders()
+            if not folders:
+                raise InputError(f"{self.output_dir / CHECKPOINT_DIR}: no checkpoint to resume from")
+            return folders[-1]
+        path = Path(value)
+        if not (path / CHECKPOINT_META).is_file():
+            raise InputError(f"{path}: not an LRCL checkpoint folder ({CHECKPOINT_META} missing)")
+        return path
+
+    def resume(self, value: str) -> Path:
+        path = self._resolve_checkpoint(value)
+        try:
+            meta = json.loads((path / CHECKPOINT_META).read_text(encoding="utf-8"))
+            step, fingerprint = int(meta["global_step"]), meta["model_fingerprint"]
+        except (ValueError, KeyError, TypeError) as err:
+            raise InputError(f"{path / CHECKPOINT_META}: unreadable checkpoint record ({err})") from err
+        if fingerprint != self.fingerprint:
+            raise InputError(f"{path}: the checkpoint comes from a different model (trained from "
+                             f"{meta.get('model')!r}; this run uses {self.config.model_name_or_path!r}, whose "
+                             "architecture or trainable weights differ)")
+        if step > self.config.max_steps:
+            raise InputError(f"{path}: checkpoint at step {step} is past max_steps={self.config.max_steps}")
+        self.accelerator.load_state(str(path))
+        self.global_step = step
+        self.history = meta.get("history", {"train": [], "eval": []})
+        return path
+
+    # -------------------------------------------------------------- training
+    def _record_eval(self) -> dict[str, float]:
+        metrics = self.evaluate()
+        if metrics:
+            self.history["eval"].append({"step": self.global_step, **metrics})
+            self.accelerator.log(metrics, step=self.global_step)
+        return metrics
+
+    def train(self) -> dict:
+        """Run to `max_steps` (from a checkpoint if asked), then write the output folder. Returns the last metrics."""
+        config, accelerator = self.config, self.accelerator
+        if config.report_to not in ("none", "", None):
+            accelerator.init_trackers("lrcl", config={k: v if isinstance(v, (int, float, str, bool)) else str(v)
+                                                      for k, v in config_to_dict(config).items()})
+        if config.resume_from_checkpoint:
+            self.resume(config.resume_from_checkpoint)
+        if self.global_step == 0:
+            self._record_eval()
+
+        progress = tqdm(total=config.max_steps, initial=self.global_step, desc="LRCL",
+                        disable=not accelerator.is_local_main_process)
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        items_per_step = (config.per_device_train_batch_size * accelerator.num_processes
+                          * config.gradient_accumulation_steps)
+        window_losses, window_start = [], time.perf_counter()
+        self.model.train()
+        while self.global_step < config.max_steps:
+            step_start = time.perf_counter()
+            step_loss = torch.zeros((), device=accelerator.device)
+            for micro in range(config.gradient_accumulation_steps):
+                positions = self.micro_batch_positions(self.global_step * config.gradient_accumulation_steps + micro)
+                texts_a, texts_b = self.view_texts(positions)
+                batch = self._tokenize(texts_a + texts_b)
+                with accelerator.accumulate(self.model):
+                    loss = self.model(**batch)
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients and config.max_grad_norm > 0:
+                        accelerator.clip_grad_norm_(trainable, config.max_grad_norm)
+                    self.optimizer.step()
+                    if accelerator.sync_gradients:
+                        self.scheduler.step()
+                    self.optimizer.zero_grad()
+                step_loss += loss.detach() / config.gradient_accumulation_steps
+            self.global_step += 1
+            step_loss = float(accelerator.reduce(step_loss, reduction="mean"))
+            step_seconds = time.perf_counter() - step_start
+            self.train_seconds += step_seconds
+            if not math.isfinite(step_loss):
+                raise RuntimeError(f"LRCL: the loss became {step_loss} at step {self.global_step}; lower the "
+                                   "learning rate or use bf16 instead of fp16")
+            temperature = self.accelerator.unwrap_model(self.model).loss.temperature().item()
+            self.history["train"].append({"step": self.global_step, "loss": step_loss,
+                                          "learning_rate": self.scheduler.get_last_lr()[0],
+                                          "temperature": temperature, "seconds": step_seconds})
+            window_losses.append(step_loss)
+            progress.update(1)
+            progress.set_postfix(loss=f"{step_loss:.4f}")
+            if self.global_step % config.logging_steps == 0 or self.global_step == config.max_steps:
+                elapsed = time.perf_counter() - window_start
+                accelerator.log({"train_loss": float(np.mean(window_losses)), "temperature": temperature,
+                                 "learning_rate": self.scheduler.get_last_lr()[0],
+                                 "items_per_second": len(window_losses) * items_per_step / max(elapsed, 1e-9)},
+                                step=self.global_step)
+                window_losses, window_start = [], time.perf_counter()
+            if config.eval_steps > 0 and self.global_step % config.eval_steps == 0:
+                self._record_eval()
+            if config.save_steps > 0 and self.global_step % config.save_steps == 0:
+                self.save_checkpoint()
+        progress.close()
+        if not self.history["eval"] or self.history["eval"][-1]["step"] != self.global_step:
+            self._record_eval()
+        self.save_model()
+        accelerator.end_training()
+        last_train = self.history["train"][-1] if self.history["train"] else {}
+        last_eval = self.history["eval"][-1] if self.history["eval"] else {}
+        return {"global_step": self.global_step, "train_loss": last_train.get("loss"),
+                "train_seconds": self.train_seconds, **last_eval}
+
+    # ---------------------------------------------------------------- output
+    def save_model(self) -> Path:
+        """Write the embedder folder + lrcl_config.json + trainer_state.json + loss.png into `output_dir`.
+
+        Everything is written to a temporary folder first and moved in file by file, trainer_state.json last,
+        so a folder with trainer_state.json is complete.
+        """
+        accelerator = self.accelerator
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=".lrcl-output.", dir=self.output_dir))
+            try:
+                accelerator.unwrap_model(self.model).embedder.save_pretrained(staging)
+                write_json(staging / "lrcl_config.json", {
+                    **config_to_dict(self.config), "num_processes": accelerator.num_processes,
+                    "resolved_mixed_precision": accelerator.mixed_precision,
+                    "dataset_sha256": getattr(self.dataset, "sha256", None),
+                    "train_items": len(self.train_item_ids), "eval_item_ids": self.eval_item_ids.tolist()})
+                plot_losses(self.history, staging / "loss.png")
+                write_json(staging / "trainer_state.json", {
+                    "global_step": self.global_step, "max_steps": self.config.max_steps,
+                    "items_per_step": (self.config.per_device_train_batch_size * accelerator.num_processes
+                                       * self.config.gradient_accumulation_steps),
+                    "train_seconds_this_session": self.train_seconds,
+                    "log_history": self.history["train"], "eval_history": self.history["eval"]})
+                entries = sorted(staging.iterdir(), key=lambda p: p.name == "trainer_state.json")
+                for entry in entries:
+                    target = self.output_dir / entry.name
+                    if target.is_dir() and not target.is_symlink():
+                        shutil.rmtree(target)
+                    os.replace(entry, target)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+        accelerator.wait_for_everyone()
+        return self.output_dir
+
+
+def plot_losses(history: dict[str, list[dict]], path: Path) -> None:
+    """Training loss per step and held-out loss at each evaluation, on one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if history["train"]:
+        ax.plot([r["step"] for r in history["train"]], [r["loss"] for r in history["train"]],
+                label="training loss (batch)", linewidth=1)
+    if history["eval"]:
+        ax.plot([r["step"] for r in history["eval"]], [r["eval_loss"] for r in history["eval"]], "o-",
+                label="held-out loss")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("contrastive loss")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
