@@ -100,14 +100,16 @@ def test_resume_gives_the_same_parameters_as_a_straight_run(prepared_sample, tin
 
 
 def test_qlora_tiny_decoder_trains_on_cpu(prepared_sample, tiny_decoder, tmp_path):
-    pytest.importorskip("bitsandbytes")
+    import bitsandbytes as bnb
     from bitsandbytes.nn import Linear4bit
 
     config = tiny_config(tiny_decoder, prepared_sample, tmp_path / "q", quantization="4bit", max_steps=3,
-                         gradient_accumulation_steps=1, save_steps=1, save_total_limit=2, report_to="tensorboard")
+                         gradient_accumulation_steps=1, save_steps=1, save_total_limit=2, report_to="tensorboard",
+                         optim="paged_adamw_8bit")
     trainer = LRCLTrainer(config)
     model = trainer.accelerator.unwrap_model(trainer.model)
     assert any(isinstance(module, Linear4bit) for module in model.modules())
+    assert isinstance(trainer.optimizer.optimizer, bnb.optim.PagedAdamW8bit)
     before = trainable_state(trainer)
     trainer.train()
     after = trainable_state(trainer)

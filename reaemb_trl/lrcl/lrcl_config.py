@@ -11,7 +11,7 @@ MIXED_PRECISION_CHOICES = ("auto", "no", "fp16", "bf16")
 QUANTIZATION_CHOICES = ("none", "4bit")
 POOLING_CHOICES = ("mean", "last")
 EXECUTION_PATHS = ("auto", "fast", "reference")
-DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+OPTIMIZER_CHOICES = ("adamw_torch", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit")
 
 
 def _help(text: str, **kwargs):
@@ -40,8 +40,9 @@ class LRCLConfig:
     lora_r: int = _help("LoRA rank.", default=8)
     lora_alpha: int = _help("LoRA scaling numerator.", default=32)
     lora_dropout: float = _help("Dropout on the LoRA input.", default=0.1)
-    lora_target_modules: list[str] = _help("Module names that get LoRA adapters.",
-                                           default_factory=lambda: list(DEFAULT_LORA_TARGETS))
+    lora_target_modules: list[str] | None = _help(
+        "Module names that get LoRA adapters; None = every attention/MLP projection the backbone has "
+        "(decoders: q,k,v,o,gate,up,down; BERT encoders: query,key,value,dense).", default=None)
     execution_path: str = _help(f"{EXECUTION_PATHS}: auto = the exact fast path on decoders (prefix KV cache "
                                 "reused by pass 2), the plain two-pass reference path on encoders.", default="auto")
     gradient_checkpointing: bool = _help("Recompute backbone activations in the backward pass to save memory "
@@ -60,6 +61,8 @@ class LRCLConfig:
                                    "the global batch.", default=True)
 
     # Optimisation
+    optim: str = _help(f"Optimizer: {OPTIMIZER_CHOICES}; the 8-bit and paged ones come from bitsandbytes (QLoRA).",
+                       default="adamw_torch")
     learning_rate: float = _help("Peak learning rate of AdamW.", default=2e-4)
     weight_decay: float = _help("AdamW weight decay.", default=0.0)
     lr_scheduler_type: str = _help("A transformers.get_scheduler name (linear, cosine, constant, ...).",

@@ -85,7 +85,7 @@ def build_embedder(config: LRCLConfig):
     from ..embedder import LatentReasoningEmbedder
 
     lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules=list(config.lora_target_modules))
+                      target_modules=config.lora_target_modules)
     quantization = None
     if config.quantization == "4bit":
         compute_dtype = torch.bfloat16 if config.resolved_mixed_precision() == "bf16" else torch.float32
@@ -103,6 +103,18 @@ def build_embedder(config: LRCLConfig):
         embedder.backbone_model.activation_checkpointing_enable(
             activation_checkpointing_kwargs={"use_reentrant": False})
     return embedder
+
+
+def build_optimizer(params: list[nn.Parameter], config: LRCLConfig) -> torch.optim.Optimizer:
+    """AdamW from torch, or bitsandbytes' 8-bit / paged AdamW (paged falls back to plain on CPU)."""
+    kwargs = {"lr": config.learning_rate, "weight_decay": config.weight_decay}
+    if config.optim == "adamw_torch":
+        return torch.optim.AdamW(params, **kwargs)
+    import bitsandbytes as bnb
+
+    optimizer_cls = {"adamw_8bit": bnb.optim.AdamW8bit, "paged_adamw_8bit": bnb.optim.PagedAdamW8bit,
+                     "paged_adamw_32bit": bnb.optim.PagedAdamW32bit}[config.optim]
+    return optimizer_cls(params, **kwargs)
 
 
 def _launched_without_accelerator() -> bool:
@@ -165,8 +177,7 @@ class LRCLTrainer:
         self.fingerprint = _model_fingerprint(
             {"embedder": embedder.config.to_dict(), "backbone": embedder.backbone_model.config.to_dict()},
             self.trainable)
-        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
-                                      lr=config.learning_rate, weight_decay=config.weight_decay)
+        optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], config)
         scheduler = get_scheduler(config.lr_scheduler_type, optimizer, num_warmup_steps=config.warmup_steps,
                                   num_training_steps=config.max_steps)
         self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, optimizer, scheduler)

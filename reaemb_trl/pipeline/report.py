@@ -1,0 +1,70 @@
+"""`report.md`: the comparison table, the pictures, the wall time of each stage and the settings that produced them."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+import yaml
+
+from ..io_utils import atomic_path
+
+
+def write_report(out: Path, config, stages: dict[str, dict], tables: dict[str, Path]) -> Path:
+    compare_dir = out / "compare"
+    results = (compare_dir / "results.md").read_text(encoding="utf-8").strip()
+    pictures = sorted(p.relative_to(out) for p in [*compare_dir.glob("*.png"), *out.glob("lrcl*/*.png"),
+                                                   *out.glob("crrl/*.png")])
+    total = sum(stage.get("seconds", 0.0) for stage in stages.values())
+    lines = [
+        "# ReaEmb pipeline report",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}, "
+        f"{_torch_device()}. Backbone: `{config.backbone}`. Seed {config.seed}.",
+        "",
+        "## Downstream comparison",
+        "",
+        results,
+        "",
+        "Runs: `id_only` (no item text), `raw_backbone` (the untrained backbone's mean-pooled table), "
+        "`lrcl_no_thought` (contrastive training without the thought module: the LLMEmb-style ablation), "
+        "`lrcl` (stage 1), `lrcl_crrl` (stage 1 + stage 2).",
+        "",
+        "## Pictures",
+        "",
+        *(f"![{p.stem}]({p.as_posix()})" for p in pictures),
+        "",
+        "## Wall time per stage",
+        "",
+        "| stage | seconds | finished |",
+        "|---|---:|---|",
+        *(f"| {name} | {stage.get('seconds', 0.0):.1f} | {stage.get('finished', '')} |"
+          for name, stage in stages.items()),
+        f"| **total** | **{total:.1f}** | |",
+        "",
+        "## Embedding tables",
+        "",
+        *(f"- `{run}`: `{path.relative_to(out).as_posix()}`" for run, path in tables.items()),
+        "",
+        "## Settings",
+        "",
+        "```yaml",
+        yaml.safe_dump(config.to_dict(), sort_keys=False).strip(),
+        "```",
+        "",
+        "Each stage's own recipe is in `recipes/`; run it with `reaemb-trl STAGE --config recipes/STAGE.yaml`.",
+        "",
+    ]
+    path = out / "report.md"
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def _torch_device() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return f"torch {torch.__version__} on {torch.cuda.get_device_name(0)}"
+    return f"torch {torch.__version__} on CPU"

@@ -1,0 +1,189 @@
+"""prepare -> LRCL (with and without thought) -> CRRL -> export -> compare -> report, resumable stage by stage.
+
+Each stage runs through the same command-line entry point a user would call, with a recipe written into
+`OUTPUT/recipes/`, so every stage of a pipeline run can be reproduced by hand. `pipeline_state.json` records each
+stage's config hash: a re-run skips finished stages with the same hash, and a stage that was killed is started
+again with `resume_from_checkpoint: latest`, so it continues from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from ..data import prepare_dataset, sample_dataset_files
+from ..errors import InputError
+from ..io_utils import atomic_path, write_json
+from .pipeline_config import BUNDLED, BUNDLED_MINILM, PipelineConfig, stage_hash
+from .report import write_report
+
+# Embedding tables compared downstream, in report order: run name -> stage folder that holds its embedder.
+TABLE_RUNS = {
+    "raw_backbone": "raw_backbone",
+    "lrcl_no_thought": "lrcl_no_thought",
+    "lrcl": "lrcl",
+    "lrcl_crrl": "crrl",
+}
+
+
+class PipelineState:
+    """`pipeline_state.json`: per stage, its hash, status and wall time."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.stages: dict[str, dict] = json.loads(path.read_text())["stages"] if path.exists() else {}
+
+    def get(self, name: str) -> dict | None:
+        return self.stages.get(name)
+
+    def mark(self, name: str, **fields) -> None:
+        self.stages[name] = {**self.stages.get(name, {}), **fields}
+        write_json(self.path, {"stages": self.stages})
+
+
+class PipelineRunner:
+    def __init__(self, config: PipelineConfig, log: Callable[[str], None] = print):
+        self.config = config
+        self.out = Path(config.output_dir)
+        self.log = log
+        self.backbone = resolve_backbone(config.backbone)
+        self.interactions, self.items = self._resolve_dataset_files()
+        self.state: PipelineState | None = None
+        self.hashes: dict[str, str] = {}
+
+    def run(self) -> Path:
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.state = PipelineState(self.out / "pipeline_state.json")
+        data_dir = self.out / "data"
+        lrcl_common = {"model_name_or_path": self.backbone, "dataset_dir": str(data_dir), "seed": self.config.seed}
+        self._stage("prepare", data_dir, self._prepare, settings=self._prepare_settings())
+        self._stage("raw_backbone", self.out / "raw_backbone", self._save_raw_backbone,
+                    settings={"backbone": self.backbone, **_embedder_keys(self.config.lrcl)})
+        self._stage("lrcl_no_thought", self.out / "lrcl_no_thought",
+                    lambda out: self._cli_stage("lrcl", out, {**lrcl_common, **self.config.lrcl, "no_thought": True}),
+                    settings={**lrcl_common, **self.config.lrcl, "no_thought": True}, after=["prepare"])
+        self._stage("lrcl", self.out / "lrcl",
+                    lambda out: self._cli_stage("lrcl", out, {**lrcl_common, **self.config.lrcl}),
+                    settings={**lrcl_common, **self.config.lrcl}, after=["prepare"])
+        crrl_settings = {"model_name_or_path": str(self.out / "lrcl"), "dataset_dir": str(data_dir),
+                         "seed": self.config.seed, **self.config.crrl}
+        self._stage("crrl", self.out / "crrl", lambda out: self._cli_stage("crrl", out, crrl_settings),
+                    settings=crrl_settings, after=["prepare", "lrcl"])
+        for run, folder in TABLE_RUNS.items():
+            self._stage(f"export_{run}", self.out / "tables" / f"{run}.safetensors",
+                        lambda out, folder=folder: self._export(self.out / folder, data_dir, out),
+                        settings={"export": self.config.export}, after=["prepare", folder])
+        tables = {run: self.out / "tables" / f"{run}.safetensors" for run in TABLE_RUNS}
+        self._stage("compare", self.out / "compare", lambda out: self._compare(data_dir, tables, out),
+                    settings={"compare": self.config.compare},
+                    after=["prepare", *(f"export_{run}" for run in TABLE_RUNS)])
+        report = write_report(self.out, self.config, self.state.stages, tables)
+        self.log(f"[pipeline] report: {report}")
+        return report
+
+    # -- stage bookkeeping -------------------------------------------------------------------------------------
+    def _stage(self, name: str, output: Path, run: Callable[[Path], None], settings: dict,
+               after: list[str] = ()) -> None:
+        digest = stage_hash(name, settings, [self.hashes[dep] for dep in after])
+        self.hashes[name] = digest
+        record = self.state.get(name)
+        if record and record.get("hash") == digest and record.get("status") == "done" and output.exists():
+            self.log(f"[pipeline] {name}: done earlier with the same config, skipped")
+            return
+        if record and record.get("hash") != digest and output.exists():
+            self.log(f"[pipeline] {name}: config changed since the last run, starting over")
+            shutil.rmtree(output) if output.is_dir() else output.unlink()
+        checkpoint = _latest_checkpoint(output) if record and record.get("hash") == digest else None
+        self.log(f"[pipeline] {name}: " + (f"resuming from {checkpoint.name}" if checkpoint else "running"))
+        self.state.mark(name, hash=digest, status="running", started=_now())
+        start = time.perf_counter()
+        run(output)
+        self.state.mark(name, status="done", seconds=round(time.perf_counter() - start, 2), finished=_now())
+
+    # -- stages ------------------------------------------------------------------------------------------------
+    def _prepare_settings(self) -> dict:
+        return {"format": self.config.dataset.format, "interactions": self.interactions, "items": self.items,
+                "options": self.config.dataset.options}
+
+    def _prepare(self, output: Path) -> None:
+        prepare_dataset(self.config.dataset.format, interactions=self.interactions, items=self.items,
+                        output=output, overwrite=True, **self.config.dataset.options)
+
+    def _save_raw_backbone(self, output: Path) -> None:
+        from ..embedder import LatentReasoningEmbedder
+
+        embedder = LatentReasoningEmbedder.from_backbone(self.backbone, use_thought=False,
+                                                         **_embedder_keys(self.config.lrcl))
+        embedder.save_pretrained(output)
+
+    def _cli_stage(self, command: str, output: Path, settings: dict) -> None:
+        recipe = {**settings, "output_dir": str(output), "resume_from_checkpoint": "latest"}
+        recipe_path = self.out / "recipes" / f"{output.name}.yaml"
+        with atomic_path(recipe_path) as tmp:
+            tmp.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
+        _call(command, ["--config", str(recipe_path)])
+
+    def _export(self, model_dir: Path, data_dir: Path, output: Path) -> None:
+        argv = ["--model", str(model_dir), "--data", str(data_dir), "--output", str(output),
+                "--batch-size", str(self.config.export.batch_size)]
+        if self.config.export.pca:
+            argv += ["--pca", str(self.config.export.pca)]
+        _call("export", argv)
+
+    def _compare(self, data_dir: Path, tables: dict[str, Path], output: Path) -> None:
+        compare = self.config.compare
+        argv = ["--data", str(data_dir), "--id-only", "--runs", *(f"{run}={path}" for run, path in tables.items()),
+                "--backbones", *compare.backbones, "--seeds", str(compare.seeds), "--protocol", compare.protocol,
+                "--output", str(output)]
+        for key, value in compare.options.items():
+            argv += [f"--{key.replace('_', '-')}", str(value)]
+        _call("compare", argv)
+
+    def _resolve_dataset_files(self) -> tuple[str, str | None]:
+        dataset = self.config.dataset
+        if dataset.interactions == BUNDLED:
+            inter, items = sample_dataset_files()
+            return str(inter), str(items) if dataset.items == BUNDLED else dataset.items
+        for kind, path in (("interactions", dataset.interactions), ("items", dataset.items)):
+            if path is not None and not Path(path).exists():
+                raise InputError(f"dataset.{kind}: {path} does not exist (checked before any training starts)")
+        return dataset.interactions, dataset.items
+
+
+def resolve_backbone(name: str) -> str:
+    if name == BUNDLED_MINILM:
+        from ..testing import minilm_path
+
+        return minilm_path()
+    return name
+
+
+def _embedder_keys(lrcl: dict) -> dict:
+    """The LRCL keys that shape the embedder itself, so the raw table is built the way LRCL builds its model."""
+    keys = {"num_thought_tokens": "num_thought_tokens", "pooling": "pooling", "max_length": "max_length"}
+    return {arg: lrcl[key] for key, arg in keys.items() if key in lrcl}
+
+
+def _latest_checkpoint(output: Path) -> Path | None:
+    """Newest `checkpoint-N` a stage left (LRCL keeps them in `checkpoints/`, the TRL trainer at the top)."""
+    found = [*output.glob("checkpoint-*"), *output.glob("checkpoints/checkpoint-*")] if output.is_dir() else []
+    found = [p for p in found if p.name.split("-")[-1].isdigit()]
+    return max(found, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
+def _call(command: str, argv: list[str]) -> None:
+    from .. import cli
+
+    code = cli.main([command, *argv])
+    if code:
+        raise RuntimeError(f"stage `reaemb-trl {command} {' '.join(argv)}` failed with exit code {code}")
+
+
+def _now() -> str:
+    return dt.datetime.now().isoformat(timespec="seconds")

@@ -1,0 +1,102 @@
+"""The miniature end-to-end pipeline: report written, killed in the middle of CRRL, resumed without redoing work."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+RUNS = ["id_only", "raw_backbone", "lrcl_no_thought", "lrcl", "lrcl_crrl"]
+
+
+@pytest.fixture(scope="module")
+def mini_recipe(tmp_path_factory):
+    """A tiny Qwen2 decoder and the first 300 users of the bundled sample, with a few steps per stage."""
+    from reaemb_trl.data import sample_dataset_files
+    from reaemb_trl.testing import save_tiny_decoder
+
+    root = tmp_path_factory.mktemp("pipeline")
+    backbone = save_tiny_decoder(root / "backbone", arch="qwen2", hidden_size=64, num_layers=2)
+    inter_path, item_path = sample_dataset_files()
+    sequences = json.loads(Path(inter_path).read_text())
+    items = json.loads(Path(item_path).read_text())
+    users = dict(list(sequences.items())[:300])
+    (root / "inter.json").write_text(json.dumps(users))
+    (root / "items.json").write_text(json.dumps(items))
+    stage_common = {"max_length": 64, "logging_steps": 1, "report_to": "none"}
+    recipe = {
+        "output_dir": str(root / "out"),
+        "seed": 7,
+        "backbone": str(backbone),
+        "dataset": {"format": "seqjson", "interactions": str(root / "inter.json"), "items": str(root / "items.json"),
+                    "options": {"drop_unknown_items": False}},
+        "lrcl": {**stage_common, "max_steps": 4, "per_device_train_batch_size": 8, "eval_steps": 2,
+                 "eval_items": 32, "save_steps": 2},
+        "crrl": {**stage_common, "max_steps": 24, "num_generations": 4, "per_device_train_batch_size": 16,
+                 "eval_items": 32, "save_steps": 2, "num_iterations": 1, "warmup_steps": 0},
+        "export": {"batch_size": 32},
+        "compare": {"backbones": ["sasrec"], "seeds": 1, "protocol": "sampled",
+                    "options": {"epochs": 2, "max_len": 20}},
+    }
+    path = root / "mini.yaml"
+    path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    return path, root / "out"
+
+
+def _launch(recipe: Path, log: Path) -> subprocess.Popen:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "reaemb_trl.cli", "pipeline", "--config", str(recipe)],
+                            stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+
+def test_pipeline_resumes_after_kill_in_crrl_and_writes_report(mini_recipe, tmp_path):
+    recipe, out = mini_recipe
+    first = _launch(recipe, tmp_path / "first.log")
+    deadline = time.monotonic() + 600
+    while not list((out / "crrl").glob("checkpoint-*")):
+        assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+        assert time.monotonic() < deadline, "CRRL never wrote a checkpoint"
+        time.sleep(0.2)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+
+    state = json.loads((out / "pipeline_state.json").read_text())["stages"]
+    assert state["lrcl"]["status"] == "done" and state["crrl"]["status"] == "running"
+    assert "export_lrcl_crrl" not in state
+    lrcl_mtime = (out / "lrcl" / "config.json").stat().st_mtime_ns
+    checkpoints_before = {p.name for p in (out / "crrl").glob("checkpoint-*")}
+
+    second = _launch(recipe, tmp_path / "second.log")
+    assert second.wait(timeout=900) == 0, (tmp_path / "second.log").read_text()[-3000:]
+    log = (tmp_path / "second.log").read_text()
+
+    # finished stages are skipped, the killed one resumes from the checkpoint it had written
+    for stage in ("prepare", "raw_backbone", "lrcl_no_thought", "lrcl"):
+        assert f"[pipeline] {stage}: done earlier with the same config, skipped" in log
+    assert "[pipeline] crrl: resuming from checkpoint-" in log
+    resumed_from = log.split("[pipeline] crrl: resuming from ")[1].split()[0]
+    assert resumed_from in checkpoints_before
+    assert (out / "lrcl" / "config.json").stat().st_mtime_ns == lrcl_mtime
+    crrl_state = json.loads((out / "crrl" / "trainer_state.json").read_text())
+    assert crrl_state["global_step"] == 24
+
+    state = json.loads((out / "pipeline_state.json").read_text())["stages"]
+    assert all(stage["status"] == "done" for stage in state.values())
+    report = (out / "report.md").read_text()
+    for run in RUNS:
+        assert f"| {run} " in report or f"| **{run}" in report or f"| {run}|" in report, run
+    assert "## Wall time per stage" in report and "| crrl |" in report
+    assert (out / "compare" / "ndcg_by_group.png").stat().st_size > 1000
+
+    # a third run does nothing but rewrite the report
+    third = subprocess.run([sys.executable, "-m", "reaemb_trl.cli", "pipeline", "--config", str(recipe)],
+                           capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert third.stdout.count("skipped") == len(state)
