@@ -1,0 +1,141 @@
+"""`compare`: every (protocol, backbone, table, seed) combination -> results.md, results.json and plots."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..data import PreparedDataset
+from ..errors import InputError
+from ..io_utils import atomic_output_dir, sha256_file, write_json
+from .evaluate import load_table, run_record
+from .metrics import GROUPS
+from .plots import plot_ndcg_by_group, plot_projection
+from .trainer import DownstreamConfig
+
+ID_ONLY = "id-only"
+POPULARITY = "popularity"
+TABLE_COLUMNS = [("overall", "HR@10"), ("overall", "NDCG@10"), ("tail_items", "NDCG@10"),
+                 ("popular_items", "NDCG@10"), ("short_users", "NDCG@10"), ("long_users", "NDCG@10")]
+
+
+def _mean_std(values: Sequence[float | None]) -> dict[str, float | None]:
+    values = [v for v in values if v is not None]
+    if not values:
+        return {"mean": None, "std": None}
+    return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0}
+
+
+def summarize_runs(records: list[dict]) -> dict[tuple[str, str, str], dict]:
+    """Mean and sample std over seeds of every test metric, per (protocol, backbone, run)."""
+    keyed: dict[tuple[str, str, str], list[dict]] = {}
+    for record in records:
+        keyed.setdefault((record["protocol"], record["backbone"], record["run"]), []).append(record)
+    summary = {}
+    for (protocol, backbone, run), group_records in keyed.items():
+        metrics = {group: {name: _mean_std([r[group][name] for r in group_records]) for name in group_records[0][group]}
+                   for group in GROUPS}
+        summary[(protocol, backbone, run)] = {
+            "protocol": protocol, "backbone": backbone, "run": run, "seeds": [r["seed"] for r in group_records],
+            "metrics": metrics, "epochs_run": _mean_std([r["epochs_run"] for r in group_records]),
+            "wall_time_s": _mean_std([r["wall_time_s"] for r in group_records]),
+        }
+    return summary
+
+
+def markdown_table(summary: dict, group_sizes: dict[str, dict[str, int]]) -> str:
+    """One table per protocol; within each backbone the best mean of every column is bold."""
+    lines = ["# Downstream comparison", "",
+             "Test metrics from the best validation checkpoint (NDCG@10), mean ± std over seeds; "
+             "best per backbone in **bold**. Wall time is per run (train + evaluation).", ""]
+    for protocol in sorted({key[0] for key in summary}):
+        sizes = group_sizes[protocol]
+        lines += [f"## Protocol: {protocol}", "",
+                  "Users: " + ", ".join(f"{group.replace('_', ' ')} {count}" for group, count in sizes.items()), "",
+                  "| backbone | table | " + " | ".join(f"{metric} {group.replace('_', ' ')}" if group != "overall"
+                                                     else metric for group, metric in TABLE_COLUMNS)
+                  + " | epochs | wall time / run (s) |",
+                  "|" + "---|" * (len(TABLE_COLUMNS) + 4)]
+        for backbone in sorted({key[1] for key in summary if key[0] == protocol}):
+            rows = [row for key, row in summary.items() if key[:2] == (protocol, backbone)]
+            best = {col: max((row["metrics"][col[0]][col[1]]["mean"] or float("-inf")) for row in rows)
+                    for col in TABLE_COLUMNS}
+            for row in rows:
+                cells = []
+                for col in TABLE_COLUMNS:
+                    stat = row["metrics"][col[0]][col[1]]
+                    if stat["mean"] is None:
+                        cells.append("-")
+                        continue
+                    text = f"{stat['mean']:.4f} ± {stat['std']:.4f}"
+                    cells.append(f"**{text}**" if len(rows) > 1 and stat["mean"] == best[col] else text)
+                epochs, wall = row["epochs_run"], row["wall_time_s"]
+                lines.append(f"| {backbone} | {row['run']} | " + " | ".join(cells)
+                             + f" | {epochs['mean']:.1f} | {wall['mean']:.1f} ± {wall['std']:.1f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _file_name(run: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", run)
+
+
+def compare(data: str | os.PathLike, runs: Mapping[str, str | os.PathLike] | None = None,
+            output: str | os.PathLike = "compare", backbones: Sequence[str] = ("sasrec", "gru4rec"),
+            seeds: int | Sequence[int] = 3, protocols: Sequence[str] = ("sampled",), id_only: bool = False,
+            config: DownstreamConfig | None = None, overwrite: bool = False) -> dict:
+    """Train every combination and write results.md, results.json, ndcg_by_group.png, projection_<run>.png.
+
+    `runs` maps a name to an embedding file; `id_only` adds learned ID embeddings as a run of its own.
+    The popularity baseline (backbone "pop") runs once per protocol: it has no table and no randomness.
+    """
+    config = config or DownstreamConfig()
+    reserved = {ID_ONLY, POPULARITY} & set(runs or {})
+    if reserved:
+        raise InputError(f"run name(s) {sorted(reserved)} are reserved for the built-in baselines; rename them")
+    dataset = PreparedDataset.load(data)
+    tables = {name: load_table(path, dataset) for name, path in (runs or {}).items()}
+    table_runs = ([ID_ONLY] if id_only or not tables else []) + list(tables)
+    seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    if not seeds:
+        raise InputError("compare needs at least one seed")
+    jobs = []
+    for protocol in protocols:
+        for backbone in backbones:
+            if backbone == "pop":
+                jobs.append((protocol, backbone, POPULARITY, seeds[0]))
+                continue
+            jobs += [(protocol, backbone, run, seed) for run in table_runs for seed in seeds]
+
+    records = []
+    with atomic_output_dir(output, overwrite=overwrite) as folder:
+        for protocol, backbone, run, seed in tqdm(jobs, desc="compare runs", disable=not config.show_progress):
+            run_config = dataclasses.replace(config, backbone=backbone, protocol=protocol, seed=seed)
+            path = None if run in (ID_ONLY, POPULARITY) else runs[run]
+            record = run_record(run_config, dataset, path, tables.get(run))
+            records.append({"run": run, **record})
+        summary = summarize_runs(records)
+        group_sizes = {r["protocol"]: r["group_sizes"] for r in records}
+        Path(folder, "results.md").write_text(markdown_table(summary, group_sizes), encoding="utf-8")
+        plot_ndcg_by_group(summary, Path(folder, "ndcg_by_group.png"))
+        for name, table in tables.items():
+            plot_projection(table, dataset.item_popularity, Path(folder, f"projection_{_file_name(name)}.png"),
+                            f"{name}: PCA of the item table")
+        results = {
+            "data": str(dataset.path),
+            "dataset_sha256": dataset.sha256,
+            "tables": {name: {"path": str(runs[name]), "sha256": sha256_file(runs[name])} for name in tables},
+            "seeds": seeds,
+            "protocols": list(protocols),
+            "backbones": list(backbones),
+            "summary": list(summary.values()),
+            "runs": records,
+        }
+        write_json(Path(folder, "results.json"), results)
+    return results

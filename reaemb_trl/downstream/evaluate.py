@@ -1,0 +1,64 @@
+"""`evaluate`: one recommender on one prepared dataset (and optionally one embedding file) -> metrics JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..data import PreparedDataset, load_embedding_table
+from ..errors import InputError
+from ..io_utils import sha256_file, write_json
+from .metrics import GROUPS
+from .trainer import SELECTION_METRIC, DownstreamConfig, DownstreamTrainer
+
+
+def load_table(path: str | os.PathLike | None, dataset: PreparedDataset) -> np.ndarray | None:
+    """The embedding file's table, checked against the dataset (row count, finite values)."""
+    return None if path is None else load_embedding_table(path, num_items=dataset.num_items)[0]
+
+
+def run_record(config: DownstreamConfig, dataset: PreparedDataset, embeddings: str | os.PathLike | None,
+               table: np.ndarray | None) -> dict:
+    """Train and test once; the record is what `metrics.json` holds."""
+    if config.backbone == "pop" and table is not None:
+        raise InputError(f"{embeddings}: the popularity baseline uses no item table (drop --embeddings)")
+    start = time.perf_counter()
+    result = DownstreamTrainer(config, dataset.sequences, dataset.num_items, table).fit()
+    wall_time = time.perf_counter() - start
+    return {
+        "backbone": config.backbone,
+        "protocol": config.protocol,
+        "seed": config.seed,
+        "negative_seed": config.negative_seed,
+        "embeddings": None if embeddings is None else str(embeddings),
+        "trainable_table": config.trainable_table,
+        "epochs_run": result.epochs_run,
+        "best_epoch": result.best_epoch,
+        f"best_valid_{SELECTION_METRIC}": result.best_valid_score,
+        **{group: result.test[group] for group in GROUPS},
+        "group_sizes": result.group_sizes,
+        "valid": result.valid["overall"],
+        "wall_time_s": round(wall_time, 2),
+        "inputs": {
+            "data": str(dataset.path),
+            "dataset_sha256": dataset.sha256,
+            "embeddings_sha256": None if embeddings is None else sha256_file(embeddings),
+        },
+        "config": config.to_dict(),
+        "history": result.history,
+    }
+
+
+def evaluate(data: str | os.PathLike, embeddings: str | os.PathLike | None = None,
+             config: DownstreamConfig | None = None, output: str | os.PathLike | None = None, **overrides) -> dict:
+    """Train `config.backbone` on the prepared folder `data` and return (and write, atomically) its metrics."""
+    config = dataclasses.replace(config or DownstreamConfig(), **overrides)
+    dataset = PreparedDataset.load(data)
+    record = run_record(config, dataset, embeddings, load_table(embeddings, dataset))
+    if output is not None:
+        write_json(Path(output), record)
+    return record

@@ -1,0 +1,34 @@
+"""SASRec: causal self-attention over the item sequence (Kang & McAuley, 2018)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .base import SequentialRecommender
+
+
+class SASRec(SequentialRecommender):
+    def __init__(self, item_table: nn.Module, hidden_size: int = 128, max_len: int = 200, num_layers: int = 2,
+                 num_heads: int = 2, inner_size: int = 256, dropout: float = 0.2):
+        super().__init__()
+        self.item_table = item_table
+        self.context_length = max_len
+        self.hidden_size = hidden_size
+        self.positions = nn.Embedding(max_len, hidden_size)
+        self.dropout = nn.Dropout(dropout)
+        layer = nn.TransformerEncoderLayer(hidden_size, num_heads, inner_size, dropout, activation="gelu",
+                                           batch_first=True, norm_first=True)
+        self.blocks = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+        self.final_norm = nn.LayerNorm(hidden_size)
+
+    def forward(self, item_ids: torch.Tensor) -> torch.Tensor:
+        length = item_ids.shape[1]
+        positions = torch.arange(length, device=item_ids.device)
+        x = self.item_table(item_ids) * math.sqrt(self.hidden_size) + self.positions(positions)
+        x = self.dropout(x) * (item_ids != 0).unsqueeze(-1)
+        # Right padding + a causal mask: real positions never attend to the padding that follows them.
+        causal = nn.Transformer.generate_square_subsequent_mask(length, device=item_ids.device)
+        return self.final_norm(self.blocks(x, mask=causal, is_causal=True))

@@ -1,0 +1,53 @@
+"""PNG figures for `compare`: NDCG@10 by item group, and a 2-D PCA of each embedding table."""
+
+from __future__ import annotations
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.colors import LogNorm  # noqa: E402
+from sklearn.decomposition import PCA  # noqa: E402
+
+BAR_GROUPS = ("overall", "tail_items", "popular_items")
+
+
+def plot_ndcg_by_group(summary: dict, path: str | os.PathLike, metric: str = "NDCG@10") -> None:
+    """One panel per (protocol, backbone); per run, bars of overall / tail / popular `metric` (mean, std)."""
+    panels = sorted({(row["protocol"], row["backbone"]) for row in summary.values()})
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.8), squeeze=False)
+    width = 0.8 / len(BAR_GROUPS)
+    for ax, (protocol, backbone) in zip(axes[0], panels):
+        rows = [row for row in summary.values() if row["protocol"] == protocol and row["backbone"] == backbone]
+        x = np.arange(len(rows))
+        for i, group in enumerate(BAR_GROUPS):
+            means = [row["metrics"][group][metric]["mean"] or 0.0 for row in rows]
+            stds = [row["metrics"][group][metric]["std"] or 0.0 for row in rows]
+            ax.bar(x + (i - 1) * width, means, width, yerr=stds, capsize=2, label=group.replace("_", " "))
+        ax.set_xticks(x, [row["run"] for row in rows], rotation=20, ha="right")
+        ax.set_title(f"{backbone} · {protocol}")
+        ax.set_ylabel(metric)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_projection(table: np.ndarray, popularity: np.ndarray, path: str | os.PathLike, title: str) -> None:
+    """PCA of the item rows (padding row left out), coloured by training popularity on a log scale."""
+    points = PCA(n_components=2, random_state=0).fit_transform(table[1:])
+    counts = popularity[1:] + 1  # +1 keeps never-seen items on the log scale
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    order = np.argsort(counts)  # popular items drawn last, on top
+    dots = ax.scatter(points[order, 0], points[order, 1], c=counts[order], s=6, cmap="viridis",
+                      norm=LogNorm(vmin=1, vmax=max(int(counts.max()), 2)))
+    fig.colorbar(dots, ax=ax, label="training interactions + 1")
+    ax.set_title(title)
+    ax.set_xlabel("PC 1")
+    ax.set_ylabel("PC 2")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,120 @@
+"""Recommender training on hand-built sequences: leakage, checkpoint selection, item tables, every backbone."""
+
+import numpy as np
+import pytest
+import torch
+
+from reaemb_trl.downstream.models import build_model
+from reaemb_trl.downstream.trainer import DownstreamConfig, DownstreamTrainer
+
+NUM_COMMON = 30
+
+
+def cyclic_dataset(num_users=100, seed=0):
+    """Users walk the cycle 1 -> 2 -> ... -> 30 -> 1; each user's last (test) item is unique to that user.
+
+    A trainer that leaked test items into training would have to put them in its training arrays, and the
+    validation item (the next step of the walk) is learnable, so validation has a signal to pick a checkpoint.
+    """
+    rng = np.random.default_rng(seed)
+    sequences = []
+    for user in range(num_users):
+        start, length = rng.integers(0, NUM_COMMON), rng.integers(8, 20)
+        walk = (start + np.arange(length)) % NUM_COMMON + 1
+        sequences.append(np.append(walk, NUM_COMMON + 1 + user))
+    return sequences, NUM_COMMON + num_users
+
+
+def small_config(**overrides):
+    values = dict(hidden_size=32, max_len=16, num_heads=2, inner_size=64, epochs=12, patience=3, batch_size=32,
+                  dropout=0.1, learning_rate=5e-3, show_progress=False, protocol="full")
+    values.update(overrides)
+    return DownstreamConfig(**values)
+
+
+@pytest.mark.parametrize("backbone", ["sasrec", "gru4rec", "bert4rec"])
+def test_no_test_item_reaches_the_training_arrays(backbone):
+    sequences, num_items = cyclic_dataset()
+    trainer = DownstreamTrainer(small_config(backbone=backbone), sequences, num_items)
+    seen = set(trainer.train_inputs.ravel().tolist()) | set(trainer.train_targets.ravel().tolist())
+    assert not seen & {int(seq[-1]) for seq in sequences}
+    # Exactly the training prefixes seq[:-2] are trained, each next-item target once, even when a prefix is
+    # longer than max_len (16 here, prefixes up to 18 items) and gets cut into windows.
+    if backbone == "bert4rec":
+        trained, expected = trainer.train_targets, [seq[:-2] for seq in sequences]
+    else:
+        trained, expected = trainer.train_targets, [seq[1:-2] for seq in sequences]
+    assert sorted(trained[trained != 0].tolist()) == sorted(np.concatenate(expected).tolist())
+
+
+def test_validation_picks_the_checkpoint_and_test_items_stay_unseen():
+    sequences, num_items = cyclic_dataset()
+    trainer = DownstreamTrainer(small_config(backbone="sasrec", epochs=8, patience=2), sequences, num_items)
+    result = trainer.fit()
+    scores = [h["valid_NDCG@10"] for h in result.history]
+    assert result.epochs_run == len(scores) and 1 <= len(scores) <= 8
+    assert result.best_epoch == int(np.argmax(scores)) + 1
+    assert result.best_valid_score == pytest.approx(max(scores))
+    if result.epochs_run < 8:
+        assert result.epochs_run == result.best_epoch + 2  # stopped after `patience` epochs without progress
+    # The model was restored to the best checkpoint before the test read.
+    assert float(trainer.rank_metrics("valid")["NDCG@10"].mean()) == pytest.approx(result.best_valid_score)
+    assert result.valid["overall"]["NDCG@10"] == pytest.approx(result.best_valid_score)
+    # Test items were never trained: a model that had seen them would put them first.
+    assert result.test["overall"]["HR@10"] < 0.1
+    assert result.group_sizes["overall"] == len(sequences)
+
+
+def test_popularity_baseline_cannot_rank_unseen_test_items():
+    sequences, num_items = cyclic_dataset()
+    result = DownstreamTrainer(small_config(backbone="pop"), sequences, num_items).fit()
+    assert result.epochs_run == 0
+    # Every test item has training count 0, tied with all other unseen items: the expected hit rate is tiny.
+    assert result.test["overall"]["HR@10"] < 0.15
+    assert result.test["tail_items"]["HR@10"] == pytest.approx(result.test["overall"]["HR@10"])
+    assert result.test["popular_items"]["HR@10"] is None
+
+
+def test_frozen_table_stays_fixed_and_trainable_table_learns():
+    sequences, num_items = cyclic_dataset(num_users=60)
+    table = np.random.default_rng(0).normal(size=(num_items + 1, 24)).astype(np.float32)
+    table[0] = 0
+    frozen = DownstreamTrainer(small_config(backbone="sasrec", epochs=2), sequences, num_items, embeddings=table)
+    adapter_before = frozen.model.item_table.adapter[0].weight.detach().clone()
+    frozen.fit()
+    assert torch.equal(frozen.model.item_table.table, torch.from_numpy(table))
+    assert "table" not in dict(frozen.model.named_parameters())
+    assert not torch.equal(frozen.model.item_table.adapter[0].weight, adapter_before)
+    assert [layer.out_features for layer in frozen.model.item_table.adapter] == [12, 32]  # 24 -> 12 -> hidden
+
+    trainable = DownstreamTrainer(small_config(backbone="sasrec", epochs=2, trainable_table=True), sequences,
+                                  num_items, embeddings=table)
+    trainable.fit()
+    assert not torch.equal(trainable.model.item_table.table.detach(), torch.from_numpy(table))
+
+
+@pytest.mark.parametrize("backbone", ["sasrec", "gru4rec", "bert4rec"])
+def test_padding_never_changes_a_users_scores(backbone):
+    table = np.random.default_rng(1).normal(size=(41, 8)).astype(np.float32)
+    for embeddings in (None, table):
+        torch.manual_seed(0)
+        model = build_model(backbone, 40, np.zeros(41), embeddings, hidden_size=16, max_len=10, inner_size=32,
+                            dropout=0.0).eval()
+        short = torch.tensor([[3, 7, 9]])
+        padded = torch.tensor([[3, 7, 9, 0, 0, 0], [1, 2, 3, 4, 5, 6]])
+        with torch.no_grad():
+            alone = model.score_all(short, torch.tensor([3]))
+            batched = model.score_all(padded, torch.tensor([3, 6]))
+        torch.testing.assert_close(alone[0], batched[0], rtol=1e-5, atol=1e-5)
+
+
+def test_downstream_imports_no_model_or_trainer_code():
+    import subprocess
+    import sys
+
+    code = ("import sys, reaemb_trl.downstream, reaemb_trl.downstream.cli\n"
+            "banned = ('transformers', 'trl', 'peft', 'accelerate', 'reaemb_trl.embedder', 'reaemb_trl.lrcl',\n"
+            "          'reaemb_trl.crrl', 'reaemb_trl.rewards', 'reaemb_trl.export', 'reaemb_trl.pipeline')\n"
+            "print(sorted(m for m in sys.modules if m.startswith(banned)))")
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert output.strip() == "[]"
