@@ -64,6 +64,18 @@ def test_second_iteration_sees_a_ratio_and_clipping_engages(lrcl_folder, reward_
     assert clipped[0] == 0.0 and clipped[1] > 0.0
 
 
+def test_token_likelihood_training_recomputes_the_sampling_log_probs(lrcl_folder, reward_model, tmp_path):
+    # The loss encodes each distinct prompt once and hands its cache to the (shuffled) samples: at the first
+    # iteration the recomputed log-probs must equal the ones stored at sampling time.
+    trainer = make_trainer(lrcl_folder, reward_model, tmp_path, logprob="token_likelihood", num_iterations=2,
+                           max_steps=2, learning_rate=5e-2)
+    before = trainer.model.thought_module.v_proj.weight.detach().clone()
+    trainer.train()
+    first, second = logged(trainer, "log_ratio/abs_max")
+    assert first < 1e-5 and second > 1e-4
+    assert not torch.equal(before, trainer.model.thought_module.v_proj.weight)
+
+
 def test_token_likelihood_matches_a_full_prompt_computation(lrcl_folder, reward_model):
     embedder = LatentReasoningEmbedder.from_pretrained(lrcl_folder)
     texts = [reward_model.item_texts[i] for i in (1, 2, 3)]

@@ -36,7 +36,7 @@ def test_empty_text_names_the_item(embedder):
         embedder.encode([""], show_progress=False)
 
 
-def test_long_text_truncated_with_one_warning_per_call(embedder, caplog):
+def test_long_text_truncated_with_one_warning_per_embedder(embedder, caplog):
     long_texts = ["title is Stapler; description is " + "paper binder ink " * 40] * 3 + ["title is Pen"]
     with caplog.at_level(logging.WARNING, logger="reaemb_trl.embedder.prompts"):
         batch = embedder.tokenize(long_texts)
@@ -48,7 +48,23 @@ def test_long_text_truncated_with_one_warning_per_call(embedder, caplog):
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="reaemb_trl.embedder.prompts"):
         embedder.tokenize(["title is Pen"])
+        embedder.encode(long_texts, show_progress=False)  # a trainer's next step: no second warning
     assert not caplog.records
+
+
+def test_set_max_length(embedder):
+    long_text = "title is Stapler; description is " + "paper binder ink " * 40
+    embedder.set_max_length(36)
+    try:
+        assert embedder.config.max_length == 36
+        assert embedder.tokenize([long_text])["input_ids"].shape[1] == 36
+        with pytest.raises(InputError, match="max_length=4 leaves no room"):
+            embedder.set_max_length(4)
+        with pytest.raises(InputError, match="exceeds the backbone's 2048 positions"):
+            embedder.set_max_length(4096)
+        assert embedder.tokenize([long_text])["input_ids"].shape[1] == 36  # a refused value changes nothing
+    finally:
+        embedder.set_max_length(40)
 
 
 def test_max_length_too_small_for_the_frame():

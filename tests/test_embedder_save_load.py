@@ -54,6 +54,35 @@ def test_save_load_identical_embeddings(backbone_dir, tmp_path):
     assert any(p.requires_grad for n, p in trainable.named_parameters() if "lora" in n)
 
 
+def test_use_thought_false_is_saved_and_is_the_default(backbone_dir, tmp_path):
+    embedder = LatentReasoningEmbedder.from_backbone(backbone_dir, use_thought=False)
+    with torch.no_grad():
+        embedder.thought_module.v_proj.weight.mul_(3.0)  # make the thought matter
+    embedder.save_pretrained(tmp_path / "plain")
+    assert json.loads((tmp_path / "plain" / "config.json").read_text())["use_thought"] is False
+    loaded = LatentReasoningEmbedder.from_pretrained(tmp_path / "plain")
+    without = loaded.encode(TEXTS, show_progress=False, use_thought=False)
+    with_thought = loaded.encode(TEXTS, show_progress=False, use_thought=True)
+    assert not torch.allclose(without, with_thought)
+    assert torch.equal(loaded.encode(TEXTS, show_progress=False), without)
+    batch = loaded.tokenize(TEXTS)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**batch).embeddings, without)
+
+
+def test_forward_with_thought_inputs_runs_the_thought_module_only(backbone_dir):
+    embedder = LatentReasoningEmbedder.from_backbone(backbone_dir, num_thought_tokens=2)
+    batch = embedder.tokenize(TEXTS)
+    with torch.no_grad():
+        out = embedder(**batch)
+    means = embedder(thought_inputs=out.prefix.thought_inputs()).thought_means
+    torch.testing.assert_close(means, out.thought_means)
+    means.sum().backward()
+    assert embedder.thought_module.q_proj.weight.grad is not None
+    with pytest.raises(ValueError, match="not both"):
+        embedder(**batch, thought_inputs=out.prefix.thought_inputs())
+
+
 def test_save_keeps_foreign_files_and_drops_a_stale_adapter(backbone_dir, tmp_path):
     folder = tmp_path / "run"
     (folder / "checkpoints" / "step-1").mkdir(parents=True)

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from safetensors import safe_open
 
 from reaemb_trl.cli import main as cli_main
@@ -62,6 +63,24 @@ def test_cli_export_writes_the_table_and_pca(small_dataset, model_dir, tmp_path)
         variance = handle.get_tensor("pca_explained_variance")
     assert components.shape == (8, 64) and mean.shape == (64,) and np.all(np.diff(variance) <= 0)
     np.testing.assert_allclose((table[1:] - mean) @ components.T, reduced[1:], rtol=1e-3, atol=1e-4)
+
+
+def test_export_of_a_folder_saved_without_thought(small_dataset, tmp_path):
+    backbone = save_tiny_decoder(tmp_path / "backbone")
+    embedder = LatentReasoningEmbedder.from_backbone(backbone, use_thought=False, max_length=64)
+    with torch.no_grad():
+        embedder.thought_module.v_proj.weight.mul_(3.0)  # the thought would change every embedding
+    embedder.save_pretrained(tmp_path / "no_thought")
+    output = tmp_path / "items.safetensors"
+    assert cli_main(["export", "--model", str(tmp_path / "no_thought"), "--data", str(small_dataset),
+                     "--output", str(output), "--no-progress"]) == 0
+    table, _ = load_embedding_table(output)
+    texts = PreparedDataset.load(small_dataset).item_texts[1:]
+    reloaded = LatentReasoningEmbedder.from_pretrained(tmp_path / "no_thought")
+    without = reloaded.encode(texts, show_progress=False, use_thought=False).numpy()
+    np.testing.assert_allclose(table[1:], without, rtol=1e-5, atol=1e-6)
+    with_thought = reloaded.encode(texts, show_progress=False, use_thought=True).numpy()
+    assert np.abs(with_thought - without).max() > 1e-3
 
 
 def test_reference_path_export_matches_fast(small_dataset, model_dir, tmp_path):

@@ -129,6 +129,16 @@ def test_no_thought_trains_without_the_thought_module(prepared_sample, tiny_deco
     assert names and not any("thought" in name for name in names)
     trainer.train()
     assert len(trainer.history["train"]) == 2
+    # The saved folder remembers the ablation: it embeds without thought unless told otherwise.
+    from reaemb_trl.embedder import LatentReasoningEmbedder
+
+    reloaded = LatentReasoningEmbedder.from_pretrained(tmp_path / "nt")
+    assert reloaded.config.use_thought is False
+    texts = ["title is Stapler; brand is Swingline", "title is Gel Pen"]
+    assert torch.equal(reloaded.encode(texts, show_progress=False),
+                       reloaded.encode(texts, use_thought=False, show_progress=False))
+    assert not torch.allclose(reloaded.encode(texts, show_progress=False),
+                              reloaded.encode(texts, use_thought=True, show_progress=False))
 
 
 def test_bad_input(prepared_sample, tiny_decoder, tmp_path, capsys):

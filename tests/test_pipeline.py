@@ -13,7 +13,7 @@ import yaml
 
 pytestmark = pytest.mark.slow
 
-RUNS = ["id_only", "raw_backbone", "lrcl_no_thought", "lrcl", "lrcl_crrl"]
+RUNS = ["id-only", "raw_backbone", "lrcl_no_thought", "lrcl", "lrcl_crrl"]
 
 
 @pytest.fixture(scope="module")
@@ -28,15 +28,16 @@ def mini_recipe(tmp_path_factory):
     sequences = json.loads(Path(inter_path).read_text())
     items = json.loads(Path(item_path).read_text())
     users = dict(list(sequences.items())[:300])
+    used = sorted({item for seq in users.values() for item in seq})
     (root / "inter.json").write_text(json.dumps(users))
-    (root / "items.json").write_text(json.dumps(items))
+    (root / "items.json").write_text(json.dumps({str(i): items[str(i)] for i in used}))
     stage_common = {"max_length": 64, "logging_steps": 1, "report_to": "none"}
     recipe = {
         "output_dir": str(root / "out"),
         "seed": 7,
         "backbone": str(backbone),
         "dataset": {"format": "seqjson", "interactions": str(root / "inter.json"), "items": str(root / "items.json"),
-                    "options": {"drop_unknown_items": False}},
+                    "options": {"cooc_window": 10}},
         "lrcl": {**stage_common, "max_steps": 4, "per_device_train_batch_size": 8, "eval_steps": 2,
                  "eval_items": 32, "save_steps": 2},
         "crrl": {**stage_common, "max_steps": 24, "num_generations": 4, "per_device_train_batch_size": 16,

@@ -21,7 +21,7 @@ def _same_backbone(expected: str, recorded: str | None) -> bool:
 
 def load_policy(args: CRRLConfig):
     """The LRCL embedder named by `args.model_name_or_path`, checked against `args.backbone` before loading."""
-    from ..embedder import LatentReasoningEmbedder, PromptBuilder
+    from ..embedder import LatentReasoningEmbedder
 
     if not args.model_name_or_path:
         raise InputError("CRRL: model_name_or_path (the LRCL output folder) is required")
@@ -35,41 +35,47 @@ def load_policy(args: CRRLConfig):
                          f"but the recipe says backbone={args.backbone!r}")
     embedder = LatentReasoningEmbedder.from_pretrained(folder, is_trainable=args.train_lora)
     if args.max_length is not None:
-        embedder.config.max_length = args.max_length
-        embedder.prompts = PromptBuilder(embedder.tokenizer, embedder.config.instruction, embedder.thought_token_ids,
-                                         args.max_length)
+        embedder.set_max_length(args.max_length)
     return embedder
 
 
-def run(args: CRRLConfig) -> dict:
-    """Train, evaluate before and after on the held-out items, save the embedder folder; returns the metrics."""
+def build_trainer(args: CRRLConfig):
+    """The trainer of a recipe: reward model over `args.dataset_dir`, items split into train / held-out (eval)."""
     from .crrl_trainer import EmbeddingGRPOTrainer, item_dataset
     from .reward_model import CooccurrenceRewardModel
 
     if not args.dataset_dir:
         raise InputError("CRRL: dataset_dir (a prepared dataset folder) is required")
-    output = Path(args.output_dir)
-    if (output.exists() and any(output.iterdir()) and not args.overwrite_output_dir
-            and not args.resume_from_checkpoint):
-        raise InputError(f"{output}: output folder exists and is not empty (pass --overwrite_output_dir true or "
-                         "--resume_from_checkpoint)")
     reward_model = CooccurrenceRewardModel(
         args.dataset_dir, num_positives=args.num_positives, num_candidates=args.num_candidates,
         similarity=args.similarity, refresh_every=args.refresh_every, seed=args.seed,
     )
     train_items, heldout_items = reward_model.split_items(args.eval_items, seed=args.seed)
     embedder = load_policy(args)
-    trainer = EmbeddingGRPOTrainer(
+    return EmbeddingGRPOTrainer(
         embedder, args, reward_model,
         train_dataset=item_dataset(train_items, reward_model.item_texts),
         eval_dataset=item_dataset(heldout_items, reward_model.item_texts) if len(heldout_items) else None,
     )
-    skipped = reward_model.num_items - len(reward_model.items_with_positives())
-    metrics = {"train_items": len(train_items), "heldout_items": len(heldout_items), "skipped_items": skipped}
-    if len(heldout_items):
+
+
+def run(args: CRRLConfig) -> dict:
+    """Train, evaluate before and after on the held-out items, save the embedder folder; returns the metrics."""
+    output = Path(args.output_dir)
+    if (output.exists() and any(output.iterdir()) and not args.overwrite_output_dir
+            and not args.resume_from_checkpoint):
+        raise InputError(f"{output}: output folder exists and is not empty (pass --overwrite_output_dir true or "
+                         "--resume_from_checkpoint)")
+    trainer = build_trainer(args)
+    reward_model = trainer.reward_model
+    heldout = trainer.eval_dataset is not None
+    metrics = {"train_items": len(trainer.train_dataset),
+               "heldout_items": len(trainer.eval_dataset) if heldout else 0,
+               "skipped_items": reward_model.num_items - len(reward_model.items_with_positives())}
+    if heldout:
         metrics["start"] = trainer.evaluate(metric_key_prefix="eval_start")
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
-    if len(heldout_items):
+    if heldout:
         metrics["end"] = trainer.evaluate()
     trainer.save_model(args.output_dir)
     if trainer.accelerator.is_main_process:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+
+import torch
 
 from trl import GRPOConfig
 
@@ -71,6 +74,8 @@ class CRRLConfig(GRPOConfig):
     activation_checkpointing: bool | None = _help("Recompute activations in backward; the backbone is frozen in CRRL, "
                                                   "so off by default.", default=False)
     gradient_checkpointing: bool | None = _help("Deprecated alias of activation_checkpointing.", default=None)
+    disable_dropout: bool = _help("Switch the model's dropout off: with it, the backbone's dropout noise would swamp "
+                                  "the thought samples' effect on the reward and make the ratio noisy.", default=True)
 
     def __post_init__(self):
         # GRPOConfig raises ValueError for these; the CLI's contract is an InputError naming the setting.
@@ -103,6 +108,10 @@ class CRRLConfig(GRPOConfig):
         if self.num_candidates <= self.num_positives:
             raise InputError(f"CRRL config: num_candidates ({self.num_candidates}) must exceed num_positives "
                              f"({self.num_positives})")
+        if not self.use_cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.accelerator.is_available():
+            # Under torchrun without a GPU, accelerate sets up gloo only with use_cpu; otherwise every rank would
+            # silently train alone.
+            self.use_cpu = True
         try:
             super().__post_init__()
         except ValueError as err:

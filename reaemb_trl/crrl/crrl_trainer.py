@@ -8,7 +8,6 @@ buffer holds tensors only, and the loss recomputes the mean from the stored pref
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import os
 from typing import Any
@@ -20,7 +19,7 @@ from safetensors.torch import load_file
 from trl import GRPOTrainer
 from trl.trainer.utils import nanstd
 
-from ..embedder import LatentReasoningEmbedder, PrefixState
+from ..embedder import LatentReasoningEmbedder
 from ..embedder.modeling import ADAPTER_DIR, THOUGHT_MODULE_FILE
 from ..errors import InputError
 from ..rewards import get_reward
@@ -53,20 +52,6 @@ def select_trainable(embedder: LatentReasoningEmbedder, train_lora: bool) -> Non
         embedder.merge_lora()
     for name, parameter in embedder.named_parameters():
         parameter.requires_grad_(name.startswith("thought_module.") or (train_lora and "lora_" in name))
-
-
-@contextlib.contextmanager
-def _routed_forward(module: torch.nn.Module, fn):
-    # DDP syncs gradients only for what its forward computed: route one call of the wrapped model to `fn`.
-    original = module.__dict__.get("forward")  # TRL installs its fused-LM-head forward as an instance attribute
-    module.forward = fn
-    try:
-        yield
-    finally:
-        if original is None:
-            del module.forward
-        else:
-            module.forward = original
 
 
 class EmbeddingGRPOTrainer(GRPOTrainer):
@@ -209,27 +194,36 @@ class EmbeddingGRPOTrainer(GRPOTrainer):
         metrics["sigma"].append(self.args.sigma)
 
     # ----------------------------------------------------------------------------------------------------- loss
-    def _policy_forward(self, embedder: LatentReasoningEmbedder, inputs: dict[str, torch.Tensor]):
-        """Current-policy mean [n, j, d] and per-token log-probs [n, T] of the stored samples (one row each)."""
+    def _policy_forward(self, model, inputs: dict[str, torch.Tensor]):
+        """Current-policy mean [n, j, d] and per-token log-probs [n, T] of the stored samples (one row each).
+
+        The mean goes through `model` (the DDP wrapper when distributed) so that its gradient is synchronised.
+        """
         args = self.args
-        if args.logprob == "token_likelihood":
-            with torch.no_grad():  # the prefix cache; the backbone is frozen before the thought
-                prefix = embedder.encode_prefix(inputs["input_ids"], inputs["attention_mask"])
-        else:
-            prefix = PrefixState.from_thought_inputs(
-                {key[len(PREFIX_KEY):]: value for key, value in inputs.items() if key.startswith(PREFIX_KEY)}
-            )
-        mean = embedder.thought_mean(prefix)
-        logps = policy_logprobs(args.logprob, embedder, prefix, mean, inputs["thoughts"], inputs["noise"],
-                                args.sigma, group_size=1)
+        embedder = self.accelerator.unwrap_model(model)
+        if args.logprob == "gaussian":
+            thought_inputs = {key[len(PREFIX_KEY):]: value for key, value in inputs.items()
+                              if key.startswith(PREFIX_KEY)}
+            mean = model(thought_inputs=thought_inputs).thought_means
+            logps = policy_logprobs("gaussian", embedder, None, mean, inputs["thoughts"], inputs["noise"],
+                                    args.sigma, group_size=1)
+            return mean, logps
+        # token_likelihood: the prefix cache, rebuilt from the stored prompts once per distinct prompt (the samples
+        # of one item share it); it carries gradient only when LoRA trains.
+        width = inputs["input_ids"].shape[1]
+        prompts, rows = torch.unique(torch.cat([inputs["input_ids"], inputs["attention_mask"]], 1), dim=0,
+                                     return_inverse=True)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and args.train_lora):
+            prefix = embedder.encode_prefix(prompts[:, :width], prompts[:, width:])
+        mean = model(thought_inputs=prefix.thought_inputs()).thought_means[rows]
+        logps = policy_logprobs("token_likelihood", embedder, embedder.select_prefix(prefix, rows), mean,
+                                inputs["thoughts"], inputs["noise"], args.sigma, group_size=1)
         return mean, logps
 
     def _compute_loss(self, model, inputs):
         args = self.args
         mode = "train" if self.model.training else "eval"
-        embedder = self.accelerator.unwrap_model(model)
-        with _routed_forward(embedder, lambda: self._policy_forward(embedder, inputs)):
-            mean, logps = model()
+        mean, logps = self._policy_forward(model, inputs)
 
         advantages = inputs["advantages"]
         log_ratio = reduce_per_token(logps - inputs["old_logps"], args.logprob_reduction)

@@ -54,7 +54,8 @@ def policy_logprobs(
     sigma: float,
     group_size: int,
 ) -> torch.Tensor:
-    """Per-token log-probs [B*G, T] of the stored samples under the policy whose thought mean is `mean` [B, j, d]."""
+    """Per-token log-probs [B*G, T] of the stored samples under the policy whose thought mean is `mean` [B, j, d].
+    `prefix` (a full `PrefixState`, with its cache) is read by `token_likelihood` only; `gaussian` takes None."""
     expanded_mean = mean.repeat_interleave(group_size, dim=0)
     if name == "gaussian":
         return gaussian_logprob(thoughts, expanded_mean, sigma)

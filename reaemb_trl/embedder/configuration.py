@@ -30,6 +30,8 @@ class LatentReasoningConfig(PretrainedConfig):
     instruction: str = field(default=DEFAULT_INSTRUCTION, metadata={"help": "Instruction placed before the text."})
     max_length: int = field(default=1024, metadata={"help": "Prompt length limit; the item text is truncated."})
     padding_side: str = field(default="left", metadata={"help": "'left' or 'right' padding of batched prompts."})
+    use_thought: bool = field(default=True, metadata={"help": "Default of forward/encode: run the latent thought "
+                                                      "(False = plain one-pass embedding, the no-thought ablation)."})
     rope_base: float = field(default=1000.0, metadata={"help": "RoPE base of the thought module's attention."})
     lora: dict | None = field(default=None, metadata={"help": "peft LoraConfig as a dict when LoRA is used."})
     quantization: dict | None = field(default=None, metadata={"help": "BitsAndBytesConfig as a dict (QLoRA)."})

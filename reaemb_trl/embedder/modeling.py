@@ -219,7 +219,7 @@ class LatentReasoningEmbedder(PreTrainedModel):
         self.backbone = backbone
         self.tokenizer = tokenizer
         self.thought_token_ids = tokenizer.convert_tokens_to_ids(list(self.config.thought_tokens))
-        self.prompts = PromptBuilder(tokenizer, self.config.instruction, self.thought_token_ids, self.config.max_length)
+        self.set_max_length(self.config.max_length)
         backbone_generation = getattr(self.backbone_model, "generation_config", None)
         self.generation_config = copy.deepcopy(backbone_generation) if backbone_generation else GenerationConfig()
 
@@ -239,13 +239,15 @@ class LatentReasoningEmbedder(PreTrainedModel):
         backbone_name_or_path: str | None = None,
         dtype: Any = None,
         seed: int = 0,
+        use_thought: bool = True,
     ) -> "LatentReasoningEmbedder":
         """Wrap a backbone given as a folder / hub id (loaded here) or as a model object (adopted, not copied).
 
         A model built in memory needs `tokenizer`, and `backbone_name_or_path` (a folder it was saved to) before
         `save_pretrained` can write a reloadable folder. `quantization` and `dtype` apply when loading from a path.
         `lora`: True (r 8, alpha 32, dropout 0.1 on q,k,v,o,gate,up,down as present), a dict of LoraConfig overrides
-        or a LoraConfig. `seed` draws the thought module's q/k initialisation.
+        or a LoraConfig. `seed` draws the thought module's q/k initialisation. `use_thought=False` makes the plain
+        one-pass embedding (no latent thought) the default of `forward` / `encode` / export, saved in config.json.
         """
         if isinstance(model_or_path, (str, os.PathLike)):
             path = str(model_or_path)
@@ -274,6 +276,7 @@ class LatentReasoningEmbedder(PreTrainedModel):
             pooling=pooling,
             instruction=instruction,
             max_length=max_length,
+            use_thought=use_thought,
             padding_side=padding_side or tokenizer.padding_side,
             quantization=quantization.to_dict() if quantization is not None else None,
         )
@@ -306,6 +309,15 @@ class LatentReasoningEmbedder(PreTrainedModel):
         embed_norm = self.backbone.get_input_embeddings().weight.float().norm(dim=-1).mean()
         return float(embed_norm / hidden.float().norm(dim=-1).mean())
 
+    def set_max_length(self, max_length: int) -> None:
+        """Change the prompt length limit (saved in config.json); InputError if it leaves no room for the text or
+        exceeds the backbone's positions."""
+        position_limit = getattr(self.backbone_model.config.get_text_config(), "max_position_embeddings", None)
+        if position_limit and max_length > position_limit:
+            raise InputError(f"max_length={max_length} exceeds the backbone's {position_limit} positions")
+        self.prompts = PromptBuilder(self.tokenizer, self.config.instruction, self.thought_token_ids, max_length)
+        self.config.max_length = max_length
+
     # ---------------------------------------------------------------------------------------------- backbone access
     @property
     def backbone_model(self):
@@ -326,11 +338,23 @@ class LatentReasoningEmbedder(PreTrainedModel):
         out = self._body()(**kwargs)
         return out.last_hidden_state, getattr(out, "cache", None)
 
-    def _repeat_cache(self, cache: DynamicCache, repeats: int) -> DynamicCache:
-        """A new cache holding the prefix K/V repeated per group member; the original is never appended to."""
-        data = [(layer.keys.repeat_interleave(repeats, 0), layer.values.repeat_interleave(repeats, 0))
-                for layer in cache.layers]
+    def _select_cache(self, cache: DynamicCache, rows: torch.Tensor) -> DynamicCache:
+        """A new cache holding the prefix K/V of `rows` (repeats allowed); the original is never appended to."""
+        data = [(layer.keys[rows], layer.values[rows]) for layer in cache.layers]
         return DynamicCache(ddp_cache_data=data, config=self._body().config)
+
+    def _repeat_cache(self, cache: DynamicCache, repeats: int) -> DynamicCache:
+        rows = torch.arange(cache.layers[0].keys.shape[0], device=cache.layers[0].keys.device)
+        return self._select_cache(cache, rows.repeat_interleave(repeats))
+
+    def select_prefix(self, prefix: PrefixState, rows: torch.Tensor) -> PrefixState:
+        """The PrefixState of `rows` [n] of `prefix` (repeats allowed, any order), e.g. one row per sample when each
+        item's prefix was encoded once; pass 2 on it costs no prefix pass."""
+        selected = {name: value[rows] if isinstance(value, torch.Tensor) else value
+                    for name, value in vars(prefix).items()}
+        if prefix.cache is not None:
+            selected["cache"] = self._select_cache(prefix.cache, rows)
+        return PrefixState(**selected)
 
     def resolve_path(self, path: str | None) -> str:
         """The path a call runs: `path` or the default (fast); encoders always run reference."""
@@ -508,11 +532,23 @@ class LatentReasoningEmbedder(PreTrainedModel):
         return logprobs * valid
 
     # ------------------------------------------------------------------------------------------------ public API
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, path: str | None = None,
-                use_thought: bool = True, **unused) -> EmbedderOutput:
+    def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                path: str | None = None, use_thought: bool | None = None,
+                thought_inputs: dict[str, torch.Tensor] | None = None, **unused) -> EmbedderOutput:
         """Embeddings of tokenized prompts. `use_thought=False` is the no-latent-reasoning ablation: one plain pass
-        with the thought-token embeddings at the thought positions."""
-        if not use_thought:
+        with the thought-token embeddings at the thought positions; None = `config.use_thought`.
+
+        With `thought_inputs` (a `PrefixState.thought_inputs()`, e.g. from a trainer's buffer) and no prompts, only
+        the thought module runs, without any backbone pass: returns `thought_means` alone. Policy-gradient trainers
+        call this through their (DDP) model wrapper so that the gradient of the thought module is synchronised.
+        """
+        if thought_inputs is not None:
+            if input_ids is not None:
+                raise ValueError("pass either prompts (input_ids, attention_mask) or thought_inputs, not both")
+            return EmbedderOutput(thought_means=self.thought_mean(PrefixState.from_thought_inputs(thought_inputs)))
+        if input_ids is None or attention_mask is None:
+            raise ValueError("forward needs input_ids and attention_mask (or thought_inputs)")
+        if not (self.config.use_thought if use_thought is None else use_thought):
             thought_index = self._thought_index(input_ids, attention_mask)
             thoughts = self.thought_embeddings.expand(input_ids.shape[0], -1, -1)
             hidden = self._full_pass(input_ids, attention_mask, thought_index, thoughts, 1)
@@ -543,8 +579,9 @@ class LatentReasoningEmbedder(PreTrainedModel):
 
     @torch.no_grad()
     def encode(self, texts: Sequence[str], batch_size: int = 32, path: str | None = None,
-               show_progress: bool = True) -> torch.Tensor:
-        """Embeddings [len(texts), d] (float32, cpu) in eval mode; batches are built by prompt length."""
+               show_progress: bool = True, use_thought: bool | None = None) -> torch.Tensor:
+        """Embeddings [len(texts), d] (float32, cpu) in eval mode; batches are built by prompt length.
+        `use_thought` None = `config.use_thought`."""
         prompts = self.prompts.build(texts)
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
         result = torch.empty(len(prompts), self.config.hidden_size, dtype=torch.float32)
@@ -555,7 +592,7 @@ class LatentReasoningEmbedder(PreTrainedModel):
             for start in tqdm(range(0, len(order), batch_size), disable=not show_progress, desc="encode", unit="batch"):
                 rows = order[start : start + batch_size]
                 batch = pad_prompts([prompts[i] for i in rows], self.tokenizer.pad_token_id, self.config.padding_side)
-                out = self(**{k: v.to(device) for k, v in batch.items()}, path=path)
+                out = self(**{k: v.to(device) for k, v in batch.items()}, path=path, use_thought=use_thought)
                 result[rows] = out.embeddings.float().cpu()
         finally:
             self.train(was_training)

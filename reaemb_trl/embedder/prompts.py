@@ -47,19 +47,23 @@ class PromptBuilder:
         if self.text_budget < 1:
             raise InputError(f"max_length={max_length} leaves no room for the item text "
                              f"(the prompt frame takes {fixed} tokens)")
+        self._warned_truncation = False
 
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
 
     def build(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids of every prompt; empty texts are refused, long texts truncated with one warning per call."""
+        """Token ids of every prompt; empty texts are refused, long texts truncated (warned about once per builder:
+        trainers call this every step)."""
         for index, text in enumerate(texts):
             if not isinstance(text, str) or not text.strip():
                 raise InputError(f"item text at index {index} is empty (got {text!r})")
         text_ids = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
         truncated = sum(len(ids) > self.text_budget for ids in text_ids)
-        if truncated:
-            logger.warning("%d of %d item texts exceed max_length=%d and were truncated to %d text tokens",
+        if truncated and not self._warned_truncation:
+            self._warned_truncation = True
+            logger.warning("%d of %d item texts exceed max_length=%d and were truncated to %d text tokens "
+                           "(warned once; later calls truncate silently)",
                            truncated, len(texts), self.max_length, self.text_budget)
         frame_end = self.tail_ids + self.thought_token_ids + self.end_ids
         return [self.head_ids + ids[: self.text_budget] + frame_end for ids in text_ids]

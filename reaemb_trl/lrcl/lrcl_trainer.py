@@ -96,7 +96,9 @@ def build_embedder(config: LRCLConfig):
         config.model_name_or_path, num_thought_tokens=config.num_thought_tokens, pooling=config.pooling,
         lora=lora, quantization=quantization, max_length=config.max_length, seed=config.seed, **kwargs)
     if config.no_thought:
-        # Bypassed in every forward pass: frozen, so DDP does not wait for gradients that never come.
+        # Recorded in the saved config so that export embeds the same way; frozen, so DDP does not wait for
+        # gradients that never come.
+        embedder.config.use_thought = False
         for param in embedder.thought_module.parameters():
             param.requires_grad_(False)
     if config.gradient_checkpointing:

@@ -13,7 +13,9 @@ from ..io_utils import atomic_path
 
 def write_report(out: Path, config, stages: dict[str, dict], tables: dict[str, Path]) -> Path:
     compare_dir = out / "compare"
-    results = (compare_dir / "results.md").read_text(encoding="utf-8").strip()
+    # compare's own page, its title dropped and its headings moved one level down to sit under ours
+    results = "\n".join("#" + line if line.startswith("#") else line
+                        for line in (compare_dir / "results.md").read_text(encoding="utf-8").splitlines()[1:]).strip()
     pictures = sorted(p.relative_to(out) for p in [*compare_dir.glob("*.png"), *out.glob("lrcl*/*.png"),
                                                    *out.glob("crrl/*.png")])
     total = sum(stage.get("seconds", 0.0) for stage in stages.values())
@@ -27,7 +29,7 @@ def write_report(out: Path, config, stages: dict[str, dict], tables: dict[str, P
         "",
         results,
         "",
-        "Runs: `id_only` (no item text), `raw_backbone` (the untrained backbone's mean-pooled table), "
+        "Runs: `id-only` (no item text), `raw_backbone` (the untrained backbone's mean-pooled table), "
         "`lrcl_no_thought` (contrastive training without the thought module: the LLMEmb-style ablation), "
         "`lrcl` (stage 1), `lrcl_crrl` (stage 1 + stage 2).",
         "",

@@ -3,7 +3,7 @@
 Each stage runs through the same command-line entry point a user would call, with a recipe written into
 `OUTPUT/recipes/`, so every stage of a pipeline run can be reproduced by hand. `pipeline_state.json` records each
 stage's config hash: a re-run skips finished stages with the same hash, and a stage that was killed is started
-again with `resume_from_checkpoint: latest`, so it continues from its last checkpoint.
+again with `resume_from_checkpoint` set to its newest checkpoint, so it continues from there.
 """
 
 from __future__ import annotations
@@ -123,7 +123,10 @@ class PipelineRunner:
         embedder.save_pretrained(output)
 
     def _cli_stage(self, command: str, output: Path, settings: dict) -> None:
-        recipe = {**settings, "output_dir": str(output), "resume_from_checkpoint": "latest"}
+        recipe = {**settings, "output_dir": str(output)}
+        checkpoint = _latest_checkpoint(output)
+        if checkpoint is not None:  # left by a killed run of this same stage config
+            recipe["resume_from_checkpoint"] = str(checkpoint)
         recipe_path = self.out / "recipes" / f"{output.name}.yaml"
         with atomic_path(recipe_path) as tmp:
             tmp.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
@@ -140,7 +143,7 @@ class PipelineRunner:
         compare = self.config.compare
         argv = ["--data", str(data_dir), "--id-only", "--runs", *(f"{run}={path}" for run, path in tables.items()),
                 "--backbones", *compare.backbones, "--seeds", str(compare.seeds), "--protocol", compare.protocol,
-                "--output", str(output)]
+                "--output", str(output), "--overwrite"]
         for key, value in compare.options.items():
             argv += [f"--{key.replace('_', '-')}", str(value)]
         _call("compare", argv)
