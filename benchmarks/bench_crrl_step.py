@@ -14,7 +14,6 @@ log-probs of the whole prompt (old log-probs without gradient, new ones with), t
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import random
 import statistics
@@ -173,11 +172,7 @@ def main(argv=None) -> dict:
         "items_per_s": items_per_s,
         "speedup": items_per_s["trainer"] / items_per_s["reference"],
     }
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        for key, value in result.items():
-            print(f"{key:>16}: {value}")
+    bench_embedder.emit(result, args.json)
     return result
 
 

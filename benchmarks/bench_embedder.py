@@ -141,12 +141,18 @@ def main(argv=None) -> dict:
         "export_ratio": export_s["fast"] / export_s["reference"],
         "max_rel_err": float((fast - reference).abs().max() / reference.abs().max()),
     }
-    if args.json:
+    emit(result, args.json)
+    return result
+
+
+def emit(result: dict, as_json: bool) -> None:
+    """Print a benchmark result as JSON, or as aligned `key: value` lines."""
+    if as_json:
         print(json.dumps(result, indent=2))
     else:
+        width = max(map(len, result))
         for key, value in result.items():
-            print(f"{key:>22}: {value}")
-    return result
+            print(f"{key:>{width}}: {value}")
 
 
 if __name__ == "__main__":
