@@ -35,16 +35,11 @@ from reaemb_trl.crrl import CRRLConfig, CooccurrenceRewardModel, EmbeddingGRPOTr
 from reaemb_trl.crrl.policy import group_advantages, reduce_per_token, surrogate_loss  # noqa: E402
 from reaemb_trl.embedder import LatentReasoningEmbedder  # noqa: E402
 from reaemb_trl.rewards import get_reward  # noqa: E402
-from reaemb_trl.testing import build_tiny_decoder  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--hidden", type=int, default=512)
-    parser.add_argument("--layers", type=int, default=8)
-    parser.add_argument("--heads", type=int, default=8)
-    parser.add_argument("--kv-heads", type=int, default=2)
-    parser.add_argument("--prompt-length", type=int, default=128, help="Tokens per prompt (texts are truncated).")
+    bench_embedder.add_model_arguments(parser)
     parser.add_argument("--group", type=int, default=8, help="G thought samples per item.")
     parser.add_argument("--candidates", type=int, default=10, help="K candidates per item.")
     parser.add_argument("--items", type=int, default=8, help="Items per step of this trainer.")
@@ -142,8 +137,7 @@ def main(argv=None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cpu")
-    model, tokenizer = build_tiny_decoder("qwen2", hidden_size=args.hidden, num_layers=args.layers,
-                                          num_heads=args.heads, num_kv_heads=args.kv_heads)
+    model, tokenizer = bench_embedder.build_model(args)
     texts, cooc = synthetic_catalogue(args.catalogue, args.prompt_length)
     with tempfile.TemporaryDirectory() as workdir:
         workdir = Path(workdir)

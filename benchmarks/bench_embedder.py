@@ -33,14 +33,24 @@ WORDS = ("title brand categories description price paper notebook binder ink ton
          "office writing gel pilot swingline sturdy desktop comedy drama action adventure").split()
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The random-weight Qwen2 decoder both decoder benchmarks run (defaults: the issue's CPU setting)."""
     parser.add_argument("--hidden", type=int, default=512)
     parser.add_argument("--layers", type=int, default=8)
     parser.add_argument("--heads", type=int, default=8)
     parser.add_argument("--kv-heads", type=int, default=2)
     parser.add_argument("--intermediate", type=int, default=None, help="MLP width (default: 2 x hidden).")
     parser.add_argument("--prompt-length", type=int, default=128, help="Tokens per prompt (texts are truncated).")
+
+
+def build_model(args: argparse.Namespace):
+    return build_tiny_decoder("qwen2", hidden_size=args.hidden, num_layers=args.layers, num_heads=args.heads,
+                              num_kv_heads=args.kv_heads, intermediate_size=args.intermediate)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_arguments(parser)
     parser.add_argument("--batch", type=int, default=16, help="Items per batch.")
     parser.add_argument("--group", type=int, default=8, help="G noisy thought samples per item.")
     parser.add_argument("--export-batches", type=int, default=4, help="Export timing embeds batch x this items.")
@@ -84,9 +94,7 @@ def main(argv=None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
-    model, tokenizer = build_tiny_decoder("qwen2", hidden_size=args.hidden, num_layers=args.layers,
-                                          num_heads=args.heads, num_kv_heads=args.kv_heads,
-                                          intermediate_size=args.intermediate)
+    model, tokenizer = build_model(args)
     model.to(dtype)
     embedder = LatentReasoningEmbedder.from_backbone(model, tokenizer, lora=True, max_length=args.prompt_length,
                                                      padding_side="left")
