@@ -146,6 +146,10 @@ def test_cli_writes_an_embedder_folder_and_resumes(lrcl_folder, prepared_sample,
     metrics = json.loads((output / "crrl_metrics.json").read_text())
     assert metrics["heldout_items"] == 20 and "eval_cooc_ndcg" in metrics["end"]
     assert json.loads((output / "crrl_config.json").read_text())["learning_rate"] == 0.01
+    # The trainer's arguments are kept as JSON, never as transformers' pickled training_args.bin.
+    for folder in (output, output / "checkpoint-1"):
+        assert not (folder / "training_args.bin").exists()
+        assert json.loads((folder / "training_args.json").read_text())["learning_rate"] == 0.01
     trained = LatentReasoningEmbedder.from_pretrained(output)
     start = LatentReasoningEmbedder.from_pretrained(lrcl_folder)
     assert not torch.equal(trained.thought_module.q_proj.weight, start.thought_module.q_proj.weight)

@@ -61,7 +61,7 @@ def test_pipeline_resumes_after_kill_in_crrl_and_writes_report(mini_recipe, tmp_
     recipe, out = mini_recipe
     first = _launch(recipe, tmp_path / "first.log")
     deadline = time.monotonic() + 600
-    while not list((out / "crrl").glob("checkpoint-*")):
+    while not list((out / "crrl").glob("checkpoint-*/trainer_state.json")):  # written last: a complete checkpoint
         assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
         assert time.monotonic() < deadline, "CRRL never wrote a checkpoint"
         time.sleep(0.2)
@@ -72,7 +72,7 @@ def test_pipeline_resumes_after_kill_in_crrl_and_writes_report(mini_recipe, tmp_
     assert state["lrcl"]["status"] == "done" and state["crrl"]["status"] == "running"
     assert "export_lrcl_crrl" not in state
     lrcl_mtime = (out / "lrcl" / "config.json").stat().st_mtime_ns
-    checkpoints_before = {p.name for p in (out / "crrl").glob("checkpoint-*")}
+    checkpoints_before = {p.parent.name for p in (out / "crrl").glob("checkpoint-*/trainer_state.json")}
 
     second = _launch(recipe, tmp_path / "second.log")
     assert second.wait(timeout=900) == 0, (tmp_path / "second.log").read_text()[-3000:]
@@ -101,3 +101,17 @@ def test_pipeline_resumes_after_kill_in_crrl_and_writes_report(mini_recipe, tmp_
                            capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)
     assert third.returncode == 0, third.stderr[-3000:]
     assert third.stdout.count("skipped") == len(state)
+
+
+def test_resume_ignores_a_checkpoint_the_kill_left_half_written(tmp_path):
+    from reaemb_trl.pipeline.runner import _latest_checkpoint
+
+    (tmp_path / "checkpoint-2").mkdir()
+    (tmp_path / "checkpoint-2" / "trainer_state.json").write_text("{}")
+    (tmp_path / "checkpoint-10").mkdir()  # killed before trainer_state.json, which the trainer writes last
+    (tmp_path / "checkpoint-10" / "thought_module.safetensors").write_text("")
+    assert _latest_checkpoint(tmp_path).name == "checkpoint-2"
+    (tmp_path / "checkpoints" / "checkpoint-12").mkdir(parents=True)
+    (tmp_path / "checkpoints" / "checkpoint-12" / "lrcl_checkpoint.json").write_text("{}")
+    assert _latest_checkpoint(tmp_path).name == "checkpoint-12"
+    assert _latest_checkpoint(tmp_path / "missing") is None

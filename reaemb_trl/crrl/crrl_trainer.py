@@ -16,12 +16,14 @@ import datasets
 import torch
 from peft import PeftModel, set_peft_model_state_dict
 from safetensors.torch import load_file
+from transformers.trainer import TRAINING_ARGS_NAME
 from trl import GRPOTrainer
 from trl.trainer.utils import nanstd
 
 from ..embedder import LatentReasoningEmbedder
 from ..embedder.modeling import ADAPTER_DIR, THOUGHT_MODULE_FILE
 from ..errors import InputError
+from ..io_utils import atomic_path
 from ..rewards import get_reward
 from .crrl_config import CRRLConfig
 from .policy import (
@@ -273,6 +275,15 @@ class EmbeddingGRPOTrainer(GRPOTrainer):
             self.model.train(was_training)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        super()._save(output_dir, state_dict)
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if self.args.should_save:
+            # transformers pickles the arguments into training_args.bin; our artifacts are never pickles.
+            os.remove(os.path.join(output_dir, TRAINING_ARGS_NAME))
+            with atomic_path(os.path.join(output_dir, "training_args.json")) as tmp:
+                tmp.write_text(self.args.to_json_string(), encoding="utf-8")
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         # Checkpoints are embedder folders (thought module + adapter), not a full state dict.

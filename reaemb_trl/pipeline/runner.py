@@ -173,10 +173,15 @@ def _embedder_keys(lrcl: dict) -> dict:
     return {arg: lrcl[key] for key, arg in keys.items() if key in lrcl}
 
 
+# The file each trainer writes last into a checkpoint: a kill can leave a folder without it, which is no checkpoint.
+CHECKPOINT_COMPLETE_MARKERS = ("trainer_state.json", "lrcl_checkpoint.json")
+
+
 def _latest_checkpoint(output: Path) -> Path | None:
-    """Newest `checkpoint-N` a stage left (LRCL keeps them in `checkpoints/`, the TRL trainer at the top)."""
+    """Newest complete `checkpoint-N` a stage left (LRCL keeps them in `checkpoints/`, the TRL trainer at the top)."""
     found = [*output.glob("checkpoint-*"), *output.glob("checkpoints/checkpoint-*")] if output.is_dir() else []
-    found = [p for p in found if p.name.split("-")[-1].isdigit()]
+    found = [p for p in found if p.name.split("-")[-1].isdigit()
+             and any((p / marker).is_file() for marker in CHECKPOINT_COMPLETE_MARKERS)]
     return max(found, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
