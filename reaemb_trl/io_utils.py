@@ -58,9 +58,37 @@ def atomic_output_dir(path: str | os.PathLike, overwrite: bool = False) -> Itera
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def staged_update(target: str | os.PathLike, last: str | None = None) -> Iterator[Path]:
+    """Yield a staging folder; if the block succeeds, each entry in it replaces its namesake in `target`.
+
+    Other entries of `target` (a trainer's checkpoints and logs) are kept. `last` is moved last, so a folder that
+    holds it is complete. Each entry is swapped atomically, the folder as a whole is not.
+    """
+    target = Path(target)
+    target.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target))
+    try:
+        yield staging
+        for entry in sorted(staging.iterdir(), key=lambda p: p.name == last):
+            destination = target / entry.name
+            if destination.is_dir() and not destination.is_symlink():
+                shutil.rmtree(destination)
+            if entry.is_file():
+                os.chmod(entry, _default_mode(0o666))
+            os.replace(entry, destination)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
+
+
+def sha256_json(obj: Any) -> str:
+    """A stable fingerprint of a JSON-ready value (keys sorted)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:

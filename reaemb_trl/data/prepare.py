@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import warnings
@@ -13,7 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import InputError
-from ..io_utils import atomic_output_dir, sha256_file, write_json
+from ..io_utils import atomic_output_dir, sha256_file, sha256_json, write_json
 from .cooccurrence import HOLDOUT, build_cooccurrence
 from .readers import RawInteractions, RawItems, get_format
 from .sources import existing_file
@@ -210,8 +209,7 @@ def prepare_dataset(format: str, interactions: str | os.PathLike, items: str | o
         sp.save_npz(tmp / "cooccurrence.npz", build_cooccurrence(sequences, len(source_ids), opts.cooc_window))
         outputs = {name: sha256_file(tmp / name) for name in ("items.jsonl", "inter.txt", "cooccurrence.npz")}
         # The npz (a zip) carries write times, so the fingerprint rests on the text files and the window.
-        fingerprint = hashlib.sha256(json.dumps(
-            [outputs["items.jsonl"], outputs["inter.txt"], opts.cooc_window]).encode()).hexdigest()
+        fingerprint = sha256_json([outputs["items.jsonl"], outputs["inter.txt"], opts.cooc_window])
         parameters = {k: v for k, v in asdict(opts).items() if k != "show_progress"}
         write_json(tmp / "dataset.json", {
             "folder_format": FOLDER_FORMAT,

@@ -19,7 +19,6 @@ import copy
 import logging
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -44,6 +43,7 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_N
 from transformers.utils import ModelOutput
 
 from ..errors import InputError
+from ..io_utils import staged_update
 from .configuration import DEFAULT_INSTRUCTION, LatentReasoningConfig
 from .prompts import PromptBuilder, pad_prompts
 from .thought_module import ThoughtModule
@@ -618,9 +618,7 @@ class LatentReasoningEmbedder(PreTrainedModel):
             raise InputError("the backbone was built in memory: save it with save_pretrained() and pass that folder "
                              "as backbone_name_or_path to from_backbone() before saving the embedder")
         target = Path(save_directory)
-        target.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=f".{target.name}.", dir=target.parent) as staging:
-            staging = Path(staging)
+        with staged_update(target, last=CONFIG_FILE) as staging:
             tensors = {f"thought_module.{k}": v for k, v in self.thought_module.state_dict().items()}
             tensors["thought_embeddings"] = self.thought_embeddings.data
             tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
@@ -631,12 +629,6 @@ class LatentReasoningEmbedder(PreTrainedModel):
             self.config.save_pretrained(staging)
             if not (staging / ADAPTER_DIR).exists() and (target / ADAPTER_DIR).exists():
                 shutil.rmtree(target / ADAPTER_DIR)  # a stale adapter would be loaded with this model
-            entries = sorted(staging.iterdir(), key=lambda p: p.name == CONFIG_FILE)
-            for entry in entries:
-                destination = target / entry.name
-                if destination.is_dir():
-                    shutil.rmtree(destination)
-                os.replace(entry, destination)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *, is_trainable: bool = False, dtype: Any = None,

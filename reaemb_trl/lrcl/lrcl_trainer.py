@@ -8,13 +8,11 @@ give the same parameters.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
 import re
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,7 +25,7 @@ from tqdm.auto import tqdm
 
 from ..data import PreparedDataset
 from ..errors import InputError
-from ..io_utils import write_json
+from ..io_utils import sha256_json, staged_update, write_json
 from ..recipe import config_to_dict
 from .losses import build_loss
 from .lrcl_config import LRCLConfig
@@ -130,8 +128,7 @@ def _model_fingerprint(config_dict: dict, trainable: dict[str, list[int]]) -> st
                     if "name_or_path" not in str(k) and k not in ("transformers_version", "dtype", "torch_dtype")}
         return value
 
-    blob = json.dumps({"config": strip(config_dict), "trainable": trainable}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    return sha256_json({"config": strip(config_dict), "trainable": trainable})
 
 
 class LRCLTrainer:
@@ -441,9 +438,7 @@ class LRCLTrainer:
         accelerator = self.accelerator
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            staging = Path(tempfile.mkdtemp(prefix=".lrcl-output.", dir=self.output_dir))
-            try:
+            with staged_update(self.output_dir, last="trainer_state.json") as staging:
                 accelerator.unwrap_model(self.model).embedder.save_pretrained(staging)
                 write_json(staging / "lrcl_config.json", {
                     **config_to_dict(self.config), "num_processes": accelerator.num_processes,
@@ -457,14 +452,6 @@ class LRCLTrainer:
                                        * self.config.gradient_accumulation_steps),
                     "train_seconds_this_session": self.train_seconds,
                     "log_history": self.history["train"], "eval_history": self.history["eval"]})
-                entries = sorted(staging.iterdir(), key=lambda p: p.name == "trainer_state.json")
-                for entry in entries:
-                    target = self.output_dir / entry.name
-                    if target.is_dir() and not target.is_symlink():
-                        shutil.rmtree(target)
-                    os.replace(entry, target)
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
         accelerator.wait_for_everyone()
         return self.output_dir
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +10,7 @@ from typing import Any
 import yaml
 
 from ..errors import InputError
+from ..io_utils import sha256_json
 
 BUNDLED = "bundled"  # dataset paths: the Office 2014 sample inside the package
 BUNDLED_MINILM = "bundled-minilm"  # backbone: the MiniLM of the `demo` extra
@@ -70,8 +69,7 @@ class PipelineConfig:
 
 def stage_hash(*parts: Any) -> str:
     """A short, stable fingerprint of a stage's resolved settings and of the stages it reads."""
-    blob = json.dumps(parts, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
+    return sha256_json(parts)[:16]
 
 
 def _build(cls, raw: dict, where: str):
