@@ -3,12 +3,15 @@
     python benchmarks/bench_crrl_step.py --json --threads 1
 
 This trainer: `EmbeddingGRPOTrainer.train()` on a synthetic catalogue (G samples per item, K candidates, exact
-candidate cache `refresh_every=1`, one optimisation pass per generation); the median of the per-step wall times after
-the first step (`--refresh-every N` lets cached candidate embeddings serve N steps: fewer encodes, depending on the
-catalogue size). Reference pattern (the reference implementation's cost model): every sample runs its own full two-pass
-(`path="reference"`), every sample re-embeds its K candidates with a full two-pass, and the loss takes the token
-log-probs of the whole prompt (old log-probs without gradient, new ones with), then one optimiser step.
-`items_per_s` counts catalogue items (a group of G samples is one item); `speedup` = this trainer / reference.
+candidate cache `refresh_every=1`, one optimisation pass per generation). Its prefix cache keeps each prompt's pass 1
+(the backbone is frozen), so once an epoch has passed, items and candidates cost only the thought module and pass 2:
+`trainer` is the median step after the first epoch, `trainer_first_epoch` the median step of the first epoch (step 0
+excluded), `trainer_no_prefix_cache` the same trainer with `prefix_cache_size=0`. `--refresh-every N` lets cached
+candidate embeddings serve N steps. Reference pattern (the reference implementation's cost model): every sample runs
+its own full two-pass (`path="reference"`), every sample re-embeds its K candidates with a full two-pass, and the
+loss takes the token log-probs of the whole prompt (old log-probs without gradient, new ones with), then one
+optimiser step. `items_per_s` counts catalogue items (a group of G samples is one item); `speedup` = this trainer /
+reference, for each trainer setting.
 """
 
 from __future__ import annotations
@@ -47,7 +50,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--catalogue", type=int, default=400, help="Synthetic catalogue size.")
     parser.add_argument("--refresh-every", type=int, default=1,
                         help="This trainer's candidate-cache refresh interval in steps (1 = exact, every step).")
-    parser.add_argument("--steps", type=int, default=4, help="Timed steps of this trainer (after one warm-up step).")
+    parser.add_argument("--steps", type=int, default=8,
+                        help="Timed steps of this trainer after its first epoch (and of the run without prefix cache).")
     parser.add_argument("--repeats", type=int, default=1, help="Timed reference steps (after one warm-up step).")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice).")
     parser.add_argument("--json", action="store_true", help="Print one JSON object.")
@@ -81,23 +85,27 @@ class StepTimer(TrainerCallback):
         self.seconds.append(time.perf_counter() - self._start)
 
 
-def time_trainer(embedder, texts, cooc, args, workdir: Path) -> float:
-    """Median seconds of one step of `EmbeddingGRPOTrainer` (the first step is a warm-up)."""
-    config = CRRLConfig(output_dir=str(workdir), num_generations=args.group,
-                        per_device_train_batch_size=args.items * args.group, num_iterations=1,
-                        max_steps=args.steps + 1, learning_rate=1e-4, warmup_steps=0, save_strategy="no",
-                        logging_steps=10_000, report_to="none", use_cpu=True, disable_tqdm=True, seed=0,
-                        num_candidates=args.candidates, refresh_every=args.refresh_every, encode_batch_size=32,
-                        log_level="error")
+def time_trainer(embedder, texts, cooc, args, workdir: Path, prefix_cache_size: int, epochs_before: int) -> dict:
+    """Per-step seconds of `EmbeddingGRPOTrainer`: {"first_epoch": median of epoch 0 without step 0, "after": median
+    of the `args.steps` steps that follow `epochs_before` epochs (or step 0)}."""
     reward_model = CooccurrenceRewardModel(cooc, num_candidates=args.candidates, item_texts=texts,
                                            refresh_every=args.refresh_every)
-    timer = StepTimer()
     train_items, _ = reward_model.split_items(0)
+    steps_per_epoch = -(-len(train_items) // args.items)
+    skipped = max(1, epochs_before * steps_per_epoch)
+    config = CRRLConfig(output_dir=str(workdir), num_generations=args.group,
+                        per_device_train_batch_size=args.items * args.group, num_iterations=1,
+                        max_steps=skipped + args.steps, learning_rate=1e-4, warmup_steps=0, save_strategy="no",
+                        logging_steps=10_000, report_to="none", use_cpu=True, disable_tqdm=True, seed=0,
+                        num_candidates=args.candidates, refresh_every=args.refresh_every, encode_batch_size=32,
+                        prefix_cache_size=prefix_cache_size, log_level="error")
+    timer = StepTimer()
     trainer = EmbeddingGRPOTrainer(embedder, config, reward_model, item_dataset(train_items, texts),
                                    callbacks=[timer])
     trainer.remove_callback(PrinterCallback)  # stdout carries the JSON only
     trainer.train()
-    return statistics.median(timer.seconds[1:])
+    return {"first_epoch": statistics.median(timer.seconds[1:steps_per_epoch]),
+            "after": statistics.median(timer.seconds[skipped:])}
 
 
 def reference_step(embedder, optimizer, texts, cooc, args, generator: torch.Generator):
@@ -146,7 +154,8 @@ def main(argv=None) -> dict:
         embedder = LatentReasoningEmbedder.from_backbone(str(workdir / "backbone"), max_length=args.prompt_length,
                                                          padding_side="left")
         assert embedder.tokenize(texts[1:2])["input_ids"].shape[1] == args.prompt_length
-        trainer_s = time_trainer(embedder, texts, cooc, args, workdir / "trainer")
+        cached = time_trainer(embedder, texts, cooc, args, workdir / "cached", CRRLConfig.prefix_cache_size, 1)
+        uncached = time_trainer(embedder, texts, cooc, args, workdir / "uncached", 0, 0)
 
         embedder.train()
         optimizer = torch.optim.AdamW([p for p in embedder.parameters() if p.requires_grad], lr=1e-4)
@@ -154,7 +163,10 @@ def main(argv=None) -> dict:
         reference_s = bench_embedder.median_seconds(
             lambda: reference_step(embedder, optimizer, texts, cooc, args, generator), device, args.repeats)
 
-    items_per_s = {"trainer": args.items / trainer_s, "reference": args.reference_items / reference_s}
+    step_s = {"trainer": cached["after"], "trainer_first_epoch": cached["first_epoch"],
+              "trainer_no_prefix_cache": uncached["after"], "reference": reference_s}
+    items = {name: args.reference_items if name == "reference" else args.items for name in step_s}
+    items_per_s = {name: items[name] / seconds for name, seconds in step_s.items()}
     result = {
         "machine": bench_embedder.cpu_name(), "device": str(device), "torch_threads": torch.get_num_threads(),
         "model": {"hidden": args.hidden, "layers": args.layers, "heads": args.heads, "kv_heads": args.kv_heads,
@@ -162,9 +174,11 @@ def main(argv=None) -> dict:
         "prompt_length": args.prompt_length, "group": args.group, "candidates": args.candidates,
         "catalogue": args.catalogue, "refresh_every": args.refresh_every,
         "items_per_step": {"trainer": args.items, "reference": args.reference_items},
-        "step_s": {"trainer": trainer_s, "reference": reference_s},
+        "step_s": step_s,
         "items_per_s": items_per_s,
         "speedup": items_per_s["trainer"] / items_per_s["reference"],
+        "speedup_first_epoch": items_per_s["trainer_first_epoch"] / items_per_s["reference"],
+        "speedup_no_prefix_cache": items_per_s["trainer_no_prefix_cache"] / items_per_s["reference"],
     }
     bench_embedder.emit(result, args.json)
     return result

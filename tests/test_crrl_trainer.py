@@ -160,3 +160,21 @@ def test_cli_writes_an_embedder_folder_and_resumes(lrcl_folder, prepared_sample,
                  "--resume_from_checkpoint", str(output / "checkpoint-1"), "--learning_rate", "0.01"]) == 0
     state = json.loads((resumed_output / "trainer_state.json").read_text())
     assert state["global_step"] == 2
+
+
+def test_prefix_cache_leaves_training_unchanged(lrcl_folder, reward_model, tmp_path):
+    # 4 items per step over 8 items: from step 3 on, items and candidates come back and are served from the cache.
+    runs = {}
+    for size in (0, 512):
+        trainer = make_trainer(lrcl_folder, reward_model, tmp_path / str(size), num_items=8, max_steps=4,
+                               prefix_cache_size=size, num_iterations=1)
+        trainer.train()
+        runs[size] = trainer
+    cached, plain = runs[512], runs[0]
+    assert plain.prefix_cache is None and logged(plain, "prefix_cache/hit_rate") == []
+    assert logged(cached, "prefix_cache/hit_rate")[-1] > 0.2
+    assert logged(cached, "reward") == pytest.approx(logged(plain, "reward"), abs=1e-6)
+    for name, value in plain.model.thought_module.state_dict().items():
+        assert torch.allclose(cached.model.thought_module.state_dict()[name], value, atol=1e-5), name
+    assert not torch.equal(cached.model.thought_module.v_proj.weight,
+                           LatentReasoningEmbedder.from_pretrained(lrcl_folder).thought_module.v_proj.weight)

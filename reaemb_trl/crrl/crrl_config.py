@@ -58,6 +58,11 @@ class CRRLConfig(GRPOConfig):
     eval_reward: str = _help("Reward reported on the held-out items.", default="cooc_ndcg")
     encode_batch_size: int = _help("Texts per forward pass when embedding candidates and held-out items.",
                                    default=64)
+    prefix_cache_size: int = _help("Prompts whose pass-1 results (prefix states, KV cache) are kept and reused, so a "
+                                   "candidate or item seen before costs only the thought module and pass 2; exact "
+                                   "because the backbone is frozen. Memory per prompt of T tokens: T final states, "
+                                   "plus 2 x layers x kv_heads x head_dim x T cache values on a decoder. 0 = off; "
+                                   "always off with train_lora.", default=8192)
     overwrite_output_dir: bool = _help("Replace an output folder that already holds a run.", default=False)
 
     # Reference defaults for GRPOConfig fields
@@ -102,6 +107,8 @@ class CRRLConfig(GRPOConfig):
                              "depend on the LoRA weights)")
         if self.beta != 0.0 and self.sync_ref_model:
             raise InputError("CRRL config: sync_ref_model is not supported; the KL reference is the starting policy")
+        if self.prefix_cache_size < 0:
+            raise InputError(f"CRRL config: prefix_cache_size must be >= 0, got {self.prefix_cache_size}")
         for name in ("num_positives", "refresh_every", "encode_batch_size"):
             if getattr(self, name) < 1:
                 raise InputError(f"CRRL config: {name} must be >= 1, got {getattr(self, name)}")

@@ -20,7 +20,7 @@ from transformers.trainer import TRAINING_ARGS_NAME
 from trl import GRPOTrainer
 from trl.trainer.utils import nanstd
 
-from ..embedder import LatentReasoningEmbedder
+from ..embedder import LatentReasoningEmbedder, PrefixCache, pad_prompts
 from ..embedder.modeling import ADAPTER_DIR, THOUGHT_MODULE_FILE
 from ..errors import InputError
 from ..io_utils import atomic_path
@@ -89,6 +89,7 @@ class EmbeddingGRPOTrainer(GRPOTrainer):
         names = list(args.rewards) if reward_funcs is None else [getattr(f, "__name__", str(f)) for f in reward_funcs]
         reward_funcs = [get_reward(name) for name in args.rewards] if reward_funcs is None else list(reward_funcs)
         self.reward_model = reward_model
+        reward_model.clear_cache()
         select_trainable(model, args.train_lora)
         self.reference_thought_module = (
             copy.deepcopy(model.thought_module).requires_grad_(False) if args.beta != 0.0 else None
@@ -116,11 +117,15 @@ class EmbeddingGRPOTrainer(GRPOTrainer):
             self.reference_thought_module.to(self.accelerator.device)
         self._noise = torch.Generator(device=self.accelerator.device)
         self._noise.manual_seed(args.seed + self.accelerator.process_index)
+        # Pass 1 depends on the backbone only, which trains only with train_lora.
+        self.prefix_cache = (PrefixCache(args.prefix_cache_size)
+                             if args.prefix_cache_size and not args.train_lora else None)
 
     # ------------------------------------------------------------------------------------------------ generation
     def _encode(self, texts: list[str]) -> torch.Tensor:
         embedder = self.accelerator.unwrap_model(self.model)
-        return embedder.encode(texts, batch_size=self.args.encode_batch_size, show_progress=False)
+        return embedder.encode(texts, batch_size=self.args.encode_batch_size, show_progress=False,
+                               prefix_cache=self.prefix_cache)
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, torch.Tensor | None]:
         args = self.args
@@ -132,8 +137,13 @@ class EmbeddingGRPOTrainer(GRPOTrainer):
         texts = [row["prompt"] for row in inputs[::group_size]]
 
         with torch.no_grad():
-            batch = {key: value.to(device) for key, value in embedder.tokenize(texts).items()}
-            prefix = embedder.encode_prefix(**batch)
+            prompts = embedder.prompts.build(texts)
+            batch = {key: value.to(device) for key, value in
+                     pad_prompts(prompts, embedder.tokenizer.pad_token_id, embedder.config.padding_side).items()}
+            if self.prefix_cache is not None and args.disable_dropout:  # with dropout, pass 1 is random
+                prefix = embedder.encode_prefix_cached(prompts, self.prefix_cache)
+            else:
+                prefix = embedder.encode_prefix(**batch)
             mean = embedder.thought_mean(prefix)
             thoughts, embeddings = embedder.sample_group(
                 prefix, group_size, args.sigma, noise_free_first=args.noise_free_first, generator=self._noise
@@ -194,6 +204,9 @@ class EmbeddingGRPOTrainer(GRPOTrainer):
         metrics["advantages/std"].append(advantages.std().item())
         metrics["unscorable_samples"].append(float(torch.isnan(rewards).sum().item()))
         metrics["sigma"].append(self.args.sigma)
+        if self.prefix_cache is not None:
+            looked_up = self.prefix_cache.hits + self.prefix_cache.misses
+            metrics["prefix_cache/hit_rate"].append(self.prefix_cache.hits / max(looked_up, 1))
 
     # ----------------------------------------------------------------------------------------------------- loss
     def _policy_forward(self, model, inputs: dict[str, torch.Tensor]):

@@ -71,6 +71,10 @@ class CooccurrenceRewardModel:
         self.seed = seed
         self._candidates = None
         self._candidates_epoch = None
+        self.clear_cache()
+
+    def clear_cache(self) -> None:
+        """Forget every cached candidate embedding (a new trainer's steps count from 0 and its model differs)."""
         self._cache: torch.Tensor | None = None
         self._cache_step = torch.full((self.num_items + 1,), -1, dtype=torch.long)  # -1: never computed
 

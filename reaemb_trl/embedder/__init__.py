@@ -2,6 +2,7 @@
 
 from .configuration import DEFAULT_INSTRUCTION, LatentReasoningConfig
 from .modeling import EmbedderOutput, LatentReasoningEmbedder, PrefixState, is_causal_config
+from .prefix_cache import PrefixCache
 from .prompts import PromptBuilder, pad_prompts
 from .thought_module import ThoughtModule
 
@@ -10,6 +11,7 @@ __all__ = [
     "EmbedderOutput",
     "LatentReasoningConfig",
     "LatentReasoningEmbedder",
+    "PrefixCache",
     "PrefixState",
     "PromptBuilder",
     "ThoughtModule",

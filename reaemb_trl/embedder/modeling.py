@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 from safetensors.torch import load_file, save_file
 from torch import nn
+from torch.nn.utils.rnn import pad_sequence
 from tqdm.auto import tqdm
 from transformers import (
     AutoConfig,
@@ -45,6 +46,7 @@ from transformers.utils import ModelOutput
 from ..errors import InputError
 from ..io_utils import staged_update
 from .configuration import DEFAULT_INSTRUCTION, LatentReasoningConfig
+from .prefix_cache import PrefixCache
 from .prompts import PromptBuilder, pad_prompts
 from .thought_module import ThoughtModule
 
@@ -356,6 +358,77 @@ class LatentReasoningEmbedder(PreTrainedModel):
             selected["cache"] = self._select_cache(prefix.cache, rows)
         return PrefixState(**selected)
 
+    def split_prefix(self, prefix: PrefixState) -> list[dict[str, Any]]:
+        """Each row of `prefix` on its own, padding removed (tensors without the batch dimension, the KV cache as
+        per-layer (keys, values)): the form a `PrefixCache` stores and `stack_prefixes` batches again."""
+        rows = []
+        for b in range(prefix.batch_size):
+            keep = prefix.state_mask[b]
+            new_column = keep.long().cumsum(0) - 1  # the index fields point into the unpadded states
+            row = {"path": prefix.path, "states": prefix.states[b, keep], "state_mask": prefix.state_mask[b, keep],
+                   "state_positions": prefix.state_positions[b, keep],
+                   "query_index": new_column[prefix.query_index[b]]}
+            if prefix.cache is not None:
+                real = prefix.prefix_mask[b]
+                suffix = prefix.suffix_mask[b]
+                row.update(cache=[(layer.keys[b][:, real], layer.values[b][:, real]) for layer in prefix.cache.layers],
+                           prefix_mask=prefix.prefix_mask[b, real], prefix_sum=prefix.prefix_sum[b],
+                           suffix_ids=prefix.suffix_ids[b, suffix], suffix_mask=prefix.suffix_mask[b, suffix],
+                           suffix_positions=prefix.suffix_positions[b, suffix])
+            if prefix.input_ids is not None:  # reference path: the prompt lines up with the states
+                row.update(input_ids=prefix.input_ids[b, keep], attention_mask=prefix.attention_mask[b, keep],
+                           thought_index=new_column[prefix.thought_index[b]])
+            rows.append(row)
+        return rows
+
+    def stack_prefixes(self, rows: Sequence[dict[str, Any]]) -> PrefixState:
+        """One PrefixState from `split_prefix` rows of one path: prompts padded on the left, suffixes on the right
+        (positions are explicit, so the function is the same as for the batch the rows came from)."""
+        def pad(name, value=0, side="left"):
+            return pad_sequence([row[name] for row in rows], batch_first=True, padding_value=value, padding_side=side)
+
+        shift = pad("states").shape[1] - torch.tensor([len(row["states"]) for row in rows])
+        shift = shift.to(rows[0]["query_index"].device)[:, None]
+        fields = {"path": rows[0]["path"], "states": pad("states"), "state_mask": pad("state_mask", False),
+                  "state_positions": pad("state_positions"),
+                  "query_index": torch.stack([row["query_index"] for row in rows]) + shift}
+        if "cache" in rows[0]:
+            # keys / values [H, P, D] per row: pad along P, then back to [B, H, P, D]
+            layers = [
+                tuple(pad_sequence([row["cache"][layer][part].transpose(0, 1) for row in rows], batch_first=True,
+                                   padding_side="left").transpose(1, 2)
+                      for part in (0, 1))
+                for layer in range(len(rows[0]["cache"]))
+            ]
+            fields.update(cache=DynamicCache(ddp_cache_data=layers, config=self._body().config),
+                          prefix_mask=pad("prefix_mask", False),
+                          prefix_sum=torch.stack([row["prefix_sum"] for row in rows]),
+                          suffix_ids=pad("suffix_ids", self.tokenizer.pad_token_id, "right"),
+                          suffix_mask=pad("suffix_mask", False, "right"), suffix_positions=pad("suffix_positions",
+                                                                                                side="right"))
+        if "input_ids" in rows[0]:
+            fields.update(input_ids=pad("input_ids", self.tokenizer.pad_token_id), attention_mask=pad("attention_mask"),
+                          thought_index=torch.stack([row["thought_index"] for row in rows]) + shift)
+        return PrefixState(**fields)
+
+    @torch.no_grad()
+    def encode_prefix_cached(self, prompts: Sequence[Sequence[int]], prefix_cache: PrefixCache,
+                             path: str | None = None) -> PrefixState:
+        """Pass 1 of `prompts` (token ids, as `prompts.build` makes them) without gradient, taken from `prefix_cache`
+        where it holds them; the others are computed and stored. Exact only while the backbone does not change."""
+        path = self.resolve_path(path)
+        keys = [(path, tuple(ids)) for ids in prompts]
+        found = {key: prefix_cache.get(key) for key in dict.fromkeys(keys)}
+        missing = [key for key, row in found.items() if row is None]
+        if missing:
+            device = self.thought_embeddings.device
+            batch = pad_prompts([list(key[1]) for key in missing], self.tokenizer.pad_token_id, self.config.padding_side)
+            computed = self.encode_prefix(batch["input_ids"].to(device), batch["attention_mask"].to(device), path)
+            for key, row in zip(missing, self.split_prefix(computed)):
+                found[key] = row
+                prefix_cache.put(key, row)
+        return self.stack_prefixes([found[key] for key in keys])
+
     def resolve_path(self, path: str | None) -> str:
         """The path a call runs: `path` or the default (fast); encoders always run reference."""
         if path is not None and path not in PATHS:
@@ -579,9 +652,12 @@ class LatentReasoningEmbedder(PreTrainedModel):
 
     @torch.no_grad()
     def encode(self, texts: Sequence[str], batch_size: int = 32, path: str | None = None,
-               show_progress: bool = True, use_thought: bool | None = None) -> torch.Tensor:
+               show_progress: bool = True, use_thought: bool | None = None,
+               prefix_cache: PrefixCache | None = None) -> torch.Tensor:
         """Embeddings [len(texts), d] (float32, cpu) in eval mode; batches are built by prompt length.
-        `use_thought` None = `config.use_thought`."""
+        `use_thought` None = `config.use_thought`. With a `prefix_cache` (valid while the backbone is frozen) pass 1
+        of a prompt seen before is reused."""
+        with_thought = self.config.use_thought if use_thought is None else use_thought
         prompts = self.prompts.build(texts)
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
         result = torch.empty(len(prompts), self.config.hidden_size, dtype=torch.float32)
@@ -591,9 +667,15 @@ class LatentReasoningEmbedder(PreTrainedModel):
         try:
             for start in tqdm(range(0, len(order), batch_size), disable=not show_progress, desc="encode", unit="batch"):
                 rows = order[start : start + batch_size]
-                batch = pad_prompts([prompts[i] for i in rows], self.tokenizer.pad_token_id, self.config.padding_side)
-                out = self(**{k: v.to(device) for k, v in batch.items()}, path=path, use_thought=use_thought)
-                result[rows] = out.embeddings.float().cpu()
+                if prefix_cache is not None and with_thought:
+                    prefix = self.encode_prefix_cached([prompts[i] for i in rows], prefix_cache, path)
+                    embeddings = self.embed_with_thoughts(prefix, self.thought_mean(prefix))
+                else:
+                    batch = pad_prompts([prompts[i] for i in rows], self.tokenizer.pad_token_id,
+                                        self.config.padding_side)
+                    embeddings = self(**{k: v.to(device) for k, v in batch.items()}, path=path,
+                                      use_thought=use_thought).embeddings
+                result[rows] = embeddings.float().cpu()
         finally:
             self.train(was_training)
         return result
