@@ -154,12 +154,21 @@ def test_cli_writes_an_embedder_folder_and_resumes(lrcl_folder, prepared_sample,
     start = LatentReasoningEmbedder.from_pretrained(lrcl_folder)
     assert not torch.equal(trained.thought_module.q_proj.weight, start.thought_module.q_proj.weight)
 
-    # Resuming from the step-1 checkpoint restores its thought module and finishes the run.
+    # No artifact is a pickle: optimizer, schedule and RNG states are safetensors + JSON.
+    assert not [p for p in output.rglob("*") if p.suffix in (".bin", ".pt", ".pth", ".pkl")]
+    assert {"optimizer.json", "optimizer.safetensors", "scheduler.json", "rng_state.safetensors",
+            "generation_state_0.json"} <= {p.name for p in (output / "checkpoint-1").iterdir()}
+
+    # Resuming from the step-1 checkpoint, inside the 2-iteration cycle of the first generation (thought module,
+    # optimizer, RNG, thought noise, buffered samples), finishes the run where the straight run ended.
     resumed_output = tmp_path / "resumed"
     assert main(["--config", str(recipe), "--output_dir", str(resumed_output),
                  "--resume_from_checkpoint", str(output / "checkpoint-1"), "--learning_rate", "0.01"]) == 0
     state = json.loads((resumed_output / "trainer_state.json").read_text())
     assert state["global_step"] == 2
+    resumed = LatentReasoningEmbedder.from_pretrained(resumed_output)
+    for name, value in trained.thought_module.state_dict().items():
+        torch.testing.assert_close(resumed.thought_module.state_dict()[name], value, rtol=1e-5, atol=1e-6)
 
 
 def test_prefix_cache_leaves_training_unchanged(lrcl_folder, reward_model, tmp_path):

@@ -76,6 +76,10 @@ def test_resume_gives_the_same_parameters_as_a_straight_run(prepared_sample, tin
     # Checkpoints hold the trained weights only, not the frozen backbone.
     saved = load_file(str(tmp_path / "a" / "checkpoints" / "checkpoint-2" / "model.safetensors"))
     assert set(saved) == set(trainable_state(straight))
+    # Optimizer, schedule and RNG are safetensors + JSON: no pickle anywhere.
+    files = {p.name for p in (tmp_path / "a" / "checkpoints").rglob("*") if p.is_file()}
+    assert {"optimizer.json", "optimizer.safetensors", "scheduler.json", "rng_state_0.json"} <= files
+    assert not [name for name in files if name.endswith((".pkl", ".bin", ".pt", ".pth"))], files
 
     # A fresh run folder holding only the half-way checkpoint, resumed with "latest".
     shutil.copytree(tmp_path / "a" / "checkpoints" / "checkpoint-2", tmp_path / "b" / "checkpoints" / "checkpoint-2")
@@ -91,6 +95,12 @@ def test_resume_gives_the_same_parameters_as_a_straight_run(prepared_sample, tin
     losses_b = [e["loss"] for e in json.loads((tmp_path / "b" / "trainer_state.json").read_text())["log_history"]]
     assert losses_a == losses_b and len(losses_a) == 4  # the resumed run carries the first half of the curve over
     assert any(not torch.equal(p, torch.zeros_like(p)) for n, p in got.items() if "lora_B" in n)  # it trained
+
+    # A checkpoint without its optimizer state is refused, naming the missing file.
+    shutil.copytree(tmp_path / "a" / "checkpoints" / "checkpoint-2", tmp_path / "d" / "checkpoints" / "checkpoint-2")
+    (tmp_path / "d" / "checkpoints" / "checkpoint-2" / "optimizer.json").unlink()
+    with pytest.raises(InputError, match=r"checkpoint-2/optimizer\.json"):
+        LRCLTrainer(tiny_config(tiny_decoder, prepared_sample, tmp_path / "d", resume_from_checkpoint="latest")).train()
 
     # The same checkpoint offered to a different backbone is refused.
     other = save_tiny_decoder(tmp_path / "tiny-llama", arch="llama", hidden_size=32, num_heads=4, num_kv_heads=2)

@@ -16,15 +16,14 @@ import datasets
 import torch
 from peft import PeftModel, set_peft_model_state_dict
 from safetensors.torch import load_file
-from transformers.trainer import TRAINING_ARGS_NAME
 from trl import GRPOTrainer
 from trl.trainer.utils import nanstd
 
 from ..embedder import LatentReasoningEmbedder, PrefixCache, pad_prompts
 from ..embedder.modeling import ADAPTER_DIR, THOUGHT_MODULE_FILE
 from ..errors import InputError
-from ..io_utils import atomic_path
 from ..rewards import get_reward
+from ..training_state import SafeCheckpointMixin, has_state, load_state, save_state
 from .crrl_config import CRRLConfig
 from .policy import (
     clip_fractions,
@@ -56,7 +55,7 @@ def select_trainable(embedder: LatentReasoningEmbedder, train_lora: bool) -> Non
         parameter.requires_grad_(name.startswith("thought_module.") or (train_lora and "lora_" in name))
 
 
-class EmbeddingGRPOTrainer(GRPOTrainer):
+class EmbeddingGRPOTrainer(SafeCheckpointMixin, GRPOTrainer):
     """GRPO on the thought module of a `LatentReasoningEmbedder`, rewarded by a `CooccurrenceRewardModel`.
 
     `train_dataset` / `eval_dataset` rows are {prompt: item text, item_id} (see `item_dataset`); evaluation is the
@@ -289,14 +288,29 @@ class EmbeddingGRPOTrainer(GRPOTrainer):
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
 
-    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
-        super()._save(output_dir, state_dict)
-        output_dir = output_dir if output_dir is not None else self.args.output_dir
-        if self.args.should_save:
-            # transformers pickles the arguments into training_args.bin; our artifacts are never pickles.
-            os.remove(os.path.join(output_dir, TRAINING_ARGS_NAME))
-            with atomic_path(os.path.join(output_dir, "training_args.json")) as tmp:
-                tmp.write_text(self.args.to_json_string(), encoding="utf-8")
+    def _generation_state_name(self) -> str:
+        return f"generation_state_{self.args.process_index}"
+
+    def _save_rng_state(self, output_dir: str) -> None:
+        super()._save_rng_state(output_dir)
+        # What the Trainer's files miss for an exact resume: the thought-noise generator, TRL's micro-step counter
+        # and, when the checkpoint falls inside a generation's num_iterations x steps_per_generation cycle, the
+        # buffered samples the remaining micro-steps train on.
+        state = {"noise": self._noise.get_state(), "step": self._step}
+        if self._buffered_inputs is not None and self._step % (self.args.steps_per_generation * self.num_iterations):
+            state["buffered_inputs"] = self._buffered_inputs
+        save_state(state, output_dir, self._generation_state_name())
+
+    def _load_rng_state(self, checkpoint: str | None) -> None:
+        super()._load_rng_state(checkpoint)
+        if checkpoint is None or not has_state(checkpoint, self._generation_state_name()):
+            return
+        state = load_state(checkpoint, self._generation_state_name())
+        self._noise.set_state(state["noise"])
+        self._step = state["step"]
+        device = self.accelerator.device
+        self._buffered_inputs = [{key: value.to(device) if isinstance(value, torch.Tensor) else value
+                                  for key, value in batch.items()} for batch in state.get("buffered_inputs", [])] or None
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         # Checkpoints are embedder folders (thought module + adapter), not a full state dict.

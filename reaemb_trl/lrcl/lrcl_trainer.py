@@ -14,26 +14,37 @@ import os
 import re
 import shutil
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
 import torch.distributed.nn.functional as dist_nn
+from safetensors.torch import save_file
 from torch import nn
 from tqdm.auto import tqdm
 
 from ..data import PreparedDataset
 from ..errors import InputError
-from ..io_utils import sha256_json, staged_update, write_json
+from ..io_utils import atomic_path, sha256_json, staged_update, write_json
 from ..recipe import config_to_dict
+from ..training_state import (
+    has_state,
+    has_training_state,
+    load_rng_state,
+    load_training_state,
+    rng_state_name,
+    save_rng_state,
+    save_training_state,
+)
 from .losses import build_loss
 from .lrcl_config import LRCLConfig
 from .views import ViewSampler
 
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_META = "lrcl_checkpoint.json"
-CHECKPOINT_WEIGHTS = "model.safetensors"  # the file accelerate writes for the first prepared model
+CHECKPOINT_WEIGHTS = "model.safetensors"  # also the name accelerate writes for the first prepared model
 _CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
 # Stream namespaces of the view sampler and of the item order, so they never share random numbers.
 _TRAIN_VIEWS, _EVAL_VIEWS, _ITEM_ORDER, _EVAL_SPLIT = 1, 2, 3, 4
@@ -273,20 +284,18 @@ class LRCLTrainer:
             shutil.rmtree(self.output_dir / CHECKPOINT_DIR, ignore_errors=True)
         self.accelerator.wait_for_everyone()
 
-    def _keep_trainable_weights(self, models, weights, output_dir) -> None:
+    def _trainable_weights(self, model: nn.Module) -> dict[str, torch.Tensor]:
         # Frozen backbone weights are rebuilt from model_name_or_path: checkpoints hold the trained ones only.
-        for i, model in enumerate(models[: len(weights)]):
-            unwrapped = self.accelerator.unwrap_model(model)
-            weights[i] = {name: p.detach().contiguous() for name, p in unwrapped.named_parameters()
-                          if p.requires_grad}
+        unwrapped = self.accelerator.unwrap_model(model)
+        return {name: p.detach().contiguous() for name, p in unwrapped.named_parameters() if p.requires_grad}
 
-    def _load_trainable_weights(self, models, input_dir) -> None:
+    def _restore_trainable_weights(self, models, input_dir) -> None:
         from safetensors.torch import load_file
 
         path = Path(input_dir) / CHECKPOINT_WEIGHTS
         if not path.is_file():
             raise InputError(f"{input_dir}: not an LRCL checkpoint ({CHECKPOINT_WEIGHTS} missing)")
-        state = load_file(str(path), device=str(self.accelerator.device))
+        state = load_file(str(path))  # on the CPU: load_state_dict copies onto each parameter's device
         saved = {name: list(tensor.shape) for name, tensor in state.items()}
         if saved != self.trainable:
             differing = sorted(set(saved).symmetric_difference(self.trainable)) or \
@@ -295,7 +304,27 @@ class LRCLTrainer:
                              f"(e.g. {differing[:3]}): it comes from a different model or settings")
         for model in models:
             self.accelerator.unwrap_model(model).load_state_dict(state, strict=False)
+
+    # accelerate's save_state / load_state hooks, used where its format is kept (DeepSpeed, FSDP).
+    def _keep_trainable_weights(self, models, weights, output_dir) -> None:
+        for i, model in enumerate(models[: len(weights)]):
+            weights[i] = self._trainable_weights(model)
+
+    def _load_trainable_weights(self, models, input_dir) -> None:
+        self._restore_trainable_weights(models, input_dir)
         models.clear()  # loaded here: accelerate must not load the full state dict it expects
+
+    def _safe_checkpoints(self) -> bool:
+        """Whether checkpoints use `training_state` (safetensors + JSON) rather than accelerate's pickles.
+
+        True where every process holds the whole optimizer state on a CPU or CUDA device (one process, DDP);
+        DeepSpeed, FSDP and other back-ends shard or place it their own way and keep `accelerator.save_state`.
+        """
+        from accelerate.utils import DistributedType
+
+        return (self.accelerator.distributed_type in (DistributedType.NO, DistributedType.MULTI_CPU,
+                                                       DistributedType.MULTI_GPU)
+                and self.accelerator.device.type in ("cpu", "cuda"))
 
     def _checkpoint_folders(self) -> list[Path]:
         root = self.output_dir / CHECKPOINT_DIR
@@ -308,7 +337,15 @@ class LRCLTrainer:
         if self.accelerator.is_main_process:
             shutil.rmtree(staging, ignore_errors=True)
         self.accelerator.wait_for_everyone()
-        self.accelerator.save_state(str(staging))
+        if self._safe_checkpoints():
+            if self.accelerator.is_main_process:
+                with atomic_path(staging / CHECKPOINT_WEIGHTS) as tmp:
+                    save_file(self._trainable_weights(self.model), str(tmp))
+                save_training_state(staging, self.optimizer, self.scheduler, self.accelerator.scaler)
+            save_rng_state(staging, self.accelerator.process_index)
+            self.accelerator.wait_for_everyone()
+        else:
+            self.accelerator.save_state(str(staging))
         if self.accelerator.is_main_process:
             write_json(staging / CHECKPOINT_META, {
                 "global_step": self.global_step, "model": self.config.model_name_or_path,
@@ -345,7 +382,18 @@ class LRCLTrainer:
                              "architecture or trainable weights differ)")
         if step > self.config.max_steps:
             raise InputError(f"{path}: checkpoint at step {step} is past max_steps={self.config.max_steps}")
-        self.accelerator.load_state(str(path))
+        if has_training_state(path):
+            self._restore_trainable_weights([self.model], path)
+            load_training_state(path, self.optimizer, self.scheduler, self.accelerator.scaler)
+            rng_index = self.accelerator.process_index
+            if has_state(path, rng_state_name(rng_index)):
+                load_rng_state(path, rng_index)
+            else:  # a run resumed on more processes than it was saved from
+                warnings.warn(f"{path}: no RNG state for process {rng_index}; LoRA dropout will not replay exactly")
+        elif (path / "optimizer.bin").is_file() or not self._safe_checkpoints():
+            self.accelerator.load_state(str(path))  # DeepSpeed / FSDP, or a checkpoint written before
+        else:
+            raise InputError(f"{path / 'optimizer.json'}: the checkpoint holds no optimizer state")
         self.global_step = step
         self.history = meta.get("history", {"train": [], "eval": []})
         return path
