@@ -10,6 +10,7 @@ from reaemb_trl.crrl.cli import load_policy, main
 from reaemb_trl.crrl.policy import policy_logprobs
 from reaemb_trl.embedder import LatentReasoningEmbedder
 from reaemb_trl.errors import InputError
+from reaemb_trl.rewards import get_reward
 from reaemb_trl.testing import save_tiny_decoder
 
 
@@ -187,3 +188,15 @@ def test_prefix_cache_leaves_training_unchanged(lrcl_folder, reward_model, tmp_p
         assert torch.allclose(cached.model.thought_module.state_dict()[name], value, atol=1e-5), name
     assert not torch.equal(cached.model.thought_module.v_proj.weight,
                            LatentReasoningEmbedder.from_pretrained(lrcl_folder).thought_module.v_proj.weight)
+
+
+def test_noise_free_reward_is_the_policy_mean_reward(lrcl_folder, reward_model, tmp_path):
+    # 4 items x G 4 in one step: sample 0 of each group is the mean thought, so its logged reward is the noise-free
+    # evaluation of those 4 items (same epoch-0 candidates), while the sampled mean differs.
+    trainer = make_trainer(lrcl_folder, reward_model, tmp_path, num_items=4, sigma=0.5)
+    items = trainer.train_dataset["item_id"]
+    encode = lambda texts: trainer.model.encode(texts, show_progress=False)  # noqa: E731
+    expected = reward_model.evaluate(items, encode, get_reward("cooc_ndcg"))
+    trainer.train()
+    assert logged(trainer, "reward_noise_free")[0] == pytest.approx(expected, abs=1e-6)
+    assert logged(trainer, "reward")[0] != pytest.approx(expected, abs=1e-6)

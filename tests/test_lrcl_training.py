@@ -33,15 +33,9 @@ def trainable_state(trainer) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.slow
-def test_minilm_run_lowers_heldout_loss_and_improves_view_retrieval(prepared_sample, minilm_path, tmp_path):
-    output = tmp_path / "lrcl-minilm"
-    config = LRCLConfig(model_name_or_path=minilm_path, dataset_dir=str(prepared_sample), output_dir=str(output),
-                        lora_target_modules=["query", "key", "value", "dense"], max_length=48,
-                        per_device_train_batch_size=8, gradient_accumulation_steps=1, max_steps=20,
-                        learning_rate=1e-3, warmup_steps=3, eval_steps=0, eval_items=256, save_steps=0,
-                        report_to="none", seed=0)
-    trainer = LRCLTrainer(config)
-    metrics = trainer.train()
+def test_minilm_run_lowers_heldout_loss_and_improves_view_retrieval(minilm_lrcl):
+    trainer, metrics = minilm_lrcl  # conftest: 20 steps x 8 items, max length 48, seed 0
+    output = trainer.output_dir
 
     state = json.loads((output / "trainer_state.json").read_text())
     before, after = state["eval_history"][0], state["eval_history"][-1]

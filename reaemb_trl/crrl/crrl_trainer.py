@@ -197,6 +197,8 @@ class EmbeddingGRPOTrainer(SafeCheckpointMixin, GRPOTrainer):
             metrics[f"rewards/{name}/std"].append(nanstd(rewards_per_func[:, column]).item())
         metrics["reward"].append(torch.nanmean(rewards).item())
         metrics["reward_std"].append(nanstd(rewards).item())
+        if self.args.noise_free_first:  # the policy's own (mean-thought) reward, without the sampling noise
+            metrics["reward_noise_free"].append(torch.nanmean(rewards.view(-1, group_size)[:, 0]).item())
         group_std = torch.nan_to_num(nanstd(rewards.view(-1, group_size), dim=1), nan=0.0)
         metrics["frac_reward_zero_std"].append((group_std == 0).float().mean().item())
         metrics["advantages/mean"].append(advantages.mean().item())
