@@ -48,7 +48,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def short_lrcl(data: Path, output: Path, seed: int) -> Path:
     LRCLTrainer(LRCLConfig(model_name_or_path=minilm_path(), dataset_dir=str(data), output_dir=str(output),
                            lora_target_modules=["query", "key", "value", "dense"], max_length=48,
-                           per_device_train_batch_size=8, max_steps=20, learning_rate=1e-3, warmup_steps=3,
+                           per_device_train_batch_size=8, gradient_accumulation_steps=1, max_steps=20,
+                           learning_rate=1e-3, warmup_steps=3,
                            eval_steps=0, eval_items=256, save_steps=0, report_to="none", seed=seed)).train()
     return output
 
