@@ -25,10 +25,10 @@ import bench_embedder  # noqa: E402  (CPU name, JSON printer)
 from reaemb_trl.crrl import CRRLConfig  # noqa: E402
 from reaemb_trl.crrl.cli import run  # noqa: E402
 from reaemb_trl.data import prepare_dataset, sample_dataset_files  # noqa: E402
-from reaemb_trl.lrcl import LRCLConfig, LRCLTrainer  # noqa: E402
+from reaemb_trl.lrcl import LRCLTrainer  # noqa: E402
 from reaemb_trl.rewards import register_reward  # noqa: E402
 from reaemb_trl.rewards.builtin import cooc_softmax  # noqa: E402
-from reaemb_trl.testing import minilm_path  # noqa: E402
+from reaemb_trl.testing import short_minilm_lrcl_config  # noqa: E402
 
 
 @register_reward("negated_cooc_softmax")
@@ -46,11 +46,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def short_lrcl(data: Path, output: Path, seed: int) -> Path:
-    LRCLTrainer(LRCLConfig(model_name_or_path=minilm_path(), dataset_dir=str(data), output_dir=str(output),
-                           lora_target_modules=["query", "key", "value", "dense"], max_length=48,
-                           per_device_train_batch_size=8, gradient_accumulation_steps=1, max_steps=20,
-                           learning_rate=1e-3, warmup_steps=3,
-                           eval_steps=0, eval_items=256, save_steps=0, report_to="none", seed=seed)).train()
+    LRCLTrainer(short_minilm_lrcl_config(data, output, seed)).train()
     return output
 
 

@@ -46,16 +46,11 @@ def prepared_sample(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def minilm_lrcl(prepared_sample, minilm_path, tmp_path_factory):
-    """A short real LRCL run of MiniLM on the sample (20 steps x 8 items, max length 48), trained once per session:
-    `(trainer, metrics)`; its output folder `trainer.output_dir` is the start of the CRRL tests."""
-    from reaemb_trl.lrcl import LRCLConfig, LRCLTrainer
+def minilm_lrcl(prepared_sample, tmp_path_factory):
+    """`reaemb_trl.testing.short_minilm_lrcl_config` trained once per session: `(trainer, metrics)`; its output
+    folder `trainer.output_dir` is the start of the CRRL tests."""
+    from reaemb_trl.lrcl import LRCLTrainer
+    from reaemb_trl.testing import short_minilm_lrcl_config
 
-    config = LRCLConfig(model_name_or_path=minilm_path, dataset_dir=str(prepared_sample),
-                        output_dir=str(tmp_path_factory.mktemp("lrcl") / "lrcl-minilm"),
-                        lora_target_modules=["query", "key", "value", "dense"], max_length=48,
-                        per_device_train_batch_size=8, gradient_accumulation_steps=1, max_steps=20,
-                        learning_rate=1e-3, warmup_steps=3, eval_steps=0, eval_items=256, save_steps=0,
-                        report_to="none", seed=0)
-    trainer = LRCLTrainer(config)
+    trainer = LRCLTrainer(short_minilm_lrcl_config(prepared_sample, tmp_path_factory.mktemp("lrcl") / "lrcl-minilm"))
     return trainer, trainer.train()

@@ -49,7 +49,3 @@ class PrefixCache:
         self._rows.move_to_end(key)
         while len(self._rows) > self.max_prompts:
             self._rows.popitem(last=False)
-
-    def clear(self) -> None:
-        """Drop every entry, e.g. after the backbone's weights changed."""
-        self._rows.clear()
