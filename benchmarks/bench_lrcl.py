@@ -52,7 +52,6 @@ def run_variant(name: str, args, data_dir: Path, output_dir: Path) -> dict:
 
 
 def main() -> None:
-    from reaemb_trl.testing import minilm_path
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="backbone folder (default: the bundled MiniLM)")
@@ -69,7 +68,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object only")
     args = parser.parse_args()
     bundled_minilm = args.model is None
-    args.model = args.model or minilm_path()
+    args.model = args.model or "bundled-minilm"
     args.lora_targets = args.lora_targets or ("query,key,value,dense" if bundled_minilm else
                                               "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj")
     names = args.variants.split(",")

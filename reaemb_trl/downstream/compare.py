@@ -1,4 +1,5 @@
-"""`compare`: every (protocol, backbone, table, seed) combination -> results.md, results.json and plots."""
+"""`compare`: every (backbone, table, seed) combination, trained once and tested under every protocol
+-> results.md, results.json and plots."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from tqdm.auto import tqdm
 from ..data import PreparedDataset
 from ..errors import InputError
 from ..io_utils import atomic_output_dir, sha256_file, write_json
-from .evaluate import load_table, run_record
+from .evaluate import load_table, run_records
 from .metrics import GROUPS
 from .plots import plot_ndcg_by_group, plot_projection
 from .trainer import DownstreamConfig
@@ -49,11 +50,16 @@ def summarize_runs(records: list[dict]) -> dict[tuple[str, str, str], dict]:
     return summary
 
 
-def markdown_table(summary: dict, group_sizes: dict[str, dict[str, int]]) -> str:
+def markdown_table(summary: dict, group_sizes: dict[str, dict[str, int]],
+                   selection_protocol: str | None = None) -> str:
     """One table per protocol; within each backbone the best mean of every column is bold."""
     lines = ["# Downstream comparison", "",
              "Test metrics from the best validation checkpoint (NDCG@10), mean ± std over seeds; "
              "best per backbone in **bold**. Wall time is per run (train + evaluation).", ""]
+    if selection_protocol is not None and len({key[0] for key in summary}) > 1:
+        lines += [(f"Each model was trained once: its checkpoint was chosen on validation NDCG@10 under the "
+                   f"`{selection_protocol}` protocol, and every protocol's test metrics come from that checkpoint "
+                   "(so the tables share epochs and wall time)."), ""]
     for protocol in sorted({key[0] for key in summary}):
         sizes = group_sizes[protocol]
         lines += [f"## Protocol: {protocol}", "",
@@ -93,7 +99,10 @@ def compare(data: str | os.PathLike, runs: Mapping[str, str | os.PathLike] | Non
     """Train every combination and write results.md, results.json, ndcg_by_group.png, projection_<run>.png.
 
     `runs` maps a name to an embedding file; `id_only` adds learned ID embeddings as a run of its own.
-    The popularity baseline (backbone "pop") runs once per protocol: it has no table and no randomness.
+    Each (backbone, run, seed) is trained once: early stopping and the best checkpoint follow validation NDCG@10
+    under the FIRST of `protocols`, then test metrics are read under every protocol listed from that checkpoint
+    (one record per protocol, marked with `selection_protocol`).
+    The popularity baseline (backbone "pop") runs once: it has no table and no randomness.
     """
     config = config or DownstreamConfig()
     reserved = {ID_ONLY, POPULARITY} & set(runs or {})
@@ -105,24 +114,28 @@ def compare(data: str | os.PathLike, runs: Mapping[str, str | os.PathLike] | Non
     seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seeds:
         raise InputError("compare needs at least one seed")
+    protocols = list(dict.fromkeys(protocols))
+    if not protocols:
+        raise InputError("compare needs at least one protocol")
     jobs = []
-    for protocol in protocols:
-        for backbone in backbones:
-            if backbone == "pop":
-                jobs.append((protocol, backbone, POPULARITY, seeds[0]))
-                continue
-            jobs += [(protocol, backbone, run, seed) for run in table_runs for seed in seeds]
+    for backbone in backbones:
+        if backbone == "pop":
+            jobs.append((backbone, POPULARITY, seeds[0]))
+            continue
+        jobs += [(backbone, run, seed) for run in table_runs for seed in seeds]
 
     records = []
     with atomic_output_dir(output, overwrite=overwrite) as folder:
-        for protocol, backbone, run, seed in tqdm(jobs, desc="compare runs", disable=not config.show_progress):
-            run_config = dataclasses.replace(config, backbone=backbone, protocol=protocol, seed=seed)
+        for backbone, run, seed in tqdm(jobs, desc="compare runs", disable=not config.show_progress):
+            run_config = dataclasses.replace(config, backbone=backbone, protocol=protocols[0], seed=seed)
             path = None if run in (ID_ONLY, POPULARITY) else runs[run]
-            record = run_record(run_config, dataset, path, tables.get(run))
-            records.append({"run": run, **record})
+            records += [{"run": run, **record}
+                        for record in run_records(run_config, dataset, path, tables.get(run), protocols)]
+        # protocol-major order, as when each protocol had its own training runs
+        records.sort(key=lambda record: protocols.index(record["protocol"]))
         summary = summarize_runs(records)
         group_sizes = {r["protocol"]: r["group_sizes"] for r in records}
-        Path(folder, "results.md").write_text(markdown_table(summary, group_sizes), encoding="utf-8")
+        Path(folder, "results.md").write_text(markdown_table(summary, group_sizes, protocols[0]), encoding="utf-8")
         plot_ndcg_by_group(summary, Path(folder, "ndcg_by_group.png"))
         for name, table in tables.items():
             plot_projection(table, dataset.item_popularity, Path(folder, f"projection_{_file_name(name)}.png"),
@@ -132,7 +145,8 @@ def compare(data: str | os.PathLike, runs: Mapping[str, str | os.PathLike] | Non
             "dataset_sha256": dataset.sha256,
             "tables": {name: {"path": str(runs[name]), "sha256": sha256_file(runs[name])} for name in tables},
             "seeds": seeds,
-            "protocols": list(protocols),
+            "protocols": protocols,
+            "selection_protocol": protocols[0],
             "backbones": list(backbones),
             "summary": list(summary.values()),
             "runs": records,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,17 +22,28 @@ def load_table(path: str | os.PathLike | None, dataset: PreparedDataset) -> np.n
     return None if path is None else load_embedding_table(path, num_items=dataset.num_items)[0]
 
 
-def run_record(config: DownstreamConfig, dataset: PreparedDataset, embeddings: str | os.PathLike | None,
-               table: np.ndarray | None) -> dict:
-    """Train and test once; the record is what `metrics.json` holds."""
+def run_records(config: DownstreamConfig, dataset: PreparedDataset, embeddings: str | os.PathLike | None,
+                table: np.ndarray | None, protocols: Sequence[str] = ()) -> list[dict]:
+    """Train once (checkpoint chosen under `config.protocol`), test under it and every protocol in `protocols`:
+    one record per protocol, selection protocol first, each marked with `selection_protocol`.
+
+    The records share the training run, so they share epochs, history and wall time.
+    """
     if config.backbone == "pop" and table is not None:
         raise InputError(f"{embeddings}: the popularity baseline uses no item table (drop --embeddings)")
     start = time.perf_counter()
-    result = DownstreamTrainer(config, dataset.sequences, dataset.num_items, table).fit()
+    trainer = DownstreamTrainer(config, dataset.sequences, dataset.num_items, table, protocols=protocols)
+    result = trainer.fit()
     wall_time = time.perf_counter() - start
-    return {
+    inputs = {
+        "data": str(dataset.path),
+        "dataset_sha256": dataset.sha256,
+        "embeddings_sha256": None if embeddings is None else sha256_file(embeddings),
+    }
+    return [{
         "backbone": config.backbone,
-        "protocol": config.protocol,
+        "protocol": protocol,
+        "selection_protocol": result.protocol,
         "seed": config.seed,
         "negative_seed": config.negative_seed,
         "embeddings": None if embeddings is None else str(embeddings),
@@ -39,18 +51,20 @@ def run_record(config: DownstreamConfig, dataset: PreparedDataset, embeddings: s
         "epochs_run": result.epochs_run,
         "best_epoch": result.best_epoch,
         f"best_valid_{SELECTION_METRIC}": result.best_valid_score,
-        **{group: result.test[group] for group in GROUPS},
+        **{group: metrics["test"][group] for group in GROUPS},
         "group_sizes": result.group_sizes,
-        "valid": result.valid["overall"],
+        "valid": metrics["valid"]["overall"],
         "wall_time_s": round(wall_time, 2),
-        "inputs": {
-            "data": str(dataset.path),
-            "dataset_sha256": dataset.sha256,
-            "embeddings_sha256": None if embeddings is None else sha256_file(embeddings),
-        },
+        "inputs": inputs,
         "config": config.to_dict(),
         "history": result.history,
-    }
+    } for protocol, metrics in result.by_protocol.items()]
+
+
+def run_record(config: DownstreamConfig, dataset: PreparedDataset, embeddings: str | os.PathLike | None,
+               table: np.ndarray | None) -> dict:
+    """Train and test once under `config.protocol`; the record is what `metrics.json` holds."""
+    return run_records(config, dataset, embeddings, table)[0]
 
 
 def evaluate(data: str | os.PathLike, embeddings: str | os.PathLike | None = None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 import matplotlib
 
@@ -15,24 +16,26 @@ from sklearn.decomposition import PCA  # noqa: E402
 BAR_GROUPS = ("overall", "tail_items", "popular_items")
 
 
-def plot_ndcg_by_group(summary: dict, path: str | os.PathLike, metric: str = "NDCG@10") -> None:
-    """One panel per (protocol, backbone); per run, bars of overall / tail / popular `metric` (mean, std)."""
+def plot_ndcg_by_group(summary: dict, path: str | os.PathLike, metric: str = "NDCG@10",
+                       groups: Sequence[str] = BAR_GROUPS) -> None:
+    """One panel per (protocol, backbone); per run, bars of `metric` (mean, std) for each of `groups`
+    (default overall / tail / popular)."""
     panels = sorted({(row["protocol"], row["backbone"]) for row in summary.values()})
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.8), squeeze=False)
-    width = 0.8 / len(BAR_GROUPS)
+    width = 0.8 / len(groups)
     for ax, (protocol, backbone) in zip(axes[0], panels):
         rows = [row for row in summary.values() if row["protocol"] == protocol and row["backbone"] == backbone]
         x = np.arange(len(rows))
-        for i, group in enumerate(BAR_GROUPS):
+        for i, group in enumerate(groups):
             means = [row["metrics"][group][metric]["mean"] or 0.0 for row in rows]
             stds = [row["metrics"][group][metric]["std"] or 0.0 for row in rows]
-            ax.bar(x + (i - 1) * width, means, width, yerr=stds, capsize=2, label=group.replace("_", " "))
+            ax.bar(x + (i - (len(groups) - 1) / 2) * width, means, width, yerr=stds, capsize=2, label=group.replace("_", " "))
         ax.set_xticks(x, [row["run"] for row in rows], rotation=20, ha="right")
         ax.set_title(f"{backbone} · {protocol}")
         ax.set_ylabel(metric)
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, format="png")  # explicit: an atomic write's temporary name has no .png suffix
     plt.close(fig)
 
 

@@ -1,5 +1,6 @@
 """DownstreamConfig + DownstreamTrainer: train one recommender on the leave-one-out split, early-stop on
-validation NDCG@10, then read the test set once from the best checkpoint."""
+validation NDCG@10 under the selection protocol, then read the test set once from the best checkpoint, under
+every protocol asked for."""
 
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ SELECTION_METRIC = "NDCG@10"
 @dataclass
 class DownstreamConfig:
     backbone: str = field(default="sasrec", metadata={"help": f"Recommender: {', '.join(BACKBONES)}."})
-    protocol: str = field(default="sampled", metadata={"help": "sampled (100 negatives) or full (whole catalogue)."})
+    protocol: str = field(default="sampled", metadata={
+        "help": "sampled (100 negatives) or full (whole catalogue); the protocol whose validation NDCG@10 picks the "
+                "checkpoint."})
     seed: int = field(default=0, metadata={"help": "Seed of model initialisation, batches and training negatives."})
     negative_seed: int = field(default=0, metadata={
         "help": "Seed of the sampled-protocol candidates; kept apart from --seed so every compared run shares them."})
@@ -60,7 +63,8 @@ class DownstreamConfig:
 
 @dataclass
 class EvalBatches:
-    """One phase as padded arrays: inputs [U, L], lengths, targets, candidates (sampled) or history (full)."""
+    """One phase as padded arrays: inputs [U, L], lengths, targets, and the candidates (sampled protocol) and / or
+    the masked history (full protocol) of the protocols the trainer reports."""
 
     inputs: np.ndarray
     lengths: np.ndarray
@@ -72,6 +76,9 @@ class EvalBatches:
 
 @dataclass
 class RunResult:
+    """`test` / `valid`: under the selection protocol (config.protocol); `by_protocol[p]` holds both for every
+    reported protocol p, all read from the one checkpoint that the selection protocol picked."""
+
     test: dict[str, dict[str, float | None]]
     valid: dict[str, dict[str, float | None]]
     best_valid_score: float
@@ -79,6 +86,8 @@ class RunResult:
     epochs_run: int
     history: list[dict] = field(default_factory=list)
     group_sizes: dict[str, int] = field(default_factory=dict)
+    protocol: str = "sampled"
+    by_protocol: dict[str, dict[str, dict[str, dict[str, float | None]]]] = field(default_factory=dict)
 
 
 def pad_right(rows: Sequence[np.ndarray], width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -100,9 +109,16 @@ def end_aligned_windows(seq: np.ndarray, width: int, step: int) -> list[np.ndarr
 
 
 class DownstreamTrainer:
+    """`protocols`: every protocol whose test (and validation) metrics `fit` reports; `config.protocol` picks the
+    checkpoint and is always reported, first. One training run serves them all."""
+
     def __init__(self, config: DownstreamConfig, sequences: Sequence[np.ndarray], num_items: int,
-                 embeddings: np.ndarray | None = None):
+                 embeddings: np.ndarray | None = None, protocols: Sequence[str] = ()):
         self.config = config
+        self.protocols = list(dict.fromkeys([config.protocol, *protocols]))
+        unknown = [p for p in self.protocols if p not in PROTOCOLS]
+        if unknown:
+            raise InputError(f"protocol(s) {unknown} unknown (choose from {', '.join(PROTOCOLS)})")
         torch.manual_seed(config.seed)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.split = LeaveOneOutSplit(sequences, num_items)
@@ -136,11 +152,12 @@ class DownstreamTrainer:
         data = self.split.eval_set(phase)
         inputs, lengths = pad_right(data.inputs, self.model.context_length)
         candidates = history = None
-        if self.config.protocol == "sampled":
+        # Neither set draws from the torch generators, so the training run is the same whatever is reported.
+        if "sampled" in self.protocols:
             negatives = sample_negatives(self.split.sequences, data.users, self.num_items,
                                          self.config.num_negatives, self.config.negative_seed)
             candidates = np.concatenate([data.targets[:, None], negatives], axis=1)
-        else:
+        if "full" in self.protocols:
             history, _ = pad_right(data.history, max(len(h) for h in data.history))
         masks = group_masks(data.targets, self.split.sequence_lengths, self.split.train_popularity,
                             self.config.tail_threshold, self.config.short_user_threshold)
@@ -152,8 +169,12 @@ class DownstreamTrainer:
                            {group: mask[order] for group, mask in masks.items()})
 
     @torch.no_grad()
-    def rank_metrics(self, phase: str) -> dict[str, np.ndarray]:
-        """Per-user metrics of the current model on `phase` (valid or test)."""
+    def rank_metrics(self, phase: str, protocol: str | None = None) -> dict[str, np.ndarray]:
+        """Per-user metrics of the current model on `phase` (valid or test) under `protocol` (default: the
+        selection protocol, config.protocol)."""
+        protocol = protocol or self.config.protocol
+        if protocol not in self.protocols:
+            raise ValueError(f"protocol {protocol!r} was not prepared; this trainer reports {self.protocols}")
         self.model.eval()
         data = self.phases[phase]
         greater, ties = [], []
@@ -161,7 +182,7 @@ class DownstreamTrainer:
             rows = slice(start, start + self.config.eval_batch_size)
             lengths = torch.from_numpy(data.lengths[rows])
             inputs = torch.from_numpy(data.inputs[rows, : max(int(lengths.max()), 1)])
-            if data.candidates is not None:
+            if protocol == "sampled":
                 scores = self.model.score_candidates(inputs, lengths, torch.from_numpy(data.candidates[rows]))
                 target_scores = scores[:, 0]
             else:
@@ -227,17 +248,22 @@ class DownstreamTrainer:
         return history, best_epoch, best_score
 
     def fit(self) -> RunResult:
-        """Train, then evaluate validation and, once, test with the best checkpoint."""
+        """Train (checkpoint chosen under config.protocol), then evaluate validation and, once, test with the best
+        checkpoint under every reported protocol."""
         history, best_epoch, best_score = self.train()
-        valid = self.rank_metrics("valid")
-        test = self.rank_metrics("test")
         masks = self.phases["test"].masks
+        by_protocol = {protocol: {"valid": summarize(self.rank_metrics("valid", protocol), self.phases["valid"].masks),
+                                  "test": summarize(self.rank_metrics("test", protocol), masks)}
+                       for protocol in self.protocols}
+        selected = by_protocol[self.config.protocol]
         return RunResult(
-            test=summarize(test, masks),
-            valid=summarize(valid, self.phases["valid"].masks),
+            test=selected["test"],
+            valid=selected["valid"],
             best_valid_score=best_score,
             best_epoch=best_epoch,
             epochs_run=len(history),
             history=history,
             group_sizes={group: int(mask.sum()) for group, mask in masks.items()},
+            protocol=self.config.protocol,
+            by_protocol=by_protocol,
         )

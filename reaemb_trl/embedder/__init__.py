@@ -1,12 +1,18 @@
 """The latent-reasoning item embedder: backbone + thought module, fast and reference paths, LoRA/QLoRA."""
 
-from .configuration import DEFAULT_INSTRUCTION, LatentReasoningConfig
-from .modeling import EmbedderOutput, LatentReasoningEmbedder, PrefixState, is_causal_config
+from .backbone import BUNDLED_BACKBONES, BUNDLED_MINILM, BUNDLED_SMOLLM2, is_causal_config, resolve_backbone
+from .configuration import DEFAULT_INSTRUCTION, POOLING_MODES, LatentReasoningConfig
+from .modeling import EmbedderOutput, LatentReasoningEmbedder, PrefixState
 from .prefix_cache import PrefixCache
 from .prompts import PromptBuilder, pad_prompts
 from .thought_module import ThoughtModule
 
 __all__ = [
+    "BUNDLED_BACKBONES",
+    "BUNDLED_MINILM",
+    "BUNDLED_SMOLLM2",
+    "POOLING_MODES",
+    "resolve_backbone",
     "DEFAULT_INSTRUCTION",
     "EmbedderOutput",
     "LatentReasoningConfig",

@@ -10,7 +10,14 @@ from transformers import PretrainedConfig
 from ..errors import InputError
 
 DEFAULT_INSTRUCTION = "Represent this item for recommendation."
-POOLING_MODES = ("mean", "last")
+# How final states become the item embedding. In a causal model the states before the thought cannot see it, so
+# with `mean` the thought moves only j + 1 of L pooled states; `thought` and `last` let it move all of them.
+POOLING_MODES = {
+    "mean": "mean over every real position (the reference)",
+    "weighted": "position-weighted mean, weight = position + 1 (later states have read more of the prompt)",
+    "thought": "mean over the thought tokens and the tokens after them",
+    "last": "the last (end) token",
+}
 
 
 @strict(accept_kwargs=True)
@@ -26,8 +33,12 @@ class LatentReasoningConfig(PretrainedConfig):
     hidden_size: int = field(default=0, metadata={"help": "Backbone hidden size d (thought module is d x d)."})
     num_thought_tokens: int = field(default=1, metadata={"help": "j latent thought tokens placed after the text."})
     thought_tokens: list[str] | None = field(default=None, metadata={"help": "The j special thought-token strings."})
-    pooling: str = field(default="mean", metadata={"help": "'mean' over non-pad positions or 'last' token."})
+    pooling: str = field(default="mean", metadata={"help": "One of POOLING_MODES: mean, weighted, thought, last."})
     instruction: str = field(default=DEFAULT_INSTRUCTION, metadata={"help": "Instruction placed before the text."})
+    system_prompt: str | None = field(default=None, metadata={
+        "help": "System message of chat templates: None keeps the template's default, a string (even '') replaces it."})
+    gguf_file: str | None = field(default=None, metadata={
+        "help": "GGUF file inside the backbone folder to load (converted once into a cached transformers folder)."})
     max_length: int = field(default=1024, metadata={"help": "Prompt length limit; the item text is truncated."})
     padding_side: str = field(default="left", metadata={"help": "'left' or 'right' padding of batched prompts."})
     use_thought: bool = field(default=True, metadata={"help": "Default of forward/encode: run the latent thought "
@@ -38,7 +49,7 @@ class LatentReasoningConfig(PretrainedConfig):
 
     def __post_init__(self, **kwargs):
         if self.pooling not in POOLING_MODES:
-            raise InputError(f"pooling must be one of {POOLING_MODES}, got {self.pooling!r}")
+            raise InputError(f"pooling must be one of {tuple(POOLING_MODES)}, got {self.pooling!r}")
         if self.num_thought_tokens < 1:
             raise InputError(f"num_thought_tokens must be >= 1, got {self.num_thought_tokens}")
         if self.padding_side not in ("left", "right"):

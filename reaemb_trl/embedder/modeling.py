@@ -30,21 +30,19 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 from tqdm.auto import tqdm
-from transformers import (
-    AutoConfig,
-    AutoModel,
-    AutoModelForCausalLM,
-    AutoTokenizer,
-    BitsAndBytesConfig,
-    DynamicCache,
-    GenerationConfig,
-    PreTrainedModel,
-)
-from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
+from transformers import AutoConfig, AutoTokenizer, BitsAndBytesConfig, DynamicCache, GenerationConfig, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from ..errors import InputError
 from ..io_utils import staged_update
+from .backbone import (
+    BUNDLED_BACKBONES,
+    add_thought_tokens,
+    is_causal_config,
+    load_backbone,
+    load_tokenizer,
+    lora_config,
+)
 from .configuration import DEFAULT_INSTRUCTION, LatentReasoningConfig
 from .prefix_cache import PrefixCache
 from .prompts import PromptBuilder, pad_prompts
@@ -54,8 +52,6 @@ CONFIG_FILE = "config.json"
 THOUGHT_MODULE_FILE = "thought_module.safetensors"
 ADAPTER_DIR = "adapter"
 PATHS = ("fast", "reference")
-DECODER_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-ENCODER_LORA_TARGETS = ("query", "key", "value", "dense")
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +65,8 @@ class PrefixState:
     The first four fields are all that `thought_mean` reads (`thought_inputs()` / `from_thought_inputs()` move them
     through a trainer's buffer). Fast path: `cache` holds the prefix KV cache, `prefix_mask` its real positions,
     `prefix_sum` the summed prefix states (mean pooling) and `suffix_*` the thoughts + following tokens, which
-    continue from each row's true prefix length. Reference path: the full prompt (`input_ids`, `attention_mask`,
+    continue from each row's true prefix length; `prefix_sum` / `prefix_weight` are the prefix's share of the pooling
+    (weighted sum of its states, sum of its weights). Reference path: the full prompt (`input_ids`, `attention_mask`,
     `thought_index`) that pass 2 reruns.
     """
 
@@ -81,6 +78,7 @@ class PrefixState:
     cache: DynamicCache | None = None
     prefix_mask: torch.Tensor | None = None  # [B, P] bool
     prefix_sum: torch.Tensor | None = None  # [B, d]
+    prefix_weight: torch.Tensor | None = None  # [B]
     suffix_ids: torch.Tensor | None = None  # [B, S]
     suffix_mask: torch.Tensor | None = None  # [B, S] bool
     suffix_positions: torch.Tensor | None = None  # [B, S]
@@ -109,73 +107,6 @@ class EmbedderOutput(ModelOutput):
     embeddings: torch.Tensor | None = None  # [B, d]
     thought_means: torch.Tensor | None = None  # [B, j, d], the thought module's output r
     prefix: PrefixState | None = None
-
-
-def is_causal_config(config) -> bool:
-    """Decoder-only (causal) backbone vs bidirectional encoder, from the model config."""
-    if getattr(config, "is_encoder_decoder", False):
-        raise InputError(f"encoder-decoder backbones ({config.model_type}) are not supported")
-    if getattr(config, "is_decoder", False):
-        return True
-    model_type = config.model_type
-    return model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
-
-
-def _load_backbone(name_or_path: str, quantization: BitsAndBytesConfig | None, dtype: Any = None):
-    config = AutoConfig.from_pretrained(name_or_path)
-    model_cls = AutoModelForCausalLM if is_causal_config(config) else AutoModel
-    kwargs = {} if dtype is None else {"dtype": dtype}
-    if quantization is not None:
-        kwargs["quantization_config"] = quantization
-    model = model_cls.from_pretrained(name_or_path, **kwargs)
-    model.eval()
-    if quantization is not None:
-        # bitsandbytes 0.50 repacks 4-bit weights for CPU inference on the first eval-mode forward, and a later
-        # training forward on the repacked weights fails (in-place bias add on a leaf view): keep one layout.
-        for module in model.modules():
-            if hasattr(module, "support_avx512bf16_for_cpu"):
-                module.support_avx512bf16_for_cpu = False
-    return model
-
-
-def _add_thought_tokens(backbone, tokenizer, thought_tokens: Sequence[str]) -> None:
-    """Add the thought tokens; grow the vocabulary if needed, new rows = mean of the old rows (deterministic)."""
-    tokenizer.add_tokens(list(thought_tokens), special_tokens=True)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token if tokenizer.eos_token is not None else tokenizer.sep_token
-    old_rows = backbone.get_input_embeddings().weight.shape[0]
-    if len(tokenizer) <= old_rows:
-        return
-    backbone.resize_token_embeddings(len(tokenizer), mean_resizing=False)
-    tables = [backbone.get_input_embeddings()]
-    output = backbone.get_output_embeddings()
-    if output is not None and output.weight is not tables[0].weight:
-        tables.append(output)
-    with torch.no_grad():
-        for table in tables:
-            table.weight[old_rows:] = table.weight[:old_rows].mean(0)
-
-
-def _lora_config(lora: LoraConfig | dict | bool, backbone) -> LoraConfig:
-    """LoraConfig from `True` (defaults r 8, alpha 32, dropout 0.1), a dict of overrides or a LoraConfig."""
-    if isinstance(lora, LoraConfig):
-        config = copy.deepcopy(lora)
-    else:
-        options = {} if lora is True else dict(lora)
-        config = LoraConfig(**{"r": 8, "lora_alpha": 32, "lora_dropout": 0.1, **options})
-    if config.target_modules is None:
-        linear_names = {name.rsplit(".", 1)[-1] for name, module in backbone.named_modules()
-                        if isinstance(module, nn.Linear)}
-        targets = ([n for n in DECODER_LORA_TARGETS if n in linear_names]
-                   or [n for n in ENCODER_LORA_TARGETS if n in linear_names])
-        if not targets:
-            raise InputError(f"no LoRA target modules found in {type(backbone).__name__}: pass target_modules")
-        config.target_modules = set(targets)
-        has_pooler = any(name.endswith("pooler.dense") for name, _ in backbone.named_modules())
-        if config.exclude_modules is None and has_pooler:
-            # BERT's pooler output is never used: LoRA there would get no gradient (and upset DDP).
-            config.exclude_modules = {"pooler.dense"}
-    return config
 
 
 def _true_positions(mask: torch.Tensor) -> torch.Tensor:
@@ -242,20 +173,26 @@ class LatentReasoningEmbedder(PreTrainedModel):
         dtype: Any = None,
         seed: int = 0,
         use_thought: bool = True,
+        gguf_file: str | None = None,
+        system_prompt: str | None = None,
     ) -> "LatentReasoningEmbedder":
-        """Wrap a backbone given as a folder / hub id (loaded here) or as a model object (adopted, not copied).
+        """Wrap a backbone given as a bundled name (`bundled-smollm2`, `bundled-minilm`), a folder (with `gguf_file`
+        for a GGUF checkpoint in it) or hub id (loaded here), or as a model object (adopted, not copied).
 
         A model built in memory needs `tokenizer`, and `backbone_name_or_path` (a folder it was saved to) before
         `save_pretrained` can write a reloadable folder. `quantization` and `dtype` apply when loading from a path.
         `lora`: True (r 8, alpha 32, dropout 0.1 on q,k,v,o,gate,up,down as present), a dict of LoraConfig overrides
         or a LoraConfig. `seed` draws the thought module's q/k initialisation. `use_thought=False` makes the plain
         one-pass embedding (no latent thought) the default of `forward` / `encode` / export, saved in config.json.
+        `system_prompt`: None keeps the chat template's default system message; a string (even "") replaces it,
+        which shortens every prompt of templates that add a default one.
         """
         if isinstance(model_or_path, (str, os.PathLike)):
             path = str(model_or_path)
-            tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(path)
-            backbone = _load_backbone(path, quantization, dtype)
-            name = backbone_name_or_path or (str(Path(path).resolve()) if Path(path).is_dir() else path)
+            tokenizer = tokenizer if tokenizer is not None else load_tokenizer(path, gguf_file)
+            backbone = load_backbone(path, quantization, dtype, gguf_file)
+            portable = path in BUNDLED_BACKBONES or not Path(path).is_dir()  # a bundled name or a hub id
+            name = backbone_name_or_path or (path if portable else str(Path(path).resolve()))
         else:
             if quantization is not None:
                 raise InputError("quantization is applied while loading: pass the backbone as a folder or hub id")
@@ -281,17 +218,19 @@ class LatentReasoningEmbedder(PreTrainedModel):
             use_thought=use_thought,
             padding_side=padding_side or tokenizer.padding_side,
             quantization=quantization.to_dict() if quantization is not None else None,
+            gguf_file=gguf_file,
+            system_prompt=system_prompt,
         )
-        _add_thought_tokens(backbone, tokenizer, config.thought_tokens)
+        add_thought_tokens(backbone, tokenizer, config.thought_tokens)
         if quantization is not None:
             # No gradient checkpointing: it would switch the KV cache off, and the fast path lives on the cache.
             backbone = prepare_model_for_kbit_training(backbone, use_gradient_checkpointing=False)
         if lora is not None and lora is not False:
-            lora_config = _lora_config(lora, backbone)
-            backbone = get_peft_model(backbone, lora_config)
-            config.lora = {"r": lora_config.r, "lora_alpha": lora_config.lora_alpha,
-                           "lora_dropout": lora_config.lora_dropout,
-                           "target_modules": sorted(lora_config.target_modules)}
+            adapter = lora_config(lora, backbone)
+            backbone = get_peft_model(backbone, adapter)
+            config.lora = {"r": adapter.r, "lora_alpha": adapter.lora_alpha, "lora_dropout": adapter.lora_dropout,
+                           "target_modules": sorted(adapter.target_modules),
+                           "layers_to_transform": adapter.layers_to_transform}
         embedder = cls(config)
         embedder.to(backbone.get_input_embeddings().weight.device)
         embedder._attach(backbone, tokenizer)
@@ -317,7 +256,8 @@ class LatentReasoningEmbedder(PreTrainedModel):
         position_limit = getattr(self.backbone_model.config.get_text_config(), "max_position_embeddings", None)
         if position_limit and max_length > position_limit:
             raise InputError(f"max_length={max_length} exceeds the backbone's {position_limit} positions")
-        self.prompts = PromptBuilder(self.tokenizer, self.config.instruction, self.thought_token_ids, max_length)
+        self.prompts = PromptBuilder(self.tokenizer, self.config.instruction, self.thought_token_ids, max_length,
+                                     self.config.system_prompt)
         self.config.max_length = max_length
 
     # ---------------------------------------------------------------------------------------------- backbone access
@@ -373,6 +313,7 @@ class LatentReasoningEmbedder(PreTrainedModel):
                 suffix = prefix.suffix_mask[b]
                 row.update(cache=[(layer.keys[b][:, real], layer.values[b][:, real]) for layer in prefix.cache.layers],
                            prefix_mask=prefix.prefix_mask[b, real], prefix_sum=prefix.prefix_sum[b],
+                           prefix_weight=prefix.prefix_weight[b],
                            suffix_ids=prefix.suffix_ids[b, suffix], suffix_mask=prefix.suffix_mask[b, suffix],
                            suffix_positions=prefix.suffix_positions[b, suffix])
             if prefix.input_ids is not None:  # reference path: the prompt lines up with the states
@@ -403,6 +344,7 @@ class LatentReasoningEmbedder(PreTrainedModel):
             fields.update(cache=DynamicCache(ddp_cache_data=layers, config=self._body().config),
                           prefix_mask=pad("prefix_mask", False),
                           prefix_sum=torch.stack([row["prefix_sum"] for row in rows]),
+                          prefix_weight=torch.stack([row["prefix_weight"] for row in rows]),
                           suffix_ids=pad("suffix_ids", self.tokenizer.pad_token_id, "right"),
                           suffix_mask=pad("suffix_mask", False, "right"), suffix_positions=pad("suffix_positions",
                                                                                                 side="right"))
@@ -515,10 +457,11 @@ class LatentReasoningEmbedder(PreTrainedModel):
             state_mask = torch.cat([state_mask, state_mask.new_ones(batch, j - 1)], 1)
             state_positions = torch.cat([state_positions, prefix_length[:, None] + extra], 1)
             query_index = torch.cat([query_index, (prefix_width + extra).expand(batch, -1)], 1)
-        prefix_sum = (hidden * prefix_mask[..., None].to(hidden.dtype)).sum(1)
+        weights = self._pool_weights(prefix_mask, prefix_positions, thought_start=prefix_width).to(hidden.dtype)
+        prefix_sum = (hidden * weights[..., None]).sum(1)
         return PrefixState(states=states, state_mask=state_mask, state_positions=state_positions,
                            query_index=query_index, path="fast", cache=cache, prefix_mask=prefix_mask,
-                           prefix_sum=prefix_sum, suffix_ids=suffix_ids, suffix_mask=suffix_mask,
+                           prefix_sum=prefix_sum, prefix_weight=weights.sum(1), suffix_ids=suffix_ids, suffix_mask=suffix_mask,
                            suffix_positions=suffix_positions)
 
     def thought_mean(self, prefix: PrefixState) -> torch.Tensor:
@@ -553,12 +496,28 @@ class LatentReasoningEmbedder(PreTrainedModel):
             raise ValueError(f"thoughts must have shape {expected} (batch * group_size, j, d), "
                              f"got {tuple(thoughts.shape)}")
 
-    def _pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        if self.config.pooling == "last":
-            last = (mask.long() * torch.arange(mask.shape[1], device=mask.device)).argmax(1)
-            return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-        weights = mask[..., None].to(hidden.dtype)
-        return (hidden * weights).sum(1) / weights.sum(1)
+    def _pool_weights(self, mask: torch.Tensor, positions: torch.Tensor, thought_start) -> torch.Tensor:
+        """Weight [B, T] of each state in the pooled item embedding (see POOLING_MODES). `thought_start` (int or [B]):
+        the column of the first thought; the columns before it are the text prefix, which no thought can change
+        in a causal model. The fast path calls this on the prefix alone (thought_start = its width) and on the suffix
+        alone (thought_start = 0), so every mode is the same function on both paths."""
+        mask = mask.bool()
+        columns = torch.arange(mask.shape[1], device=mask.device)
+        start = torch.as_tensor(thought_start, device=mask.device).reshape(-1, 1)
+        from_thought = mask & (columns >= start)
+        mode = self.config.pooling
+        if mode == "mean":
+            return mask.float()
+        if mode == "weighted":
+            return mask.float() * (positions.float() + 1)
+        if mode == "thought":
+            return from_thought.float()
+        last = (mask.long() * columns).argmax(1, keepdim=True)  # the end token, always after the thoughts
+        return (from_thought & (columns == last)).float()
+
+    def _pool(self, hidden: torch.Tensor, mask: torch.Tensor, thought_index: torch.Tensor) -> torch.Tensor:
+        weights = self._pool_weights(mask, _true_positions(mask), thought_index[:, 0]).to(hidden.dtype)
+        return (hidden * weights[..., None]).sum(1) / weights.sum(1, keepdim=True)
 
     def embed_with_thoughts(self, prefix: PrefixState, thoughts: torch.Tensor, group_size: int = 1) -> torch.Tensor:
         """Pass 2 for thoughts [B*G, j, d] (row b*G + g = sample g of item b) -> embeddings [B*G, d]."""
@@ -566,15 +525,13 @@ class LatentReasoningEmbedder(PreTrainedModel):
         if prefix.cache is None:
             hidden = self._full_pass(prefix.input_ids, prefix.attention_mask, prefix.thought_index, thoughts,
                                      group_size)
-            return self._pool(hidden, prefix.attention_mask.bool().repeat_interleave(group_size, 0))
+            rep = lambda t: t.repeat_interleave(group_size, 0)  # noqa: E731
+            return self._pool(hidden, rep(prefix.attention_mask), rep(prefix.thought_index))
         hidden = self._suffix_pass(prefix, thoughts, group_size)
-        suffix_mask = prefix.suffix_mask.repeat_interleave(group_size, 0)
-        if self.config.pooling == "last":
-            return self._pool(hidden, suffix_mask)
-        weights = suffix_mask[..., None].to(hidden.dtype)
-        total = prefix.prefix_sum.repeat_interleave(group_size, 0) + (hidden * weights).sum(1)
-        count = prefix.prefix_mask.sum(1).repeat_interleave(group_size, 0)[:, None] + weights.sum(1)
-        return total / count
+        rep = lambda t: t.repeat_interleave(group_size, 0)  # noqa: E731
+        weights = self._pool_weights(rep(prefix.suffix_mask), rep(prefix.suffix_positions), 0).to(hidden.dtype)
+        total = rep(prefix.prefix_sum) + (hidden * weights[..., None]).sum(1)
+        return total / (rep(prefix.prefix_weight) + weights.sum(1))[:, None]
 
     def suffix_token_logprobs(self, prefix: PrefixState, thoughts: torch.Tensor, group_size: int = 1) -> torch.Tensor:
         """[B*G, T] log-probs under the LM head of the real tokens after the last thought (0 at padding)."""
@@ -625,7 +582,7 @@ class LatentReasoningEmbedder(PreTrainedModel):
             thought_index = self._thought_index(input_ids, attention_mask)
             thoughts = self.thought_embeddings.expand(input_ids.shape[0], -1, -1)
             hidden = self._full_pass(input_ids, attention_mask, thought_index, thoughts, 1)
-            return EmbedderOutput(embeddings=self._pool(hidden, attention_mask.bool()))
+            return EmbedderOutput(embeddings=self._pool(hidden, attention_mask, thought_index))
         prefix = self.encode_prefix(input_ids, attention_mask, path)
         thought_means = self.thought_mean(prefix)
         embeddings = self.embed_with_thoughts(prefix, thought_means)
@@ -727,8 +684,8 @@ class LatentReasoningEmbedder(PreTrainedModel):
         config = LatentReasoningConfig.from_json_file(str(folder / CONFIG_FILE))
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
         quantization = BitsAndBytesConfig.from_dict(config.quantization) if config.quantization else None
-        backbone = _load_backbone(config.backbone_name_or_path, quantization, dtype)
-        _add_thought_tokens(backbone, tokenizer, config.thought_tokens)
+        backbone = load_backbone(config.backbone_name_or_path, quantization, dtype, config.gguf_file)
+        add_thought_tokens(backbone, tokenizer, config.thought_tokens)
         if quantization is not None:
             backbone = prepare_model_for_kbit_training(backbone, use_gradient_checkpointing=False)
         if (folder / ADAPTER_DIR).is_dir():
@@ -746,4 +703,4 @@ class LatentReasoningEmbedder(PreTrainedModel):
         return embedder
 
 
-__all__ = ["LatentReasoningEmbedder", "EmbedderOutput", "PrefixState", "is_causal_config"]
+__all__ = ["LatentReasoningEmbedder", "EmbedderOutput", "PrefixState"]

@@ -17,12 +17,13 @@ _TEXT_MARKER = "\x00ITEM_TEXT\x00"
 class PromptBuilder:
     """Token layout of one item: head ids, text ids (truncated to fit), tail ids, j thought ids, end id.
 
-    With a chat template, head/tail come from rendering one user message "instruction\\ntext" with the generation
-    prompt and splitting it around the text. Without one: [BOS or CLS] instruction, text, then the thoughts and
+    With a chat template, head/tail come from rendering one user message "instruction\\ntext" (after
+    `system_prompt` as a system message, if given) with the generation prompt and splitting it around the text. Without one: [BOS or CLS] instruction, text, then the thoughts and
     [EOS or SEP]. The text is tokenized on its own, so truncation cuts only the text; thoughts and end always stay.
     """
 
-    def __init__(self, tokenizer, instruction: str, thought_token_ids: Sequence[int], max_length: int):
+    def __init__(self, tokenizer, instruction: str, thought_token_ids: Sequence[int], max_length: int,
+                 system_prompt: str | None = None):
         self.tokenizer = tokenizer
         self.thought_token_ids = list(thought_token_ids)
         self.max_length = max_length
@@ -31,8 +32,9 @@ class PromptBuilder:
             raise InputError("the tokenizer has neither an EOS nor a SEP token to end the prompt with")
         self.end_ids = [end_id]
         if getattr(tokenizer, "chat_template", None):
+            system = [] if system_prompt is None else [{"role": "system", "content": system_prompt}]
             rendered = tokenizer.apply_chat_template(
-                [{"role": "user", "content": f"{instruction}\n{_TEXT_MARKER}"}],
+                [*system, {"role": "user", "content": f"{instruction}\n{_TEXT_MARKER}"}],
                 tokenize=False, add_generation_prompt=True,
             )
             head, tail = rendered.split(_TEXT_MARKER)

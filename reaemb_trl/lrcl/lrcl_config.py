@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from ..embedder.configuration import POOLING_MODES
 from ..errors import InputError
 
 MIXED_PRECISION_CHOICES = ("auto", "no", "fp16", "bf16")
 QUANTIZATION_CHOICES = ("none", "4bit")
-POOLING_CHOICES = ("mean", "last")
 EXECUTION_PATHS = ("auto", "fast", "reference")
 OPTIMIZER_CHOICES = ("adamw_torch", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit")
 
@@ -23,23 +23,31 @@ class LRCLConfig:
     """One LRCL run. Reference: 4 GPUs x 64 items x 2 accumulation steps = 512 items per optimizer step."""
 
     # Inputs and outputs
-    model_name_or_path: str | None = _help("Backbone: a local folder (decoder or encoder) or a hub name.", default=None)
+    model_name_or_path: str | None = _help("Backbone: bundled-smollm2, bundled-minilm, a local folder (decoder or "
+                                           "encoder) or a hub name.", default=None)
+    gguf_file: str | None = _help("A GGUF file inside the model_name_or_path folder to load (converted once into a "
+                                  "cached transformers folder).", default=None)
     dataset_dir: str | None = _help("Prepared dataset folder (`reaemb-trl prepare`).", default=None)
     output_dir: str = _help("Where the trained embedder, the logs and the checkpoints go.", default="outputs/lrcl")
     overwrite_output_dir: bool = _help("Replace an output folder that already holds a run.", default=False)
 
     # Embedder
     num_thought_tokens: int = _help("Latent thought tokens placed after the item text (reference: 1).", default=1)
-    pooling: str = _help(f"How token states become the item embedding: {POOLING_CHOICES}.", default="mean")
+    pooling: str = _help("How token states become the item embedding: " + "; ".join(
+        f"{name} = {meaning}" for name, meaning in POOLING_MODES.items()) + ".", default="mean")
     no_thought: bool = _help("Bypass the thought module (the LLMEmb-style ablation).", default=False)
     max_length: int = _help("Longest tokenised prompt; longer item texts are truncated.", default=1024)
     instruction: str | None = _help("Instruction before the item text; None keeps the embedder's default.",
                                     default=None)
+    system_prompt: str | None = _help("System message for chat templates: None keeps the template's default; a "
+                                      "string (even '') replaces it and shortens every prompt.", default=None)
     quantization: str = _help(f"Backbone weights: {QUANTIZATION_CHOICES} (4bit = QLoRA, needs bitsandbytes).",
                               default="none")
     lora_r: int = _help("LoRA rank.", default=8)
     lora_alpha: int = _help("LoRA scaling numerator.", default=32)
     lora_dropout: float = _help("Dropout on the LoRA input.", default=0.1)
+    lora_top_layers: int | None = _help("LoRA only on the last N transformer layers (peft layers_to_transform): "
+                                        "the backward pass then stops there; None = every layer.", default=None)
     lora_target_modules: list[str] | None = _help(
         "Module names that get LoRA adapters; None = every attention/MLP projection the backbone has "
         "(decoders: q,k,v,o,gate,up,down; BERT encoders: query,key,value,dense).", default=None)
@@ -93,7 +101,7 @@ class LRCLConfig:
         if isinstance(self.lora_target_modules, str):
             self.lora_target_modules = [name.strip() for name in self.lora_target_modules.split(",") if name.strip()]
         choices = {"mixed_precision": MIXED_PRECISION_CHOICES, "quantization": QUANTIZATION_CHOICES,
-                   "pooling": POOLING_CHOICES, "execution_path": EXECUTION_PATHS}
+                   "pooling": tuple(POOLING_MODES), "execution_path": EXECUTION_PATHS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise InputError(f"LRCL config: {name}={getattr(self, name)!r} is not one of {allowed}")

@@ -88,13 +88,12 @@ def view_retrieval_accuracy(view_a: torch.Tensor, view_b: torch.Tensor) -> float
 
 def build_embedder(config: LRCLConfig):
     """The embedder the config describes: backbone + thought module, LoRA (on a 4-bit backbone for QLoRA)."""
-    from peft import LoraConfig
     from transformers import BitsAndBytesConfig
 
     from ..embedder import LatentReasoningEmbedder
 
-    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules=config.lora_target_modules)
+    lora = {"r": config.lora_r, "lora_alpha": config.lora_alpha, "lora_dropout": config.lora_dropout,
+            "target_modules": config.lora_target_modules, "top_layers": config.lora_top_layers}
     quantization = None
     if config.quantization == "4bit":
         compute_dtype = torch.bfloat16 if config.resolved_mixed_precision() == "bf16" else torch.float32
@@ -103,7 +102,8 @@ def build_embedder(config: LRCLConfig):
     kwargs = {"instruction": config.instruction} if config.instruction is not None else {}
     embedder = LatentReasoningEmbedder.from_backbone(
         config.model_name_or_path, num_thought_tokens=config.num_thought_tokens, pooling=config.pooling,
-        lora=lora, quantization=quantization, max_length=config.max_length, seed=config.seed, **kwargs)
+        lora=lora, quantization=quantization, max_length=config.max_length, seed=config.seed,
+        gguf_file=config.gguf_file, system_prompt=config.system_prompt, **kwargs)
     if config.no_thought:
         # Recorded in the saved config so that export embeds the same way; frozen, so DDP does not wait for
         # gradients that never come.

@@ -9,11 +9,11 @@ from typing import Any
 
 import yaml
 
+from ..embedder.backbone import BUNDLED_MINILM
 from ..errors import InputError
 from ..io_utils import sha256_json
 
 BUNDLED = "bundled"  # dataset paths: the Office 2014 sample inside the package
-BUNDLED_MINILM = "bundled-minilm"  # backbone: the MiniLM of the `demo` extra
 
 
 @dataclass
@@ -22,6 +22,9 @@ class DatasetSection:
     interactions: str = BUNDLED
     items: str | None = BUNDLED
     options: dict[str, Any] = field(default_factory=dict)  # extra keyword arguments of `prepare_dataset`
+    # An already prepared folder (`reaemb-trl prepare` output): used in place, nothing is copied or re-prepared,
+    # and the four keys above are ignored.
+    prepared: str | None = None
 
 
 @dataclass
@@ -34,8 +37,27 @@ class ExportSection:
 class CompareSection:
     backbones: list[str] = field(default_factory=lambda: ["sasrec"])
     seeds: int = 3
-    protocol: str = "sampled"
+    protocol: str | None = None  # one protocol; `sampled` when neither this nor `protocols` is given
+    # Several protocols from one training per model: the first one's validation NDCG@10 picks the checkpoint.
+    protocols: list[str] | None = None
     options: dict[str, Any] = field(default_factory=dict)  # extra flags of `reaemb-trl compare` (epochs, max_len...)
+
+    def __post_init__(self):
+        from ..downstream.protocol import PROTOCOLS
+
+        if self.protocol is not None and self.protocols is not None:
+            raise InputError("compare: give `protocol` (one) or `protocols` (a list), not both")
+        if self.protocols is not None and (not isinstance(self.protocols, list) or not self.protocols):
+            raise InputError(f"compare.protocols must be a non-empty list, got {self.protocols!r}")
+        unknown = [p for p in self.protocol_list() if p not in PROTOCOLS]
+        if unknown:
+            raise InputError(f"compare: unknown protocol(s) {unknown} (choose from {', '.join(PROTOCOLS)})")
+
+    def protocol_list(self) -> list[str]:
+        """The protocols to report, the checkpoint-selecting one first."""
+        if self.protocols is not None:
+            return list(dict.fromkeys(self.protocols))
+        return [self.protocol or "sampled"]
 
 
 @dataclass

@@ -19,6 +19,10 @@ def write_report(out: Path, config, stages: dict[str, dict], tables: dict[str, P
     pictures = sorted(p.relative_to(out) for p in [*compare_dir.glob("*.png"), *out.glob("lrcl*/*.png"),
                                                    *out.glob("crrl/*.png")])
     total = sum(stage.get("seconds", 0.0) for stage in stages.values())
+    protocols = config.compare.protocol_list()
+    protocol_note = (f"Protocols: {', '.join(f'`{p}`' for p in protocols)}. Each model is trained once; "
+                     f"its checkpoint is the best validation NDCG@10 under `{protocols[0]}`, and every protocol's "
+                     "test metrics come from that checkpoint." if len(protocols) > 1 else f"Protocol: `{protocols[0]}`.")
     lines = [
         "# ReaEmb pipeline report",
         "",
@@ -26,6 +30,8 @@ def write_report(out: Path, config, stages: dict[str, dict], tables: dict[str, P
         f"{_torch_device()}. Backbone: `{config.backbone}`. Seed {config.seed}.",
         "",
         "## Downstream comparison",
+        "",
+        protocol_note,
         "",
         results,
         "",

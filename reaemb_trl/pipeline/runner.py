@@ -17,10 +17,10 @@ from typing import Callable
 
 import yaml
 
-from ..data import prepare_dataset, sample_dataset_files
+from ..data import PreparedDataset, prepare_dataset, sample_dataset_files
 from ..errors import InputError
 from ..io_utils import atomic_path, write_json
-from .pipeline_config import BUNDLED, BUNDLED_MINILM, PipelineConfig, stage_hash
+from .pipeline_config import BUNDLED, PipelineConfig, stage_hash
 from .report import write_report
 
 # Embedding tables compared downstream, in report order: run name -> stage folder that holds its embedder.
@@ -52,7 +52,7 @@ class PipelineRunner:
         self.config = config
         self.out = Path(config.output_dir)
         self.log = log
-        self.backbone = resolve_backbone(config.backbone)
+        self.backbone = config.backbone  # a bundled name stays a name: the embedder resolves it
         self.interactions, self.items = self._resolve_dataset_files()
         self.state: PipelineState | None = None
         self.hashes: dict[str, str] = {}
@@ -60,9 +60,9 @@ class PipelineRunner:
     def run(self) -> Path:
         self.out.mkdir(parents=True, exist_ok=True)
         self.state = PipelineState(self.out / "pipeline_state.json")
-        data_dir = self.out / "data"
+        data_dir = self.prepared if self.prepared is not None else self.out / "data"
         lrcl_common = {"model_name_or_path": self.backbone, "dataset_dir": str(data_dir), "seed": self.config.seed}
-        self._stage("prepare", data_dir, self._prepare, settings=self._prepare_settings())
+        self._stage("prepare", self._prepare_output(data_dir), self._prepare, settings=self._prepare_settings())
         self._stage("raw_backbone", self.out / "raw_backbone", self._save_raw_backbone,
                     settings={"backbone": self.backbone, **_embedder_keys(self.config.lrcl)})
         self._stage("lrcl_no_thought", self.out / "lrcl_no_thought",
@@ -108,10 +108,21 @@ class PipelineRunner:
 
     # -- stages ------------------------------------------------------------------------------------------------
     def _prepare_settings(self) -> dict:
+        if self.prepared is not None:
+            # the folder's own fingerprint: later stages re-run if its content changes, not only its path
+            return {"prepared": str(self.prepared), "dataset_sha256": self.prepared_sha256}
         return {"format": self.config.dataset.format, "interactions": self.interactions, "items": self.items,
                 "options": self.config.dataset.options}
 
+    def _prepare_output(self, data_dir: Path) -> Path:
+        """With `dataset.prepared` the stage only records which folder it used: the user's folder is never the
+        stage output, since a changed config deletes a stage's output."""
+        return self.out / "prepared_dataset.json" if self.prepared is not None else data_dir
+
     def _prepare(self, output: Path) -> None:
+        if self.prepared is not None:
+            write_json(output, self._prepare_settings())
+            return
         prepare_dataset(self.config.dataset.format, interactions=self.interactions, items=self.items,
                         output=output, overwrite=True, **self.config.dataset.options)
 
@@ -142,14 +153,21 @@ class PipelineRunner:
     def _compare(self, data_dir: Path, tables: dict[str, Path], output: Path) -> None:
         compare = self.config.compare
         argv = ["--data", str(data_dir), "--id-only", "--runs", *(f"{run}={path}" for run, path in tables.items()),
-                "--backbones", *compare.backbones, "--seeds", str(compare.seeds), "--protocol", compare.protocol,
+                "--backbones", *compare.backbones, "--seeds", str(compare.seeds),
+                "--protocol", *compare.protocol_list(),
                 "--output", str(output), "--overwrite"]
         for key, value in compare.options.items():
             argv += [f"--{key.replace('_', '-')}", str(value)]
         _call("compare", argv)
 
-    def _resolve_dataset_files(self) -> tuple[str, str | None]:
+    def _resolve_dataset_files(self) -> tuple[str | None, str | None]:
         dataset = self.config.dataset
+        self.prepared = None if dataset.prepared is None else Path(dataset.prepared).resolve()
+        if self.prepared is not None:
+            self.prepared_sha256 = PreparedDataset.load(self.prepared).sha256  # a clear error before any training
+            if not (self.prepared / "cooccurrence.npz").is_file():
+                raise InputError(f"dataset.prepared: {self.prepared} has no cooccurrence.npz (CRRL needs it)")
+            return None, None
         if dataset.interactions == BUNDLED:
             inter, items = sample_dataset_files()
             return str(inter), str(items) if dataset.items == BUNDLED else dataset.items
@@ -159,18 +177,10 @@ class PipelineRunner:
         return dataset.interactions, dataset.items
 
 
-def resolve_backbone(name: str) -> str:
-    if name == BUNDLED_MINILM:
-        from ..testing import minilm_path
-
-        return minilm_path()
-    return name
-
-
 def _embedder_keys(lrcl: dict) -> dict:
     """The LRCL keys that shape the embedder itself, so the raw table is built the way LRCL builds its model."""
-    keys = {"num_thought_tokens": "num_thought_tokens", "pooling": "pooling", "max_length": "max_length"}
-    return {arg: lrcl[key] for key, arg in keys.items() if key in lrcl}
+    keys = ("num_thought_tokens", "pooling", "max_length", "instruction", "system_prompt", "gguf_file")
+    return {key: lrcl[key] for key in keys if lrcl.get(key) is not None}
 
 
 # The file each trainer writes last into a checkpoint: a kill can leave a folder without it, which is no checkpoint.
