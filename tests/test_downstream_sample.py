@@ -104,6 +104,38 @@ def test_compare_writes_table_json_and_plots(office_subset, minilm_table, tmp_pa
     assert summary[("pop", "popularity")]["metrics"]["overall"]["NDCG@10"]["std"] == 0.0
 
 
+def test_compare_trains_once_and_tests_under_every_protocol(office_subset, tmp_path):
+    from reaemb_trl.downstream import compare
+
+    config = DownstreamConfig(**{**FAST, "hidden_size": 32, "inner_size": 64, "num_layers": 1})
+    both = compare(office_subset, output=tmp_path / "both", backbones=["sasrec", "pop"], seeds=[1, 0],
+                   protocols=["sampled", "full"], id_only=True, config=config)
+    alone = compare(office_subset, output=tmp_path / "sampled", backbones=["sasrec"], seeds=[1, 0],
+                    protocols=["sampled"], id_only=True, config=config)
+    assert both["protocols"] == ["sampled", "full"] and both["selection_protocol"] == "sampled"
+    # one record per (protocol, run, seed), protocol-major as before; popularity once per protocol
+    assert [(r["protocol"], r["backbone"], r["seed"]) for r in both["runs"]] == [
+        ("sampled", "sasrec", 1), ("sampled", "sasrec", 0), ("sampled", "pop", 1),
+        ("full", "sasrec", 1), ("full", "sasrec", 0), ("full", "pop", 1)]
+    assert {r["selection_protocol"] for r in both["runs"]} == {"sampled"}
+    by_key = {(r["protocol"], r["backbone"], r["seed"]): r for r in both["runs"]}
+    for seed in (1, 0):
+        sampled, full = by_key["sampled", "sasrec", seed], by_key["full", "sasrec", seed]
+        # both protocols come from one training: same epochs, checkpoint, history and wall time
+        assert (full["epochs_run"], full["best_epoch"], full["history"], full["wall_time_s"]) == (
+            sampled["epochs_run"], sampled["best_epoch"], sampled["history"], sampled["wall_time_s"])
+        assert full["best_valid_NDCG@10"] == sampled["best_valid_NDCG@10"] == sampled["valid"]["NDCG@10"]
+        assert full["valid"]["NDCG@10"] < sampled["valid"]["NDCG@10"]
+        assert full["overall"]["NDCG@10"] < sampled["overall"]["NDCG@10"]
+        # and the sampled numbers are exactly those of a sampled-only compare with the same seed
+        only = next(r for r in alone["runs"] if r["seed"] == seed)
+        for key in ("epochs_run", "best_epoch", "history", "overall", "tail_items", "short_users", "valid"):
+            assert sampled[key] == only[key], key
+    table = (tmp_path / "both" / "results.md").read_text()
+    assert "## Protocol: sampled" in table and "## Protocol: full" in table
+    assert "chosen on validation NDCG@10 under the `sampled` protocol" in table
+
+
 def test_bad_inputs_are_named(prepared_sample, tmp_path):
     num_items = PreparedDataset.load(prepared_sample).num_items
     short = tmp_path / "short.safetensors"
