@@ -27,7 +27,8 @@ from reaemb_trl.pipeline.runner import PipelineState
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 DEFAULT_BACKBONE = "bundled-smollm2"
-DEFAULT_RECIPES = {"bundled-smollm2": RECIPES / "quality_smollm2.yaml", "bundled-minilm": RECIPES / "quickstart_cpu.yaml"}
+DEFAULT_RECIPES = {"bundled-smollm2": RECIPES / "quality_smollm2.yaml",
+                   "bundled-minilm": RECIPES / "quickstart_cpu.yaml"}
 RECOMMENDERS = ("sasrec", "gru4rec", "bert4rec")
 
 

@@ -29,7 +29,8 @@ def plot_ndcg_by_group(summary: dict, path: str | os.PathLike, metric: str = "ND
         for i, group in enumerate(groups):
             means = [row["metrics"][group][metric]["mean"] or 0.0 for row in rows]
             stds = [row["metrics"][group][metric]["std"] or 0.0 for row in rows]
-            ax.bar(x + (i - (len(groups) - 1) / 2) * width, means, width, yerr=stds, capsize=2, label=group.replace("_", " "))
+            ax.bar(x + (i - (len(groups) - 1) / 2) * width, means, width, yerr=stds, capsize=2,
+                   label=group.replace("_", " "))
         ax.set_xticks(x, [row["run"] for row in rows], rotation=20, ha="right")
         ax.set_title(f"{backbone} · {protocol}")
         ax.set_ylabel(metric)

@@ -20,9 +20,11 @@ def write_report(out: Path, config, stages: dict[str, dict], tables: dict[str, P
                                                    *out.glob("crrl/*.png")])
     total = sum(stage.get("seconds", 0.0) for stage in stages.values())
     protocols = config.compare.protocol_list()
-    protocol_note = (f"Protocols: {', '.join(f'`{p}`' for p in protocols)}. Each model is trained once; "
-                     f"its checkpoint is the best validation NDCG@10 under `{protocols[0]}`, and every protocol's "
-                     "test metrics come from that checkpoint." if len(protocols) > 1 else f"Protocol: `{protocols[0]}`.")
+    protocol_note = f"Protocol: `{protocols[0]}`."
+    if len(protocols) > 1:
+        protocol_note = (f"Protocols: {', '.join(f'`{p}`' for p in protocols)}. Each model is trained once; its "
+                         f"checkpoint is the best validation NDCG@10 under `{protocols[0]}`, and every protocol's test "
+                         "metrics come from that checkpoint.")
     lines = [
         "# ReaEmb pipeline report",
         "",
