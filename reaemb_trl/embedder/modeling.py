@@ -1,6 +1,6 @@
 """LatentReasoningEmbedder: an LLM (or BERT-family encoder) plus a thought module, turning item text into one vector.
 
-Two execution paths share one set of weights (DESIGN section 3):
+Two execution paths share one set of weights (docs/method.md, section 2):
 
 - ``reference``: pass 1 over the whole prompt without gradient (thought positions hold the thought-token
   embeddings), the thought module turns its final states into r_k, pass 2 runs the whole prompt again with r_k

@@ -1,4 +1,4 @@
-"""Settings of the LRCL stage; the defaults are the reference settings (DESIGN section 1)."""
+"""Settings of the LRCL stage; the defaults are the reference settings (docs/method.md, section 1)."""
 
 from __future__ import annotations
 
