@@ -54,3 +54,12 @@ def minilm_lrcl(prepared_sample, tmp_path_factory):
 
     trainer = LRCLTrainer(short_minilm_lrcl_config(prepared_sample, tmp_path_factory.mktemp("lrcl") / "lrcl-minilm"))
     return trainer, trainer.train()
+
+
+@pytest.fixture(scope="session")
+def smollm2_backbone():
+    """The bundled SmolLM2-135M-Instruct (fp32, eval mode) and its tokenizer, loaded once per session. `from_backbone`
+    adopts a model object and adds LoRA and thought tokens to it in place: build embedders on `copy.deepcopy` of it."""
+    from reaemb_trl.embedder.backbone import BUNDLED_SMOLLM2, load_backbone, load_tokenizer
+
+    return load_backbone(BUNDLED_SMOLLM2), load_tokenizer(BUNDLED_SMOLLM2)

@@ -88,27 +88,37 @@ def resolve_backbone(name_or_path: str, gguf_file: str | None = None) -> str:
     return name_or_path
 
 
+# (cache, GGUF path, size, mtime) -> (folder, GGUF sha256). A run loads its backbone several times: the sha256 of every file
+# is checked on the first load of a process, later loads check the recorded sizes only.
+_checked: dict[tuple[str, str, int, int], tuple[Path, str]] = {}
+
+
 def converted_gguf_folder(gguf_path: Path) -> Path:
     """The transformers folder converted from `gguf_path`, converting it first if the cache lacks a complete one."""
+    stat = gguf_path.stat()
+    key = (str(cache_dir()), str(gguf_path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key in _checked and _conversion_is_complete(*_checked[key], hashes=False):
+        return _checked[key][0]
     digest = sha256_file(gguf_path)
     target = cache_dir() / "gguf" / f"{gguf_path.stem}-{digest[:12]}"
-    if _conversion_is_complete(target, digest):
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with _file_lock(target.parent / f".{target.name}.lock"):
-        if not _conversion_is_complete(target, digest):  # another process may have converted it meanwhile
-            if target.exists():
-                logger.warning("%s: incomplete or damaged conversion, converting again", target)
-            _convert_gguf(gguf_path, digest, target)
+    if not _conversion_is_complete(target, digest):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with _file_lock(target.parent / f".{target.name}.lock"):
+            if not _conversion_is_complete(target, digest):  # another process may have converted it meanwhile
+                if target.exists():
+                    logger.warning("%s: incomplete or damaged conversion, converting again", target)
+                _convert_gguf(gguf_path, digest, target)
+    _checked[key] = (target, digest)
     return target
 
 
-def _conversion_is_complete(folder: Path, source_sha256: str) -> bool:
+def _conversion_is_complete(folder: Path, source_sha256: str, hashes: bool = True) -> bool:
     try:
         record = json.loads((folder / CONVERSION_RECORD).read_text())
         files = record["files"]
         return record["source_sha256"] == source_sha256 and bool(files) and all(
-            (folder / name).stat().st_size == meta["bytes"] and sha256_file(folder / name) == meta["sha256"]
+            (folder / name).stat().st_size == meta["bytes"]
+            and (not hashes or sha256_file(folder / name) == meta["sha256"])
             for name, meta in files.items())
     except (OSError, ValueError, KeyError, TypeError):
         return False

@@ -664,6 +664,9 @@ class LatentReasoningEmbedder(PreTrainedModel):
             save_file(tensors, str(staging / THOUGHT_MODULE_FILE), metadata={"format": "pt"})
             self.tokenizer.save_pretrained(staging)
             if isinstance(self.backbone, PeftModel):
+                # Record the backbone's portable name, not the folder it was resolved to on this machine.
+                for adapter in self.backbone.peft_config.values():
+                    adapter.base_model_name_or_path = self.config.backbone_name_or_path
                 self.backbone.save_pretrained(staging / ADAPTER_DIR, save_embedding_layers=False)
             self.config.save_pretrained(staging)
             if not (staging / ADAPTER_DIR).exists() and (target / ADAPTER_DIR).exists():
