@@ -116,3 +116,22 @@ def test_missing_dataset_fails_before_any_stage_runs(tmp_path):
     with pytest.raises(InputError, match=str(missing)):
         PipelineRunner(PipelineConfig.from_yaml(recipe)).run()
     assert not (tmp_path / "out").exists()
+
+
+PATH_KEYS = ("output_dir", "model_name_or_path", "dataset_dir", "logging_dir", "backbone", "interactions", "items")
+
+
+def _path_values(node, key=None):
+    if isinstance(node, dict):
+        for name, value in node.items():
+            yield from _path_values(value, name)
+    elif key in PATH_KEYS and isinstance(node, str):
+        yield key, node
+
+
+@pytest.mark.parametrize("path", [p for p in RECIPES if _kind(p) != "accelerate"],
+                         ids=lambda p: p.relative_to(RECIPES_DIR).as_posix())
+def test_path_values_hold_no_comment_or_stray_space(path):
+    """`key: value# comment` (no space before #) keeps the comment in the value: a garbage output folder."""
+    for key, value in _path_values(yaml.safe_load(path.read_text())):
+        assert "#" not in value and value == value.strip() and " " not in value, f"{path}: {key}={value!r}"
