@@ -111,3 +111,20 @@ def test_head_item_negatives_come_from_its_small_complement():
         assert sorted(cand.item_ids[1, 1:].tolist()) == [10, 11, 12]
     with pytest.raises(InputError, match="item 1 co-occurs with 8 of the 12 items: too few never-co-occurring"):
         sample_candidates(cooc, num_positives=1, num_candidates=5)
+
+
+def test_a_huge_window_costs_what_the_data_costs_and_equals_whole_prefixes():
+    sequences = [np.array([1, 2, 3, 1, 4, 5]), np.array([2, 3, 4, 5]), np.array([5, 1, 2])]
+    whole = build_cooccurrence(sequences, 5)
+    huge = build_cooccurrence(sequences, 5, window=100_000_000)  # one pass, not one per offset
+    assert (huge != whole).nnz == 0
+    assert (build_cooccurrence(sequences, 5, window=1) != whole).nnz > 0
+
+
+def test_zero_window_is_refused_before_any_file_is_read(tmp_path):
+    from reaemb_trl.data import prepare_dataset
+    from reaemb_trl.errors import InputError
+
+    with pytest.raises(InputError, match="--cooc-window must be at least 1"):
+        prepare_dataset("csv", interactions=tmp_path / "missing.csv", output=tmp_path / "out", cooc_window=0)
+    assert not (tmp_path / "out").exists()

@@ -36,8 +36,13 @@ def build_cooccurrence(sequences: Sequence[np.ndarray], num_items: int, window: 
     Entry (a, b) counts the position pairs holding a and b in the same prefix; with `window`, only pairs at most
     `window` positions apart.
     """
+    if window is not None and window < 1:
+        raise ValueError(f"window must be at least 1, got {window}")
     items, owner = training_prefixes(sequences, holdout)
     shape = (num_items + 1, num_items + 1)
+    longest = int(np.bincount(owner).max()) if owner.size else 0
+    if window is not None and window >= longest - 1:
+        window = None  # no pair lies farther apart: the cost depends on the data, not on the window value
     if window is None:
         # users x items incidence B: B^T B counts every pair of positions in the same user.
         incidence = sp.csr_matrix((np.ones(items.size, dtype=np.int32), (owner, items)),
@@ -45,8 +50,6 @@ def build_cooccurrence(sequences: Sequence[np.ndarray], num_items: int, window: 
         counts = (incidence.T @ incidence).tocsr()
         counts = counts - sp.diags(counts.diagonal(), format="csr", dtype=np.int32)
     else:
-        if window < 1:
-            raise ValueError(f"window must be at least 1, got {window}")
         left, right = [], []
         for offset in range(1, window + 1):  # a loop over offsets, each one vectorised over all pairs
             same_user = owner[:-offset] == owner[offset:]
