@@ -160,3 +160,36 @@ def test_unknown_prepare_option_is_an_input_error(tmp_path):
     inter = write(tmp_path / "inter.txt", ["1 1", "1 2"])
     with pytest.raises(InputError, match="unknown prepare option.*min_users"):
         prepare_dataset("reaemb", inter, output=tmp_path / "out", min_users=3)
+
+
+def test_repeated_user_in_a_sequence_file_is_named(tmp_path, capsys):
+    inter = write(tmp_path / "inter.json", ['{"u1": [1, 2, 3], "u2": [1, 2], "u1": [9]}'])
+    code, err = run_prepare(tmp_path, capsys, "seqjson", inter)
+    assert_rejected(tmp_path, code, err, "inter.json", "the key 'u1' appears more than once")
+
+
+def test_boolean_is_no_item_id(tmp_path, capsys):
+    inter = write(tmp_path / "inter.json", ['{"u1": [1, 2, 3], "u2": [true, 1]}'])
+    code, err = run_prepare(tmp_path, capsys, "seqjson", inter)
+    assert_rejected(tmp_path, code, err, "inter.json, user 'u2': expected a list of item ids")
+
+
+def test_json_nested_too_deeply(tmp_path, capsys):
+    inter = write(tmp_path / "inter.json", ["[" * 100_000 + "]" * 100_000])
+    code, err = run_prepare(tmp_path, capsys, "seqjson", inter)
+    assert_rejected(tmp_path, code, err, "inter.json: JSON nested too deeply")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupted"])
+def test_damaged_gzip_document(tmp_path, capsys, damage):
+    import gzip
+
+    packed = gzip.compress(json.dumps({f"u{k}": [k, k + 1, k + 2] for k in range(2000)}).encode())
+    if damage == "truncated":
+        packed = packed[: len(packed) // 2]
+    else:
+        packed = packed[:40] + bytes(b ^ 0xFF for b in packed[40:80]) + packed[80:]
+    inter = tmp_path / "inter.json.gz"
+    inter.write_bytes(packed)
+    code, err = run_prepare(tmp_path, capsys, "seqjson", inter)
+    assert_rejected(tmp_path, code, err, "inter.json.gz: damaged gzip file")

@@ -264,8 +264,10 @@ def _read_seqjson_inter(path: Path, show_progress: bool) -> RawInteractions:
         raise InputError(f"{path}: expected a JSON object {{user: [item ids]}}, got {type(document).__name__}")
     raw = RawInteractions(path)
     for user, sequence in document.items():
-        if not isinstance(sequence, list) or not all(isinstance(item, (int, str)) for item in sequence):
-            raise InputError(f"{path}, user {user!r}: expected a list of item ids")
+        # bool is an int subclass, but true / false are no item ids
+        if not isinstance(sequence, list) or not all(isinstance(item, (int, str)) and not isinstance(item, bool)
+                                                      for item in sequence):
+            raise InputError(f"{path}, user {user!r}: expected a list of item ids (integers or strings)")
         raw.users.extend([user] * len(sequence))
         raw.items.extend(map(str, sequence))
     return raw

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import gzip
 import json
+import zlib
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -74,7 +75,10 @@ def load_json_document(path: Path) -> Any:
     """A whole-file JSON document, with the line of any decoding or syntax error in the message."""
     raw = path.read_bytes()
     if raw[:2] == _GZIP_MAGIC:
-        raw = gzip.decompress(raw)
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as err:  # corrupt or truncated
+            raise InputError(f"{path}: damaged gzip file ({err or type(err).__name__})") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -83,9 +87,21 @@ def load_json_document(path: Path) -> Any:
     if not text.strip():
         raise InputError(f"{path}: empty input")
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=lambda pairs: _unique_keys(pairs, path))
     except json.JSONDecodeError as err:
         raise InputError(f"{path}, line {err.lineno}: malformed JSON ({err.msg} at column {err.colno})") from None
+    except RecursionError:
+        raise InputError(f"{path}: JSON nested too deeply to read") from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]], path: Path) -> dict:
+    """A JSON object; a repeated key is an error (json.loads would keep the last value and drop the others)."""
+    document = {}
+    for key, value in pairs:
+        if key in document:
+            raise InputError(f"{path}: the key {key!r} appears more than once in one JSON object")
+        document[key] = value
+    return document
 
 
 def require(record: dict, key: str, path: Path, number: int, what: str = "line") -> Any:
