@@ -9,7 +9,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from .errors import InputError
 
@@ -79,6 +79,33 @@ def staged_update(target: str | os.PathLike, last: str | None = None) -> Iterato
             os.replace(entry, destination)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def ensure_replaceable(path: str | os.PathLike, marker: str, inputs: Sequence[str | os.PathLike] = (),
+                       overwrite: bool = False) -> None:
+    """Refuse, before any work, an output folder whose replacement could delete what this toolkit did not write.
+
+    A non-empty folder is replaced only with `overwrite`, and only if it holds `marker` (the file this kind of
+    output always contains), holds none of `inputs`, and is neither the working directory nor one of its parents.
+    """
+    path = Path(path)
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise InputError(f"{path}: the output path is a file, not a folder")
+    if not any(path.iterdir()):
+        return
+    if not overwrite:
+        raise InputError(f"{path}: output folder exists and is not empty (pass --overwrite to replace it)")
+    resolved = path.resolve()
+    if resolved == Path.cwd() or resolved in Path.cwd().parents:
+        raise InputError(f"{path}: --overwrite would replace the working directory; choose a new output folder")
+    for item in inputs:
+        if resolved in Path(item).resolve().parents:
+            raise InputError(f"{path}: --overwrite would delete the input {item}; choose another output folder")
+    if not (path / marker).is_file():
+        raise InputError(f"{path}: --overwrite replaces only a folder this toolkit wrote (it has no {marker}); "
+                         "choose a new output folder or empty this one yourself")
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

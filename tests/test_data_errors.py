@@ -147,8 +147,10 @@ def test_existing_output_folder_is_refused_unless_overwrite(tmp_path, capsys):
     assert code == 1 and "output folder exists and is not empty" in err and "--overwrite" in err
     assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
 
+    (tmp_path / "out" / "keep.txt").unlink()
     with pytest.warns(UserWarning, match="empty text"):
-        code, _ = run_prepare(tmp_path, capsys, "reaemb", inter, None, "--overwrite")
+        assert run_prepare(tmp_path, capsys, "reaemb", inter)[0] == 0
+        code, _ = run_prepare(tmp_path, capsys, "reaemb", inter, None, "--overwrite")  # replaces its own output
     assert code == 0 and sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "cooccurrence.npz", "dataset.json", "inter.txt", "items.jsonl"]
 
@@ -193,3 +195,42 @@ def test_damaged_gzip_document(tmp_path, capsys, damage):
     inter.write_bytes(packed)
     code, err = run_prepare(tmp_path, capsys, "seqjson", inter)
     assert_rejected(tmp_path, code, err, "inter.json.gz: damaged gzip file")
+
+
+def test_overwrite_never_deletes_a_folder_holding_an_input(tmp_path, capsys):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    inter = write(raw / "inter.json", ['{"u1": [1, 2, 3], "u2": [2, 3, 1]}'])
+    notes = write(raw / "NOTES.txt", ["mine"])
+    code = main(["prepare", "seqjson", "--interactions", str(inter), "--output", str(raw), "--overwrite"])
+    assert code == 1 and "would delete the input" in capsys.readouterr().err
+    assert inter.is_file() and notes.is_file()
+
+
+def test_overwrite_replaces_only_what_the_toolkit_wrote(tmp_path, capsys):
+    inter = write(tmp_path / "inter.json", ['{"u1": [1, 2, 3], "u2": [2, 3, 1]}'])
+    foreign = tmp_path / "out"
+    foreign.mkdir()
+    write(foreign / "thesis.tex", ["mine"])
+    code, err = run_prepare(tmp_path, capsys, "seqjson", inter, None, "--overwrite")
+    assert code == 1 and "replaces only a folder this toolkit wrote" in err
+    assert (foreign / "thesis.tex").is_file()
+    (foreign / "thesis.tex").unlink()
+    assert run_prepare(tmp_path, capsys, "seqjson", inter)[0] == 0  # empty folder: fine
+    assert run_prepare(tmp_path, capsys, "seqjson", inter, None, "--overwrite")[0] == 0  # a prepared folder: replaced
+    assert (foreign / "dataset.json").is_file()
+
+
+def test_overwrite_refuses_the_working_directory(tmp_path, capsys, monkeypatch):
+    inter = write(tmp_path / "inter.json", ['{"u1": [1, 2, 3], "u2": [2, 3, 1]}'])
+    monkeypatch.chdir(tmp_path)
+    code = main(["prepare", "seqjson", "--interactions", "inter.json", "--output", ".", "--overwrite"])
+    assert code == 1 and "working directory" in capsys.readouterr().err
+    assert inter.is_file()
+
+
+def test_output_that_is_a_file_is_refused(tmp_path, capsys):
+    inter = write(tmp_path / "inter.json", ['{"u1": [1, 2, 3], "u2": [2, 3, 1]}'])
+    write(tmp_path / "out", ["a file"])
+    code, err = run_prepare(tmp_path, capsys, "seqjson", inter)
+    assert code == 1 and "is a file, not a folder" in err

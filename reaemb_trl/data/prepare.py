@@ -12,7 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import InputError
-from ..io_utils import atomic_output_dir, sha256_file, sha256_json, write_json
+from ..io_utils import atomic_output_dir, ensure_replaceable, sha256_file, sha256_json, write_json
 from .cooccurrence import HOLDOUT, build_cooccurrence
 from .readers import RawInteractions, RawItems, get_format
 from .sources import existing_file
@@ -177,8 +177,8 @@ def prepare_dataset(format: str, interactions: str | os.PathLike, items: str | o
     inter_path = existing_file(interactions, "interactions")
     items_path = existing_file(items, "items") if items is not None else None
     output = Path(output)
-    if output.exists() and any(output.iterdir()) and not overwrite:  # fail before the (long) reading
-        raise InputError(f"{output}: output folder exists and is not empty (pass --overwrite to replace it)")
+    # before the (long) reading
+    ensure_replaceable(output, "dataset.json", [p for p in (inter_path, items_path) if p is not None], overwrite)
 
     raw = source.read_interactions(inter_path, opts.show_progress)
     if not raw.users:

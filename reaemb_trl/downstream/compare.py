@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from ..data import PreparedDataset
 from ..errors import InputError
-from ..io_utils import atomic_output_dir, sha256_file, write_json
+from ..io_utils import atomic_output_dir, ensure_replaceable, sha256_file, write_json
 from .evaluate import load_table, run_records
 from .metrics import GROUPS
 from .plots import plot_ndcg_by_group, plot_projection
@@ -105,6 +105,7 @@ def compare(data: str | os.PathLike, runs: Mapping[str, str | os.PathLike] | Non
     The popularity baseline (backbone "pop") runs once: it has no table and no randomness.
     """
     config = config or DownstreamConfig()
+    ensure_replaceable(output, "results.json", [data, *(runs or {}).values()], overwrite)
     reserved = {ID_ONLY, POPULARITY} & set(runs or {})
     if reserved:
         raise InputError(f"run name(s) {sorted(reserved)} are reserved for the built-in baselines; rename them")
