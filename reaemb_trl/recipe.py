@@ -16,15 +16,35 @@ def parse_recipe(config_cls: type[ConfigT], argv: list[str], prog: str | None = 
     from trl import TrlParser
 
     if "--config" in argv:
-        recipe = Path(argv[argv.index("--config") + 1])
-        if not recipe.is_file():
-            raise InputError(f"{recipe}: recipe file not found")
+        position = argv.index("--config") + 1
+        if position == len(argv) or argv[position].startswith("--"):
+            raise InputError("--config needs a recipe file (--config RECIPE.yaml)")
+        load_recipe_yaml(Path(argv[position]))  # a clear error for a missing file or a YAML syntax error
     parser = TrlParser((config_cls,), prog=prog)
     try:
         (config,) = parser.parse_args_and_config(argv)
     except ValueError as err:
         raise InputError(str(err)) from err
     return config
+
+
+def load_recipe_yaml(path: Path) -> dict:
+    """The mapping a recipe file holds; InputError (file, line, problem) for a missing file or bad YAML."""
+    import yaml
+
+    if not path.is_file():
+        raise InputError(f"{path}: recipe file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark is not None else ""
+        raise InputError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', None) or err})") from None
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path}: not UTF-8 text ({err.reason})") from None
+    if not isinstance(raw, dict):
+        raise InputError(f"{path}: a recipe must be a YAML mapping of keys to values")
+    return raw
 
 
 def config_to_dict(config) -> dict:

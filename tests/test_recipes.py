@@ -135,3 +135,22 @@ def test_path_values_hold_no_comment_or_stray_space(path):
     """`key: value# comment` (no space before #) keeps the comment in the value: a garbage output folder."""
     for key, value in _path_values(yaml.safe_load(path.read_text())):
         assert "#" not in value and value == value.strip() and " " not in value, f"{path}: {key}={value!r}"
+
+
+@pytest.mark.parametrize("command", ["lrcl", "crrl", "pipeline"])
+def test_recipe_with_a_yaml_syntax_error_names_file_and_line(tmp_path, capsys, command):
+    from reaemb_trl.cli import main
+
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("max_steps: 3\nlearning_rate: [1e-3\nseed: 1\n")
+    assert main([command, "--config", str(recipe)]) == 1
+    err = capsys.readouterr().err
+    assert f"{recipe}, line " in err and "not valid YAML" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", ["lrcl", "crrl"])
+def test_config_flag_without_a_value(capsys, command):
+    from reaemb_trl.cli import main
+
+    assert main([command, "--config"]) == 1
+    assert "--config needs a recipe file" in capsys.readouterr().err

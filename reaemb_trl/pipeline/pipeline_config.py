@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from ..embedder.backbone import BUNDLED_MINILM
 from ..errors import InputError
 from ..io_utils import sha256_json
+from ..recipe import load_recipe_yaml
 
 BUNDLED = "bundled"  # dataset paths: the Office 2014 sample inside the package
 
@@ -74,11 +74,7 @@ class PipelineConfig:
     @classmethod
     def from_yaml(cls, path: str | Path, output_dir: str | None = None) -> "PipelineConfig":
         path = Path(path)
-        if not path.is_file():
-            raise InputError(f"{path}: recipe file not found")
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        if not isinstance(raw, dict):
-            raise InputError(f"{path}: a pipeline recipe must be a YAML mapping")
+        raw = load_recipe_yaml(path)
         config = _build(cls, raw, str(path))
         if output_dir is not None:
             config.output_dir = output_dir
