@@ -49,7 +49,8 @@ class PrepareOptions:
     def __post_init__(self):
         # Checked before any file is read.
         if self.cooc_window is not None and self.cooc_window < 1:
-            raise InputError(f"--cooc-window must be at least 1 (or left out for whole prefixes), got {self.cooc_window}")
+            raise InputError(f"--cooc-window must be at least 1 (or left out for whole prefixes), "
+                             f"got {self.cooc_window}")
         for name in ("min_user_interactions", "min_item_interactions", "max_value_chars"):
             if getattr(self, name) < 0:
                 raise InputError(f"--{name.replace('_', '-')} must not be negative, got {getattr(self, name)}")

@@ -88,8 +88,8 @@ def resolve_backbone(name_or_path: str, gguf_file: str | None = None) -> str:
     return name_or_path
 
 
-# (cache, GGUF path, size, mtime) -> (folder, GGUF sha256). A run loads its backbone several times: the sha256 of every file
-# is checked on the first load of a process, later loads check the recorded sizes only.
+# (cache, GGUF path, size, mtime) -> (folder, GGUF sha256). A run loads its backbone several times: the sha256 of every
+# converted file is checked on the first load of a process, later loads check the recorded sizes only.
 _checked: dict[tuple[str, str, int, int], tuple[Path, str]] = {}
 
 

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from ..embedder.backbone import BUNDLED_MINILM
 from ..errors import InputError
 from ..io_utils import sha256_json
