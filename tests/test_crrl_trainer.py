@@ -200,3 +200,19 @@ def test_noise_free_reward_is_the_policy_mean_reward(lrcl_folder, reward_model, 
     trainer.train()
     assert logged(trainer, "reward_noise_free")[0] == pytest.approx(expected, abs=1e-6)
     assert logged(trainer, "reward")[0] != pytest.approx(expected, abs=1e-6)
+
+
+def test_resume_latest_or_true_finds_the_newest_checkpoint(tmp_path):
+    from reaemb_trl.crrl.cli import resolve_resume
+    from reaemb_trl.errors import InputError
+
+    with pytest.raises(InputError, match="no checkpoint-N folder"):
+        resolve_resume("latest", tmp_path)
+    for step in (5, 10):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+    (tmp_path / "checkpoint-10" / "trainer_state.json").write_text("{}")
+    (tmp_path / "checkpoint-5" / "trainer_state.json").write_text("{}")
+    for value in ("latest", "true", "True"):
+        assert resolve_resume(value, tmp_path) == str(tmp_path / "checkpoint-10")
+    assert resolve_resume(str(tmp_path / "checkpoint-5"), tmp_path) == str(tmp_path / "checkpoint-5")
+    assert resolve_resume(None, tmp_path) is None

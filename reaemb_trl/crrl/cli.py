@@ -59,6 +59,21 @@ def build_trainer(args: CRRLConfig):
     )
 
 
+LATEST = ("latest", "true", "True")  # resume_from_checkpoint values that mean "the newest checkpoint"
+
+
+def resolve_resume(value: str | None, output_dir: str | Path) -> str | None:
+    """`latest` / `true` -> the newest complete checkpoint-N in output_dir (as LRCL takes them); a path stays."""
+    if value not in LATEST:
+        return value
+    from transformers.trainer_utils import get_last_checkpoint
+
+    found = get_last_checkpoint(str(output_dir)) if Path(output_dir).is_dir() else None
+    if found is None:
+        raise InputError(f"{output_dir}: no checkpoint-N folder to resume from (resume_from_checkpoint={value})")
+    return found
+
+
 def run(args: CRRLConfig) -> dict:
     """Train, evaluate before and after on the held-out items, save the embedder folder; returns the metrics."""
     output = Path(args.output_dir)
@@ -74,7 +89,7 @@ def run(args: CRRLConfig) -> dict:
                "skipped_items": reward_model.num_items - len(reward_model.items_with_positives())}
     if heldout:
         metrics["start"] = trainer.evaluate(metric_key_prefix="eval_start")
-    trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    trainer.train(resume_from_checkpoint=resolve_resume(args.resume_from_checkpoint, output))
     if heldout:
         metrics["end"] = trainer.evaluate()
     trainer.save_model(args.output_dir)
