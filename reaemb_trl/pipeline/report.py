@@ -37,7 +37,8 @@ def write_report(out: Path, config, stages: dict[str, dict], tables: dict[str, P
         "",
         results,
         "",
-        "Runs: `id-only` (no item text), `raw_backbone` (the untrained backbone's mean-pooled table), "
+        "Runs: `id-only` (no item text), `raw_backbone` (the untrained backbone's table, "
+        f"{config.lrcl.get('pooling', 'mean')} pooling, no thought), "
         "`lrcl_no_thought` (contrastive training without the thought module: the LLMEmb-style ablation), "
         "`lrcl` (stage 1), `lrcl_crrl` (stage 1 + stage 2).",
         "",
