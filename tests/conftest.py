@@ -63,3 +63,21 @@ def smollm2_backbone():
     from reaemb_trl.embedder.backbone import BUNDLED_SMOLLM2, load_backbone, load_tokenizer
 
     return load_backbone(BUNDLED_SMOLLM2), load_tokenizer(BUNDLED_SMOLLM2)
+
+
+def prepared_sample_subset(folder, num_users: int):
+    """The first `num_users` users of the bundled sample and the items they touch, prepared in `folder`."""
+    import json
+    from pathlib import Path
+
+    from reaemb_trl.data import prepare_dataset, sample_dataset_files
+
+    inter_path, item_path = sample_dataset_files()
+    users = dict(list(json.loads(Path(inter_path).read_text()).items())[:num_users])
+    used = {str(item) for sequence in users.values() for item in sequence}
+    items = {key: value for key, value in json.loads(Path(item_path).read_text()).items() if key in used}
+    folder = Path(folder)
+    (folder / "inter.json").write_text(json.dumps(users))
+    (folder / "item.json").write_text(json.dumps(items))
+    return prepare_dataset("seqjson", interactions=folder / "inter.json", items=folder / "item.json",
+                           output=folder / "prepared", show_progress=False)

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import prepared_sample_subset
 
-from reaemb_trl.data import PreparedDataset, prepare_dataset, sample_dataset_files, save_embedding_table
+from reaemb_trl.data import PreparedDataset, save_embedding_table
 from reaemb_trl.downstream import DownstreamConfig, compare
 from reaemb_trl.downstream.quality import (
     ARMS,
@@ -32,24 +33,12 @@ GROUPS = ["overall", "tail_items", "short_users"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def _subset(folder: Path, num_users: int) -> Path:
-    """The first `num_users` users of the bundled sample and their items, prepared."""
-    inter_path, item_path = sample_dataset_files()
-    users = dict(list(json.loads(Path(inter_path).read_text()).items())[:num_users])
-    used = {str(item) for sequence in users.values() for item in sequence}
-    items = {key: value for key, value in json.loads(Path(item_path).read_text()).items() if key in used}
-    (folder / "inter.json").write_text(json.dumps(users))
-    (folder / "item.json").write_text(json.dumps(items))
-    return prepare_dataset("seqjson", interactions=folder / "inter.json", items=folder / "item.json",
-                           output=folder / "prepared", show_progress=False)
-
-
 @pytest.fixture(scope="module")
 def compare_results(tmp_path_factory):
     """A real compare of the five pipeline runs (random item tables) on 150 users: 2 recommenders, both protocols,
     seeds listed out of order."""
     folder = tmp_path_factory.mktemp("quality")
-    data = _subset(folder, 150)
+    data = prepared_sample_subset(folder, 150)
     num_items = PreparedDataset.load(data).num_items
     runs = {}
     for i, run in enumerate(ARMS[arm] for arm in ARM_NAMES[1:]):
@@ -212,7 +201,7 @@ def test_bench_quality_script_end_to_end_on_a_tiny_recipe(tmp_path):
     from reaemb_trl.testing import save_tiny_decoder
 
     backbone = save_tiny_decoder(tmp_path / "backbone", arch="qwen2", hidden_size=32, num_layers=1)
-    data = _subset(tmp_path, 200)
+    data = prepared_sample_subset(tmp_path, 200)
     before = sorted(p.name for p in data.iterdir())
     stage = {"max_length": 48, "logging_steps": 1, "report_to": "none", "max_steps": 2, "eval_items": 16,
              "save_steps": 0}

@@ -1,14 +1,14 @@
 """Downstream evaluation on the bundled Office sample: baselines, a raw MiniLM table, CLI, compare, bad input."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import prepared_sample_subset
 
 from reaemb_trl.cli import main as cli_main
-from reaemb_trl.data import PreparedDataset, prepare_dataset, sample_dataset_files, save_embedding_table
+from reaemb_trl.data import PreparedDataset, save_embedding_table
 from reaemb_trl.downstream import DownstreamConfig, evaluate
 from reaemb_trl.errors import InputError
 
@@ -18,15 +18,7 @@ FAST = dict(epochs=2, patience=2, max_len=20, show_progress=False)
 @pytest.fixture(scope="module")
 def office_subset(tmp_path_factory):
     """The first 600 users of the bundled sample, prepared: small enough for CLI and compare round trips."""
-    inter_path, item_path = sample_dataset_files()
-    users = dict(list(json.loads(Path(inter_path).read_text()).items())[:600])
-    used = {str(item) for sequence in users.values() for item in sequence}
-    items = {key: value for key, value in json.loads(Path(item_path).read_text()).items() if key in used}
-    folder = tmp_path_factory.mktemp("office_subset")
-    (folder / "inter.json").write_text(json.dumps(users))
-    (folder / "item.json").write_text(json.dumps(items))
-    return prepare_dataset("seqjson", interactions=folder / "inter.json", items=folder / "item.json",
-                           output=folder / "prepared", show_progress=False)
+    return prepared_sample_subset(tmp_path_factory.mktemp("office_subset"), 600)
 
 
 @pytest.fixture(scope="module")

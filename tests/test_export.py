@@ -5,10 +5,11 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import prepared_sample_subset
 from safetensors import safe_open
 
 from reaemb_trl.cli import main as cli_main
-from reaemb_trl.data import PreparedDataset, load_embedding_table, prepare_dataset, sample_dataset_files
+from reaemb_trl.data import PreparedDataset, load_embedding_table, prepare_dataset
 from reaemb_trl.embedder import LatentReasoningEmbedder
 from reaemb_trl.errors import InputError
 from reaemb_trl.export import export_item_table, pca_path
@@ -18,15 +19,7 @@ from reaemb_trl.testing import save_tiny_decoder
 @pytest.fixture(scope="module")
 def small_dataset(tmp_path_factory):
     """The first 6 users of the bundled Office sample and their few dozen items, prepared."""
-    root = tmp_path_factory.mktemp("small")
-    inter_path, item_path = sample_dataset_files()
-    sequences = dict(list(json.loads(open(inter_path).read()).items())[:6])
-    wanted = {str(item) for sequence in sequences.values() for item in sequence}
-    items = {k: v for k, v in json.loads(open(item_path).read()).items() if k in wanted}
-    (root / "inter.json").write_text(json.dumps(sequences))
-    (root / "items.json").write_text(json.dumps(items))
-    return prepare_dataset("seqjson", interactions=root / "inter.json", items=root / "items.json",
-                           output=root / "prepared", show_progress=False)
+    return prepared_sample_subset(tmp_path_factory.mktemp("small"), 6)
 
 
 @pytest.fixture(scope="module")
