@@ -113,3 +113,40 @@ def test_items_without_text_are_refused(tmp_path, model_dir):
     with pytest.raises(InputError, match="3 items have no text"):
         export_item_table(LatentReasoningEmbedder.from_pretrained(model_dir), PreparedDataset.load(folder),
                           tmp_path / "t.safetensors")
+
+
+def test_folders_sharing_pass1_are_exported_from_one_pass(small_dataset, model_dir, tmp_path, monkeypatch):
+    """An LRCL folder and a CRRL folder trained from it (same backbone, new thought module) give, in one run, the
+    tables separate exports give, with pass 1 run once per batch; a folder with other backbone weights is encoded
+    on its own."""
+    dataset = PreparedDataset.load(small_dataset)
+    crrl_like = LatentReasoningEmbedder.from_pretrained(model_dir)
+    with torch.no_grad():
+        crrl_like.thought_module.v_proj.weight.mul_(2.0)  # CRRL changes only the thought module
+    crrl_like.save_pretrained(tmp_path / "crrl")
+    other = LatentReasoningEmbedder.from_pretrained(model_dir)
+    with torch.no_grad():
+        next(p for n, p in other.backbone.named_parameters() if "lora_B" in n).add_(0.5)
+    other.save_pretrained(tmp_path / "other")
+    folders = [model_dir, tmp_path / "crrl", tmp_path / "other"]
+    embedders = [LatentReasoningEmbedder.from_pretrained(folder) for folder in folders]
+    texts = dataset.item_texts[1:]
+    expected = [e.encode(texts, batch_size=16, show_progress=False).numpy() for e in embedders]
+    assert np.abs(expected[0] - expected[1]).max() > 1e-3 and np.abs(expected[0] - expected[2]).max() > 1e-3
+
+    passes = []
+    original = LatentReasoningEmbedder.encode_prefix
+    monkeypatch.setattr(LatentReasoningEmbedder, "encode_prefix",
+                        lambda self, *a, **k: passes.append(id(self)) or original(self, *a, **k))
+    outputs = [tmp_path / f"{name}.safetensors" for name in ("lrcl", "crrl", "other")]
+    argv = ["export", "--data", str(small_dataset), "--batch-size", "16", "--no-progress"]
+    for folder, output in zip(folders, outputs):
+        argv += ["--model", str(folder), "--output", str(output)]
+    assert cli_main(argv) == 0
+    for output, table in zip(outputs, expected):
+        np.testing.assert_allclose(load_embedding_table(output)[0][1:], table, rtol=1e-5, atol=1e-6)
+    batches = -(-dataset.num_items // 16)
+    assert len(passes) == 2 * batches and len(set(passes)) == 2  # the LRCL folder's passes serve the CRRL folder
+
+    assert cli_main(["export", "--data", str(small_dataset), "--model", str(model_dir), "--output", "a",
+                     "--output", "b"]) == 1

@@ -70,7 +70,7 @@ def test_pipeline_resumes_after_kill_in_crrl_and_writes_report(mini_recipe, tmp_
 
     state = json.loads((out / "pipeline_state.json").read_text())["stages"]
     assert state["lrcl"]["status"] == "done" and state["crrl"]["status"] == "running"
-    assert "export_lrcl_crrl" not in state
+    assert "export_lrcl" not in state
     lrcl_mtime = (out / "lrcl" / "config.json").stat().st_mtime_ns
     checkpoints_before = {p.parent.name for p in (out / "crrl").glob("checkpoint-*/trainer_state.json")}
 

@@ -5,6 +5,7 @@ from .configuration import DEFAULT_INSTRUCTION, POOLING_MODES, LatentReasoningCo
 from .modeling import EmbedderOutput, LatentReasoningEmbedder, PrefixState
 from .prefix_cache import PrefixCache
 from .prompts import PromptBuilder, pad_prompts
+from .shared_pass import encode_sharing_pass1, shares_pass1
 from .thought_module import ThoughtModule
 
 __all__ = [
@@ -22,5 +23,7 @@ __all__ = [
     "PromptBuilder",
     "ThoughtModule",
     "is_causal_config",
+    "encode_sharing_pass1",
     "pad_prompts",
+    "shares_pass1",
 ]

@@ -29,7 +29,6 @@ from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_t
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
-from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoTokenizer, BitsAndBytesConfig, DynamicCache, GenerationConfig, PreTrainedModel
 from transformers.utils import ModelOutput
 
@@ -46,6 +45,7 @@ from .backbone import (
 from .configuration import DEFAULT_INSTRUCTION, LatentReasoningConfig
 from .prefix_cache import PrefixCache
 from .prompts import PromptBuilder, pad_prompts
+from .shared_pass import length_batches
 from .thought_module import ThoughtModule
 
 CONFIG_FILE = "config.json"
@@ -616,14 +616,12 @@ class LatentReasoningEmbedder(PreTrainedModel):
         of a prompt seen before is reused."""
         with_thought = self.config.use_thought if use_thought is None else use_thought
         prompts = self.prompts.build(texts)
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
         result = torch.empty(len(prompts), self.config.hidden_size, dtype=torch.float32)
         device = self.thought_embeddings.device
         was_training = self.training
         self.eval()
         try:
-            for start in tqdm(range(0, len(order), batch_size), disable=not show_progress, desc="encode", unit="batch"):
-                rows = order[start : start + batch_size]
+            for rows in length_batches(prompts, batch_size, show_progress):
                 if prefix_cache is not None and with_thought:
                     prefix = self.encode_prefix_cached([prompts[i] for i in rows], prefix_cache, path)
                     embeddings = self.embed_with_thoughts(prefix, self.thought_mean(prefix))

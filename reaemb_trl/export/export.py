@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from sklearn.decomposition import PCA
 
 from ..data import PreparedDataset, save_embedding_table
+from ..embedder import encode_sharing_pass1, shares_pass1
 from ..errors import InputError
 
 
@@ -28,6 +30,39 @@ def export_item_table(embedder, dataset: PreparedDataset, output: str | os.PathL
     scikit-learn PCA parameters as the tensors `pca_components`, `pca_mean`, `pca_explained_variance`.
     Returns the written paths.
     """
+    return export_item_tables([embedder], dataset, [output], pca, batch_size, path, num_items,
+                              None if model_name is None else [model_name], show_progress)
+
+
+def export_item_tables(embedders: Sequence, dataset: PreparedDataset, outputs: Sequence[str | os.PathLike],
+                       pca: int | None = None, batch_size: int = 32, path: str | None = None,
+                       num_items: int | None = None, model_names: Sequence[str] | None = None,
+                       show_progress: bool = True) -> list[Path]:
+    """`export_item_table` for several embedders, one output each. On the fast path, the embedders that share
+    pass 1 with the first (`shares_pass1`: an LRCL folder and the CRRL folder trained from it) are encoded from one
+    pass 1 per batch, which gives the same tables; the others are encoded on their own."""
+    if len(embedders) != len(outputs):
+        raise ValueError(f"{len(embedders)} embedders but {len(outputs)} outputs")
+    for embedder in embedders:
+        texts = _checked_texts(embedder, dataset, pca, num_items)
+    first = embedders[0]
+    worth_sharing = first.resolve_path(path) == "fast"  # pass 1 is a decoder's KV cache; encoders run whole passes
+    group = [first, *(e for e in embedders[1:] if worth_sharing and shares_pass1(first, e, texts))]
+    shared = {}
+    if len(group) > 1:
+        shared = dict(zip(map(id, group), encode_sharing_pass1(group, texts, batch_size, show_progress)))
+    written = []
+    for embedder, output, name in zip(embedders, outputs, model_names or [None] * len(embedders)):
+        resolved_path = embedder.resolve_path(path)
+        embeddings = shared.get(id(embedder))
+        if embeddings is None:
+            embeddings = embedder.encode(texts, batch_size=batch_size, path=resolved_path,
+                                         show_progress=show_progress)
+        written += _write_tables(embedder, dataset, output, embeddings.numpy(), pca, resolved_path, name)
+    return written
+
+
+def _checked_texts(embedder, dataset: PreparedDataset, pca: int | None, num_items: int | None) -> list[str]:
     if num_items is not None and num_items != dataset.num_items:
         raise InputError(f"{dataset.path}: the dataset has {dataset.num_items} items but the export was asked "
                          f"for {num_items}")
@@ -39,8 +74,11 @@ def export_item_table(embedder, dataset: PreparedDataset, output: str | os.PathL
     if pca is not None and not 1 <= pca <= min(dataset.num_items, embedder.config.hidden_size):
         raise InputError(f"--pca {pca}: must be between 1 and min(num_items, hidden size) = "
                          f"{min(dataset.num_items, embedder.config.hidden_size)}")
-    resolved_path = embedder.resolve_path(path)
-    embeddings = embedder.encode(texts, batch_size=batch_size, path=resolved_path, show_progress=show_progress).numpy()
+    return texts
+
+
+def _write_tables(embedder, dataset: PreparedDataset, output: str | os.PathLike, embeddings: np.ndarray,
+                  pca: int | None, resolved_path: str, model_name: str | None) -> list[Path]:
     table = np.zeros((dataset.num_items + 1, embeddings.shape[1]), dtype=np.float32)
     table[1:] = embeddings
     metadata = {

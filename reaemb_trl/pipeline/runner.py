@@ -30,6 +30,13 @@ TABLE_RUNS = {
     "lrcl": "lrcl",
     "lrcl_crrl": "crrl",
 }
+# Export stages -> the runs whose tables each writes. CRRL trains only the thought module, so the CRRL folder shares
+# the LRCL backbone and prompts: one stage writes both tables from one pass 1 per batch (`export_item_tables`).
+EXPORT_STAGES = {
+    "export_raw_backbone": ["raw_backbone"],
+    "export_lrcl_no_thought": ["lrcl_no_thought"],
+    "export_lrcl": ["lrcl", "lrcl_crrl"],
+}
 
 
 class PipelineState:
@@ -75,14 +82,14 @@ class PipelineRunner:
                          "seed": self.config.seed, **self.config.crrl}
         self._stage("crrl", self.out / "crrl", lambda out: self._cli_stage("crrl", out, crrl_settings),
                     settings=crrl_settings, after=["prepare", "lrcl"])
-        for run, folder in TABLE_RUNS.items():
-            self._stage(f"export_{run}", self.out / "tables" / f"{run}.safetensors",
-                        lambda out, folder=folder: self._export(self.out / folder, data_dir, out),
-                        settings={"export": self.config.export}, after=["prepare", folder])
         tables = {run: self.out / "tables" / f"{run}.safetensors" for run in TABLE_RUNS}
+        for stage, runs in EXPORT_STAGES.items():
+            folders = [TABLE_RUNS[run] for run in runs]
+            self._stage(stage, tables[runs[0]],
+                        lambda out, runs=runs: self._export(runs, tables, data_dir),
+                        settings={"export": self.config.export}, after=["prepare", *folders])
         self._stage("compare", self.out / "compare", lambda out: self._compare(data_dir, tables, out),
-                    settings={"compare": self.config.compare},
-                    after=["prepare", *(f"export_{run}" for run in TABLE_RUNS)])
+                    settings={"compare": self.config.compare}, after=["prepare", *EXPORT_STAGES])
         report = write_report(self.out, self.config, self.state.stages, tables)
         self.log(f"[pipeline] report: {report}")
         return report
@@ -143,9 +150,10 @@ class PipelineRunner:
             tmp.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
         _call(command, ["--config", str(recipe_path)])
 
-    def _export(self, model_dir: Path, data_dir: Path, output: Path) -> None:
-        argv = ["--model", str(model_dir), "--data", str(data_dir), "--output", str(output),
-                "--batch-size", str(self.config.export.batch_size)]
+    def _export(self, runs: list[str], tables: dict[str, Path], data_dir: Path) -> None:
+        argv = ["--data", str(data_dir), "--batch-size", str(self.config.export.batch_size)]
+        for run in runs:
+            argv += ["--model", str(self.out / TABLE_RUNS[run]), "--output", str(tables[run])]
         if self.config.export.pca:
             argv += ["--pca", str(self.config.export.pca)]
         _call("export", argv)
