@@ -9,18 +9,16 @@ buffer holds tensors only, and the loss recomputes the mean from the stored pref
 from __future__ import annotations
 
 import copy
-import os
 from typing import Any
 
 import datasets
 import torch
-from peft import PeftModel, set_peft_model_state_dict
-from safetensors.torch import load_file
+from peft import PeftModel
 from trl import GRPOTrainer
 from trl.trainer.utils import nanstd
 
 from ..embedder import LatentReasoningEmbedder, PrefixCache, pad_prompts
-from ..embedder.modeling import ADAPTER_DIR, THOUGHT_MODULE_FILE
+from ..embedder.serialization import load_thought_weights
 from ..errors import InputError
 from ..rewards import get_reward
 from ..training_state import SafeCheckpointMixin, has_state, load_state, save_state
@@ -317,10 +315,5 @@ class EmbeddingGRPOTrainer(SafeCheckpointMixin, GRPOTrainer):
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         # Checkpoints are embedder folders (thought module + adapter), not a full state dict.
         embedder = self.accelerator.unwrap_model(model if model is not None else self.model)
-        tensors = load_file(os.path.join(resume_from_checkpoint, THOUGHT_MODULE_FILE))
-        prefix = "thought_module."
-        embedder.thought_module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
-        adapter_file = os.path.join(resume_from_checkpoint, ADAPTER_DIR, "adapter_model.safetensors")
-        if self.args.train_lora and os.path.isfile(adapter_file):
-            set_peft_model_state_dict(embedder.backbone, load_file(adapter_file))
+        load_thought_weights(embedder, resume_from_checkpoint, with_adapter=self.args.train_lora)
 

@@ -2,8 +2,9 @@
 
 from .backbone import BUNDLED_BACKBONES, BUNDLED_MINILM, BUNDLED_SMOLLM2, is_causal_config, resolve_backbone
 from .configuration import DEFAULT_INSTRUCTION, POOLING_MODES, LatentReasoningConfig
-from .modeling import EmbedderOutput, LatentReasoningEmbedder, PrefixState
+from .modeling import EmbedderOutput, LatentReasoningEmbedder
 from .prefix_cache import PrefixCache
+from .prefix_state import PrefixState
 from .prompts import PromptBuilder, pad_prompts
 from .shared_pass import encode_sharing_pass1, shares_pass1
 from .thought_module import ThoughtModule

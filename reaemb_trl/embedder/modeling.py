@@ -26,10 +26,8 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
-from safetensors.torch import load_file, save_file
 from torch import nn
-from torch.nn.utils.rnn import pad_sequence
-from transformers import AutoConfig, AutoTokenizer, BitsAndBytesConfig, DynamicCache, GenerationConfig, PreTrainedModel
+from transformers import AutoConfig, AutoTokenizer, BitsAndBytesConfig, GenerationConfig, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from ..errors import InputError
@@ -43,14 +41,20 @@ from .backbone import (
     lora_config,
 )
 from .configuration import DEFAULT_INSTRUCTION, LatentReasoningConfig
+from .pooling import pool, pool_weights, true_positions
 from .prefix_cache import PrefixCache
+from .prefix_state import PrefixState, repeat_cache, select_prefix, split_prefix, stack_prefixes
 from .prompts import PromptBuilder, pad_prompts
+from .serialization import (
+    ADAPTER_DIR,
+    CONFIG_FILE,
+    THOUGHT_MODULE_FILE,
+    load_thought_weights,
+    save_thought_weights,
+)
 from .shared_pass import length_batches
 from .thought_module import ThoughtModule
 
-CONFIG_FILE = "config.json"
-THOUGHT_MODULE_FILE = "thought_module.safetensors"
-ADAPTER_DIR = "adapter"
 PATHS = ("fast", "reference")
 
 logger = logging.getLogger(__name__)
@@ -59,58 +63,10 @@ AutoConfig.register(LatentReasoningConfig.model_type, LatentReasoningConfig, exi
 
 
 @dataclass
-class PrefixState:
-    """What pass 1 leaves for pass 2 and for the thought module.
-
-    The first four fields are all that `thought_mean` reads (`thought_inputs()` / `from_thought_inputs()` move them
-    through a trainer's buffer). Fast path: `cache` holds the prefix KV cache, `prefix_mask` its real positions,
-    `prefix_sum` the summed prefix states (mean pooling) and `suffix_*` the thoughts + following tokens, which
-    continue from each row's true prefix length; `prefix_sum` / `prefix_weight` are the prefix's share of the pooling
-    (weighted sum of its states, sum of its weights). Reference path: the full prompt (`input_ids`, `attention_mask`,
-    `thought_index`) that pass 2 reruns.
-    """
-
-    states: torch.Tensor  # [B, N, d] pass-1 final states, detached
-    state_mask: torch.Tensor  # [B, N] bool, real positions
-    state_positions: torch.Tensor  # [B, N] true (unpadded) positions
-    query_index: torch.Tensor  # [B, j] index into N of the state just before each thought
-    path: str | None = None
-    cache: DynamicCache | None = None
-    prefix_mask: torch.Tensor | None = None  # [B, P] bool
-    prefix_sum: torch.Tensor | None = None  # [B, d]
-    prefix_weight: torch.Tensor | None = None  # [B]
-    suffix_ids: torch.Tensor | None = None  # [B, S]
-    suffix_mask: torch.Tensor | None = None  # [B, S] bool
-    suffix_positions: torch.Tensor | None = None  # [B, S]
-    input_ids: torch.Tensor | None = None  # [B, T]
-    attention_mask: torch.Tensor | None = None  # [B, T]
-    thought_index: torch.Tensor | None = None  # [B, j] columns of the thought tokens
-
-    THOUGHT_FIELDS = ("states", "state_mask", "state_positions", "query_index")
-
-    @property
-    def batch_size(self) -> int:
-        return self.states.shape[0]
-
-    def thought_inputs(self) -> dict[str, torch.Tensor]:
-        """The tensors the thought module needs, e.g. to store in a trainer's buffer."""
-        return {name: getattr(self, name) for name in self.THOUGHT_FIELDS}
-
-    @classmethod
-    def from_thought_inputs(cls, inputs: dict[str, torch.Tensor]) -> "PrefixState":
-        """A cache-less state that supports `thought_mean` only."""
-        return cls(**{name: inputs[name] for name in cls.THOUGHT_FIELDS})
-
-
-@dataclass
 class EmbedderOutput(ModelOutput):
     embeddings: torch.Tensor | None = None  # [B, d]
     thought_means: torch.Tensor | None = None  # [B, j, d], the thought module's output r
     prefix: PrefixState | None = None
-
-
-def _true_positions(mask: torch.Tensor) -> torch.Tensor:
-    return (mask.long().cumsum(1) - 1).clamp(min=0)
 
 
 def _inject(embeds: torch.Tensor, index: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
@@ -246,7 +202,7 @@ class LatentReasoningEmbedder(PreTrainedModel):
         batch = pad_prompts(self.prompts.build(["item"]), self.tokenizer.pad_token_id, self.config.padding_side)
         device = self.thought_embeddings.device
         hidden, _ = self._body_forward(self._embed(batch["input_ids"].to(device)), batch["attention_mask"].to(device),
-                                       _true_positions(batch["attention_mask"]).to(device))
+                                       true_positions(batch["attention_mask"]).to(device))
         embed_norm = self.backbone.get_input_embeddings().weight.float().norm(dim=-1).mean()
         return float(embed_norm / hidden.float().norm(dim=-1).mean())
 
@@ -280,78 +236,10 @@ class LatentReasoningEmbedder(PreTrainedModel):
         out = self._body()(**kwargs)
         return out.last_hidden_state, getattr(out, "cache", None)
 
-    def _select_cache(self, cache: DynamicCache, rows: torch.Tensor) -> DynamicCache:
-        """A new cache holding the prefix K/V of `rows` (repeats allowed); the original is never appended to."""
-        data = [(layer.keys[rows], layer.values[rows]) for layer in cache.layers]
-        return DynamicCache(ddp_cache_data=data, config=self._body().config)
-
-    def _repeat_cache(self, cache: DynamicCache, repeats: int) -> DynamicCache:
-        rows = torch.arange(cache.layers[0].keys.shape[0], device=cache.layers[0].keys.device)
-        return self._select_cache(cache, rows.repeat_interleave(repeats))
-
     def select_prefix(self, prefix: PrefixState, rows: torch.Tensor) -> PrefixState:
         """The PrefixState of `rows` [n] of `prefix` (repeats allowed, any order), e.g. one row per sample when each
         item's prefix was encoded once; pass 2 on it costs no prefix pass."""
-        selected = {name: value[rows] if isinstance(value, torch.Tensor) else value
-                    for name, value in vars(prefix).items()}
-        if prefix.cache is not None:
-            selected["cache"] = self._select_cache(prefix.cache, rows)
-        return PrefixState(**selected)
-
-    def split_prefix(self, prefix: PrefixState) -> list[dict[str, Any]]:
-        """Each row of `prefix` on its own, padding removed (tensors without the batch dimension, the KV cache as
-        per-layer (keys, values)): the form a `PrefixCache` stores and `stack_prefixes` batches again."""
-        rows = []
-        for b in range(prefix.batch_size):
-            keep = prefix.state_mask[b]
-            new_column = keep.long().cumsum(0) - 1  # the index fields point into the unpadded states
-            row = {"path": prefix.path, "states": prefix.states[b, keep], "state_mask": prefix.state_mask[b, keep],
-                   "state_positions": prefix.state_positions[b, keep],
-                   "query_index": new_column[prefix.query_index[b]]}
-            if prefix.cache is not None:
-                real = prefix.prefix_mask[b]
-                suffix = prefix.suffix_mask[b]
-                row.update(cache=[(layer.keys[b][:, real], layer.values[b][:, real]) for layer in prefix.cache.layers],
-                           prefix_mask=prefix.prefix_mask[b, real], prefix_sum=prefix.prefix_sum[b],
-                           prefix_weight=prefix.prefix_weight[b],
-                           suffix_ids=prefix.suffix_ids[b, suffix], suffix_mask=prefix.suffix_mask[b, suffix],
-                           suffix_positions=prefix.suffix_positions[b, suffix])
-            if prefix.input_ids is not None:  # reference path: the prompt lines up with the states
-                row.update(input_ids=prefix.input_ids[b, keep], attention_mask=prefix.attention_mask[b, keep],
-                           thought_index=new_column[prefix.thought_index[b]])
-            rows.append(row)
-        return rows
-
-    def stack_prefixes(self, rows: Sequence[dict[str, Any]]) -> PrefixState:
-        """One PrefixState from `split_prefix` rows of one path: prompts padded on the left, suffixes on the right
-        (positions are explicit, so the function is the same as for the batch the rows came from)."""
-        def pad(name, value=0, side="left"):
-            return pad_sequence([row[name] for row in rows], batch_first=True, padding_value=value, padding_side=side)
-
-        shift = pad("states").shape[1] - torch.tensor([len(row["states"]) for row in rows])
-        shift = shift.to(rows[0]["query_index"].device)[:, None]
-        fields = {"path": rows[0]["path"], "states": pad("states"), "state_mask": pad("state_mask", False),
-                  "state_positions": pad("state_positions"),
-                  "query_index": torch.stack([row["query_index"] for row in rows]) + shift}
-        if "cache" in rows[0]:
-            # keys / values [H, P, D] per row: pad along P, then back to [B, H, P, D]
-            layers = [
-                tuple(pad_sequence([row["cache"][layer][part].transpose(0, 1) for row in rows], batch_first=True,
-                                   padding_side="left").transpose(1, 2)
-                      for part in (0, 1))
-                for layer in range(len(rows[0]["cache"]))
-            ]
-            fields.update(cache=DynamicCache(ddp_cache_data=layers, config=self._body().config),
-                          prefix_mask=pad("prefix_mask", False),
-                          prefix_sum=torch.stack([row["prefix_sum"] for row in rows]),
-                          prefix_weight=torch.stack([row["prefix_weight"] for row in rows]),
-                          suffix_ids=pad("suffix_ids", self.tokenizer.pad_token_id, "right"),
-                          suffix_mask=pad("suffix_mask", False, "right"), suffix_positions=pad("suffix_positions",
-                                                                                                side="right"))
-        if "input_ids" in rows[0]:
-            fields.update(input_ids=pad("input_ids", self.tokenizer.pad_token_id), attention_mask=pad("attention_mask"),
-                          thought_index=torch.stack([row["thought_index"] for row in rows]) + shift)
-        return PrefixState(**fields)
+        return select_prefix(prefix, rows, self._body().config)
 
     @torch.no_grad()
     def encode_prefix_cached(self, prompts: Sequence[Sequence[int]], prefix_cache: PrefixCache,
@@ -366,10 +254,10 @@ class LatentReasoningEmbedder(PreTrainedModel):
             device = self.thought_embeddings.device
             batch = pad_prompts([list(key[1]) for key in missing], self.tokenizer.pad_token_id, self.config.padding_side)
             computed = self.encode_prefix(batch["input_ids"].to(device), batch["attention_mask"].to(device), path)
-            for key, row in zip(missing, self.split_prefix(computed)):
+            for key, row in zip(missing, split_prefix(computed)):
                 found[key] = row
                 prefix_cache.put(key, row)
-        return self.stack_prefixes([found[key] for key in keys])
+        return stack_prefixes([found[key] for key in keys], self.tokenizer.pad_token_id, self._body().config)
 
     def resolve_path(self, path: str | None) -> str:
         """The path a call runs: `path` or the default (fast); encoders always run reference."""
@@ -411,7 +299,7 @@ class LatentReasoningEmbedder(PreTrainedModel):
 
     def _reference_prefix(self, input_ids, attention_mask, thought_index) -> PrefixState:
         mask = attention_mask.bool()
-        positions = _true_positions(mask)
+        positions = true_positions(mask)
         with torch.no_grad():
             thoughts = self.thought_embeddings.expand(input_ids.shape[0], -1, -1)
             embeds = _inject(self._embed(input_ids), thought_index, thoughts)
@@ -429,7 +317,7 @@ class LatentReasoningEmbedder(PreTrainedModel):
         prefix_width = int(first_thought.max())
         # With right padding a shorter row's own thoughts and suffix sit inside [0, prefix_width): mask them out.
         prefix_mask = mask[:, :prefix_width] & (columns[:prefix_width] < first_thought[:, None])
-        prefix_positions = _true_positions(prefix_mask)
+        prefix_positions = true_positions(prefix_mask)
         prefix_length = prefix_mask.sum(1)
         hidden, cache = self._body_forward(self._embed(input_ids[:, :prefix_width]), prefix_mask, prefix_positions,
                                            use_cache=True)
@@ -451,13 +339,14 @@ class LatentReasoningEmbedder(PreTrainedModel):
                     self.thought_embeddings[: j - 1].expand(batch, -1, -1).to(hidden.dtype),
                     torch.cat([prefix_mask, prefix_mask.new_ones(batch, j - 1)], 1),
                     prefix_length[:, None] + extra,
-                    cache=self._repeat_cache(cache, 1),
+                    cache=repeat_cache(cache, 1, self._body().config),
                 )
             states = torch.cat([states, thought_states], 1)
             state_mask = torch.cat([state_mask, state_mask.new_ones(batch, j - 1)], 1)
             state_positions = torch.cat([state_positions, prefix_length[:, None] + extra], 1)
             query_index = torch.cat([query_index, (prefix_width + extra).expand(batch, -1)], 1)
-        weights = self._pool_weights(prefix_mask, prefix_positions, thought_start=prefix_width).to(hidden.dtype)
+        weights = pool_weights(self.config.pooling, prefix_mask, prefix_positions, thought_start=prefix_width)
+        weights = weights.to(hidden.dtype)
         prefix_sum = (hidden * weights[..., None]).sum(1)
         return PrefixState(states=states, state_mask=state_mask, state_positions=state_positions,
                            query_index=query_index, path="fast", cache=cache, prefix_mask=prefix_mask,
@@ -477,7 +366,7 @@ class LatentReasoningEmbedder(PreTrainedModel):
         embeds = torch.cat([thoughts.to(embeds.dtype), embeds[:, j:]], 1)
         attention = torch.cat([rep(prefix.prefix_mask), rep(prefix.suffix_mask)], 1)
         hidden, _ = self._body_forward(embeds, attention, rep(prefix.suffix_positions),
-                                       cache=self._repeat_cache(prefix.cache, group_size))
+                                       cache=repeat_cache(prefix.cache, group_size, self._body().config))
         return hidden
 
     def _full_pass(self, input_ids, attention_mask, thought_index, thoughts, group_size: int) -> torch.Tensor:
@@ -485,7 +374,7 @@ class LatentReasoningEmbedder(PreTrainedModel):
         rep = lambda t: t.repeat_interleave(group_size, 0)  # noqa: E731
         input_ids, attention_mask, thought_index = rep(input_ids), rep(attention_mask), rep(thought_index)
         embeds = _inject(self._embed(input_ids), thought_index, thoughts)
-        hidden, _ = self._body_forward(embeds, attention_mask, _true_positions(attention_mask))
+        hidden, _ = self._body_forward(embeds, attention_mask, true_positions(attention_mask))
         return hidden
 
     def _check_pass2(self, prefix: PrefixState, thoughts: torch.Tensor, group_size: int) -> None:
@@ -496,29 +385,6 @@ class LatentReasoningEmbedder(PreTrainedModel):
             raise ValueError(f"thoughts must have shape {expected} (batch * group_size, j, d), "
                              f"got {tuple(thoughts.shape)}")
 
-    def _pool_weights(self, mask: torch.Tensor, positions: torch.Tensor, thought_start) -> torch.Tensor:
-        """Weight [B, T] of each state in the pooled item embedding (see POOLING_MODES). `thought_start` (int or [B]):
-        the column of the first thought; the columns before it are the text prefix, which no thought can change
-        in a causal model. The fast path calls this on the prefix alone (thought_start = its width) and on the suffix
-        alone (thought_start = 0), so every mode is the same function on both paths."""
-        mask = mask.bool()
-        columns = torch.arange(mask.shape[1], device=mask.device)
-        start = torch.as_tensor(thought_start, device=mask.device).reshape(-1, 1)
-        from_thought = mask & (columns >= start)
-        mode = self.config.pooling
-        if mode == "mean":
-            return mask.float()
-        if mode == "weighted":
-            return mask.float() * (positions.float() + 1)
-        if mode == "thought":
-            return from_thought.float()
-        last = (mask.long() * columns).argmax(1, keepdim=True)  # the end token, always after the thoughts
-        return (from_thought & (columns == last)).float()
-
-    def _pool(self, hidden: torch.Tensor, mask: torch.Tensor, thought_index: torch.Tensor) -> torch.Tensor:
-        weights = self._pool_weights(mask, _true_positions(mask), thought_index[:, 0]).to(hidden.dtype)
-        return (hidden * weights[..., None]).sum(1) / weights.sum(1, keepdim=True)
-
     def embed_with_thoughts(self, prefix: PrefixState, thoughts: torch.Tensor, group_size: int = 1) -> torch.Tensor:
         """Pass 2 for thoughts [B*G, j, d] (row b*G + g = sample g of item b) -> embeddings [B*G, d]."""
         self._check_pass2(prefix, thoughts, group_size)
@@ -526,10 +392,11 @@ class LatentReasoningEmbedder(PreTrainedModel):
             hidden = self._full_pass(prefix.input_ids, prefix.attention_mask, prefix.thought_index, thoughts,
                                      group_size)
             rep = lambda t: t.repeat_interleave(group_size, 0)  # noqa: E731
-            return self._pool(hidden, rep(prefix.attention_mask), rep(prefix.thought_index))
+            return pool(self.config.pooling, hidden, rep(prefix.attention_mask), rep(prefix.thought_index))
         hidden = self._suffix_pass(prefix, thoughts, group_size)
         rep = lambda t: t.repeat_interleave(group_size, 0)  # noqa: E731
-        weights = self._pool_weights(rep(prefix.suffix_mask), rep(prefix.suffix_positions), 0).to(hidden.dtype)
+        weights = pool_weights(self.config.pooling, rep(prefix.suffix_mask), rep(prefix.suffix_positions), 0)
+        weights = weights.to(hidden.dtype)
         total = rep(prefix.prefix_sum) + (hidden * weights[..., None]).sum(1)
         return total / (rep(prefix.prefix_weight) + weights.sum(1))[:, None]
 
@@ -582,7 +449,7 @@ class LatentReasoningEmbedder(PreTrainedModel):
             thought_index = self._thought_index(input_ids, attention_mask)
             thoughts = self.thought_embeddings.expand(input_ids.shape[0], -1, -1)
             hidden = self._full_pass(input_ids, attention_mask, thought_index, thoughts, 1)
-            return EmbedderOutput(embeddings=self._pool(hidden, attention_mask, thought_index))
+            return EmbedderOutput(embeddings=pool(self.config.pooling, hidden, attention_mask, thought_index))
         prefix = self.encode_prefix(input_ids, attention_mask, path)
         thought_means = self.thought_mean(prefix)
         embeddings = self.embed_with_thoughts(prefix, thought_means)
@@ -656,10 +523,7 @@ class LatentReasoningEmbedder(PreTrainedModel):
                              "as backbone_name_or_path to from_backbone() before saving the embedder")
         target = Path(save_directory)
         with staged_update(target, last=CONFIG_FILE) as staging:
-            tensors = {f"thought_module.{k}": v for k, v in self.thought_module.state_dict().items()}
-            tensors["thought_embeddings"] = self.thought_embeddings.data
-            tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-            save_file(tensors, str(staging / THOUGHT_MODULE_FILE), metadata={"format": "pt"})
+            save_thought_weights(self, staging)
             self.tokenizer.save_pretrained(staging)
             if isinstance(self.backbone, PeftModel):
                 # Record the backbone's portable name, not the folder it was resolved to on this machine.
@@ -693,15 +557,10 @@ class LatentReasoningEmbedder(PreTrainedModel):
             backbone = PeftModel.from_pretrained(backbone, str(folder / ADAPTER_DIR), is_trainable=is_trainable)
         config._name_or_path = str(folder)
         embedder = cls(config)
-        tensors = load_file(str(folder / THOUGHT_MODULE_FILE))
-        prefix = "thought_module."
-        embedder.thought_module.load_state_dict(
-            {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
-        with torch.no_grad():
-            embedder.thought_embeddings.copy_(tensors["thought_embeddings"])
+        load_thought_weights(embedder, folder)
         embedder.to(backbone.get_input_embeddings().weight.device)
         embedder._attach(backbone, tokenizer)
         return embedder
 
 
-__all__ = ["LatentReasoningEmbedder", "EmbedderOutput", "PrefixState"]
+__all__ = ["EmbedderOutput", "LatentReasoningEmbedder"]

@@ -14,7 +14,7 @@ from ..errors import InputError
 
 
 class PrefixCache:
-    """Least-recently-used store of single-row, unpadded `PrefixState`s (see `LatentReasoningEmbedder.split_prefix`).
+    """Least-recently-used store of single-row, unpadded `PrefixState`s (see `prefix_state.split_prefix`).
 
     Entries stay on the model's device. Per prompt of T tokens a decoder entry holds its KV cache
     (2 x layers x kv_heads x head_dim x T values) and T final states; an encoder entry holds T final states.

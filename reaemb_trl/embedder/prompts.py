@@ -19,7 +19,8 @@ class PromptBuilder:
 
     With a chat template, head/tail come from rendering one user message "instruction\\ntext" (after
     `system_prompt` as a system message, if given) with the generation prompt and splitting it around the text.
-    Without one: [BOS or CLS] instruction, text, then the thoughts and [EOS or SEP]. The text is tokenized on its own, so truncation cuts only the text; thoughts and end always stay.
+    Without one: [BOS or CLS] instruction, text, then the thoughts and [EOS or SEP]. The text is tokenized on its
+    own, so truncation cuts only the text; thoughts and end always stay.
     """
 
     def __init__(self, tokenizer, instruction: str, thought_token_ids: Sequence[int], max_length: int,

@@ -18,7 +18,8 @@ from .prompts import pad_prompts
 _PASS1_FIELDS = ("pooling", "padding_side", "num_thought_tokens", "hidden_size")
 
 
-def length_batches(prompts: Sequence[Sequence[int]], batch_size: int, show_progress: bool = False) -> Iterator[list[int]]:
+def length_batches(prompts: Sequence[Sequence[int]], batch_size: int,
+                   show_progress: bool = False) -> Iterator[list[int]]:
     """Row indices in batches of similar prompt length, longest first (little padding per batch)."""
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
     for start in tqdm(range(0, len(order), batch_size), disable=not show_progress, desc="encode", unit="batch"):
