@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from reaemb_trl.crrl import CRRLConfig
-from reaemb_trl.crrl.cli import run as run_crrl
+from reaemb_trl.crrl import run as run_crrl
 from reaemb_trl.data import PreparedDataset, prepare_dataset, sample_dataset_files
 from reaemb_trl.downstream.evaluate import load_table, run_records
 from reaemb_trl.downstream.trainer import DownstreamConfig

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -235,3 +236,34 @@ class SafeCheckpointMixin:
         if checkpoint is None or not has_state(checkpoint, rng_state_name(self._rng_process_index())):
             return super()._load_rng_state(checkpoint)  # an older checkpoint, or the parent's note that none exists
         load_rng_state(checkpoint, self._rng_process_index())
+
+
+# ---------------------------------------------------------------------------------------------- checkpoint layout
+# Both stages write `OUTPUT/checkpoint-N/` with `trainer_state.json` written last, so a folder without it is what a
+# kill left behind and no checkpoint. LATEST: the resume_from_checkpoint values that mean "the newest one".
+CHECKPOINT_MARKER = "trainer_state.json"
+LATEST = ("latest", "true", "True")
+_CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
+
+
+def checkpoint_folders(output_dir: str | os.PathLike) -> list[Path]:
+    """The complete `checkpoint-N` folders of a stage's output folder, oldest first."""
+    output = Path(output_dir)
+    found = [(int(m.group(1)), p) for p in output.glob("checkpoint-*")
+             if (m := _CHECKPOINT_NAME.match(p.name)) and (p / CHECKPOINT_MARKER).is_file()] if output.is_dir() else []
+    return [p for _, p in sorted(found)]
+
+
+def latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
+    folders = checkpoint_folders(output_dir)
+    return folders[-1] if folders else None
+
+
+def resolve_resume(value: str | None, output_dir: str | os.PathLike) -> str | None:
+    """`latest` / `true` -> the newest complete checkpoint of `output_dir` (an InputError if none); a path stays."""
+    if value not in LATEST:
+        return value
+    found = latest_checkpoint(output_dir)
+    if found is None:
+        raise InputError(f"{output_dir}: no checkpoint-N folder to resume from (resume_from_checkpoint={value})")
+    return str(found)

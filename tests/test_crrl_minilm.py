@@ -7,7 +7,7 @@ import pytest
 from transformers import PrinterCallback
 
 from reaemb_trl.crrl import CRRLConfig, CooccurrenceRewardModel, EmbeddingGRPOTrainer, item_dataset
-from reaemb_trl.crrl.cli import load_policy, run
+from reaemb_trl.crrl import load_policy, run
 from reaemb_trl.embedder import LatentReasoningEmbedder
 
 NEGATED_REWARD = textwrap.dedent("""

@@ -6,7 +6,8 @@ import torch
 import yaml
 
 from reaemb_trl.crrl import CRRLConfig, CooccurrenceRewardModel, EmbeddingGRPOTrainer, item_dataset
-from reaemb_trl.crrl.cli import load_policy, main
+from reaemb_trl.crrl import load_policy
+from reaemb_trl.crrl.cli import main
 from reaemb_trl.crrl.policy import policy_logprobs
 from reaemb_trl.embedder import LatentReasoningEmbedder
 from reaemb_trl.errors import InputError
@@ -203,7 +204,7 @@ def test_noise_free_reward_is_the_policy_mean_reward(lrcl_folder, reward_model, 
 
 
 def test_resume_latest_or_true_finds_the_newest_checkpoint(tmp_path):
-    from reaemb_trl.crrl.cli import resolve_resume
+    from reaemb_trl.training_state import resolve_resume
     from reaemb_trl.errors import InputError
 
     with pytest.raises(InputError, match="no checkpoint-N folder"):

@@ -12,6 +12,7 @@ from reaemb_trl.cli import main as cli_main
 from reaemb_trl.errors import InputError
 from reaemb_trl.lrcl import LRCLConfig, LRCLTrainer
 from reaemb_trl.testing import save_tiny_decoder
+from reaemb_trl.training_state import checkpoint_folders
 
 
 @pytest.fixture(scope="module")
@@ -66,17 +67,17 @@ def test_resume_gives_the_same_parameters_as_a_straight_run(prepared_sample, tin
     straight = LRCLTrainer(tiny_config(tiny_decoder, prepared_sample, tmp_path / "a", save_steps=2, max_steps=4,
                                        lora_dropout=0.1))
     straight.train()
-    assert sorted(p.name for p in (tmp_path / "a" / "checkpoints").iterdir()) == ["checkpoint-2", "checkpoint-4"]
+    assert [p.name for p in checkpoint_folders(tmp_path / "a")] == ["checkpoint-2", "checkpoint-4"]
     # Checkpoints hold the trained weights only, not the frozen backbone.
-    saved = load_file(str(tmp_path / "a" / "checkpoints" / "checkpoint-2" / "model.safetensors"))
+    saved = load_file(str(tmp_path / "a" / "checkpoint-2" / "model.safetensors"))
     assert set(saved) == set(trainable_state(straight))
     # Optimizer, schedule and RNG are safetensors + JSON: no pickle anywhere.
-    files = {p.name for p in (tmp_path / "a" / "checkpoints").rglob("*") if p.is_file()}
+    files = {p.name for folder in checkpoint_folders(tmp_path / "a") for p in folder.rglob("*") if p.is_file()}
     assert {"optimizer.json", "optimizer.safetensors", "scheduler.json", "rng_state_0.json"} <= files
     assert not [name for name in files if name.endswith((".pkl", ".bin", ".pt", ".pth"))], files
 
     # A fresh run folder holding only the half-way checkpoint, resumed with "latest".
-    shutil.copytree(tmp_path / "a" / "checkpoints" / "checkpoint-2", tmp_path / "b" / "checkpoints" / "checkpoint-2")
+    shutil.copytree(tmp_path / "a" / "checkpoint-2", tmp_path / "b" / "checkpoint-2")
     resumed = LRCLTrainer(tiny_config(tiny_decoder, prepared_sample, tmp_path / "b", save_steps=2, max_steps=4,
                                       lora_dropout=0.1, resume_from_checkpoint="latest"))
     resumed.train()
@@ -91,8 +92,8 @@ def test_resume_gives_the_same_parameters_as_a_straight_run(prepared_sample, tin
     assert any(not torch.equal(p, torch.zeros_like(p)) for n, p in got.items() if "lora_B" in n)  # it trained
 
     # A checkpoint without its optimizer state is refused, naming the missing file.
-    shutil.copytree(tmp_path / "a" / "checkpoints" / "checkpoint-2", tmp_path / "d" / "checkpoints" / "checkpoint-2")
-    (tmp_path / "d" / "checkpoints" / "checkpoint-2" / "optimizer.json").unlink()
+    shutil.copytree(tmp_path / "a" / "checkpoint-2", tmp_path / "d" / "checkpoint-2")
+    (tmp_path / "d" / "checkpoint-2" / "optimizer.json").unlink()
     with pytest.raises(InputError, match=r"checkpoint-2/optimizer\.json"):
         LRCLTrainer(tiny_config(tiny_decoder, prepared_sample, tmp_path / "d", resume_from_checkpoint="latest")).train()
 
@@ -100,7 +101,7 @@ def test_resume_gives_the_same_parameters_as_a_straight_run(prepared_sample, tin
     other = save_tiny_decoder(tmp_path / "tiny-llama", arch="llama", hidden_size=32, num_heads=4, num_kv_heads=2)
     with pytest.raises(InputError, match="different model"):
         LRCLTrainer(tiny_config(other, prepared_sample, tmp_path / "c",
-                                resume_from_checkpoint=str(tmp_path / "a" / "checkpoints" / "checkpoint-2"))).train()
+                                resume_from_checkpoint=str(tmp_path / "a" / "checkpoint-2"))).train()
 
 
 def test_qlora_tiny_decoder_trains_on_cpu(prepared_sample, tiny_decoder, tmp_path):
@@ -122,7 +123,7 @@ def test_qlora_tiny_decoder_trains_on_cpu(prepared_sample, tiny_decoder, tmp_pat
     assert any(not torch.equal(before[n], after[n]) for n in before if "lora_" in n)
     assert any(not torch.equal(before[n], after[n]) for n in before if "thought" in n)
     # Only the last two checkpoints are kept; tensorboard (the default tracker) wrote its event file.
-    assert sorted(p.name for p in (tmp_path / "q" / "checkpoints").iterdir()) == ["checkpoint-2", "checkpoint-3"]
+    assert [p.name for p in checkpoint_folders(tmp_path / "q")] == ["checkpoint-2", "checkpoint-3"]
     assert list((tmp_path / "q" / "logs").rglob("events.out.tfevents.*"))
 
 
@@ -163,5 +164,5 @@ def test_bad_input(prepared_sample, tiny_decoder, tmp_path, capsys):
     assert cli_main(["lrcl", "--config", str(recipe)]) == 1
     assert "max_step" in capsys.readouterr().err
 
-    with pytest.raises(InputError, match="no checkpoint to resume from"):
+    with pytest.raises(InputError, match="no checkpoint-N folder to resume from"):
         LRCLTrainer(tiny_config(tiny_decoder, prepared_sample, tmp_path / "o3", resume_from_checkpoint="latest")).train()

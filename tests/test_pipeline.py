@@ -104,14 +104,15 @@ def test_pipeline_resumes_after_kill_in_crrl_and_writes_report(mini_recipe, tmp_
 
 
 def test_resume_ignores_a_checkpoint_the_kill_left_half_written(tmp_path):
-    from reaemb_trl.pipeline.runner import _latest_checkpoint
+    """One layout for both stages: OUTPUT/checkpoint-N with trainer_state.json written last."""
+    from reaemb_trl.training_state import latest_checkpoint, resolve_resume
 
     (tmp_path / "checkpoint-2").mkdir()
     (tmp_path / "checkpoint-2" / "trainer_state.json").write_text("{}")
     (tmp_path / "checkpoint-10").mkdir()  # killed before trainer_state.json, which the trainer writes last
     (tmp_path / "checkpoint-10" / "thought_module.safetensors").write_text("")
-    assert _latest_checkpoint(tmp_path).name == "checkpoint-2"
-    (tmp_path / "checkpoints" / "checkpoint-12").mkdir(parents=True)
-    (tmp_path / "checkpoints" / "checkpoint-12" / "lrcl_checkpoint.json").write_text("{}")
-    assert _latest_checkpoint(tmp_path).name == "checkpoint-12"
-    assert _latest_checkpoint(tmp_path / "missing") is None
+    (tmp_path / "checkpoint-x").mkdir()
+    (tmp_path / "checkpoint-x" / "trainer_state.json").write_text("{}")
+    assert latest_checkpoint(tmp_path).name == "checkpoint-2"
+    assert resolve_resume("latest", tmp_path) == str(tmp_path / "checkpoint-2")
+    assert latest_checkpoint(tmp_path / "missing") is None

@@ -212,15 +212,15 @@ def test_two_process_lrcl_resume_is_bit_identical(prepared_sample, tmp_path):
                  *_as_args({**settings, "output_dir": str(output), **extra})], output)
 
     launch(tmp_path / "straight")
-    checkpoint = tmp_path / "straight" / "checkpoints" / "checkpoint-2"
+    checkpoint = tmp_path / "straight" / "checkpoint-2"
     files = {p.name for p in checkpoint.iterdir()}
     assert {"rng_state_0.json", "rng_state_1.json", "optimizer.safetensors", "model.safetensors"} <= files
     assert not [p for p in (tmp_path / "straight").rglob("*") if p.name.endswith(PICKLE_SUFFIXES)]
 
-    shutil.copytree(checkpoint, tmp_path / "resumed" / "checkpoints" / "checkpoint-2")
+    shutil.copytree(checkpoint, tmp_path / "resumed" / "checkpoint-2")
     launch(tmp_path / "resumed", resume_from_checkpoint="latest")
     for name in ("thought_module.safetensors", "adapter/adapter_model.safetensors",
-                 "checkpoints/checkpoint-4/optimizer.safetensors"):
+                 "checkpoint-4/optimizer.safetensors"):
         expected, got = (load_file(str(tmp_path / run / name)) for run in ("straight", "resumed"))
         assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected), name
     losses = [[e["loss"] for e in json.loads((tmp_path / run / "trainer_state.json").read_text())["log_history"]]

@@ -3,12 +3,16 @@
 from .crrl_config import CRRLConfig
 from .crrl_trainer import EmbeddingGRPOTrainer, item_dataset, select_trainable
 from .reward_model import CandidateScores, CooccurrenceRewardModel
+from .run import build_trainer, load_policy, run
 
 __all__ = [
     "CRRLConfig",
     "CandidateScores",
     "CooccurrenceRewardModel",
     "EmbeddingGRPOTrainer",
+    "build_trainer",
     "item_dataset",
+    "load_policy",
+    "run",
     "select_trainable",
 ]

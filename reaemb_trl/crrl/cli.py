@@ -3,101 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-from ..errors import InputError
-from ..io_utils import write_json
 from ..recipe import parse_recipe
 from .crrl_config import CRRLConfig
-
-
-def _same_backbone(expected: str, recorded: str | None) -> bool:
-    if recorded is None:
-        return False
-    if Path(expected).is_dir() and Path(recorded).is_dir():
-        return Path(expected).resolve() == Path(recorded).resolve()
-    return expected == recorded
-
-
-def load_policy(args: CRRLConfig):
-    """The LRCL embedder named by `args.model_name_or_path`, checked against `args.backbone` before loading."""
-    from ..embedder import LatentReasoningEmbedder
-
-    if not args.model_name_or_path:
-        raise InputError("CRRL: model_name_or_path (the LRCL output folder) is required")
-    folder = Path(args.model_name_or_path)
-    config_file = folder / "config.json"
-    if not config_file.is_file():
-        raise InputError(f"{folder}: not an LRCL output folder (config.json is missing)")
-    recorded = json.loads(config_file.read_text(encoding="utf-8")).get("backbone_name_or_path")
-    if args.backbone is not None and not _same_backbone(args.backbone, recorded):
-        raise InputError(f"{config_file}: the LRCL model was built on backbone {recorded!r}, "
-                         f"but the recipe says backbone={args.backbone!r}")
-    embedder = LatentReasoningEmbedder.from_pretrained(folder, is_trainable=args.train_lora)
-    if args.max_length is not None:
-        embedder.set_max_length(args.max_length)
-    return embedder
-
-
-def build_trainer(args: CRRLConfig):
-    """The trainer of a recipe: reward model over `args.dataset_dir`, items split into train / held-out (eval)."""
-    from .crrl_trainer import EmbeddingGRPOTrainer, item_dataset
-    from .reward_model import CooccurrenceRewardModel
-
-    if not args.dataset_dir:
-        raise InputError("CRRL: dataset_dir (a prepared dataset folder) is required")
-    reward_model = CooccurrenceRewardModel(
-        args.dataset_dir, num_positives=args.num_positives, num_candidates=args.num_candidates,
-        similarity=args.similarity, refresh_every=args.refresh_every, seed=args.seed,
-    )
-    train_items, heldout_items = reward_model.split_items(args.eval_items, seed=args.seed)
-    embedder = load_policy(args)
-    return EmbeddingGRPOTrainer(
-        embedder, args, reward_model,
-        train_dataset=item_dataset(train_items, reward_model.item_texts),
-        eval_dataset=item_dataset(heldout_items, reward_model.item_texts) if len(heldout_items) else None,
-    )
-
-
-LATEST = ("latest", "true", "True")  # resume_from_checkpoint values that mean "the newest checkpoint"
-
-
-def resolve_resume(value: str | None, output_dir: str | Path) -> str | None:
-    """`latest` / `true` -> the newest complete checkpoint-N in output_dir (as LRCL takes them); a path stays."""
-    if value not in LATEST:
-        return value
-    from transformers.trainer_utils import get_last_checkpoint
-
-    found = get_last_checkpoint(str(output_dir)) if Path(output_dir).is_dir() else None
-    if found is None:
-        raise InputError(f"{output_dir}: no checkpoint-N folder to resume from (resume_from_checkpoint={value})")
-    return found
-
-
-def run(args: CRRLConfig) -> dict:
-    """Train, evaluate before and after on the held-out items, save the embedder folder; returns the metrics."""
-    output = Path(args.output_dir)
-    if (output.exists() and any(output.iterdir()) and not args.overwrite_output_dir
-            and not args.resume_from_checkpoint):
-        raise InputError(f"{output}: output folder exists and is not empty (pass --overwrite_output_dir true or "
-                         "--resume_from_checkpoint)")
-    trainer = build_trainer(args)
-    reward_model = trainer.reward_model
-    heldout = trainer.eval_dataset is not None
-    metrics = {"train_items": len(trainer.train_dataset),
-               "heldout_items": len(trainer.eval_dataset) if heldout else 0,
-               "skipped_items": reward_model.num_items - len(reward_model.items_with_positives())}
-    if heldout:
-        metrics["start"] = trainer.evaluate(metric_key_prefix="eval_start")
-    trainer.train(resume_from_checkpoint=resolve_resume(args.resume_from_checkpoint, output))
-    if heldout:
-        metrics["end"] = trainer.evaluate()
-    trainer.save_model(args.output_dir)
-    if trainer.accelerator.is_main_process:
-        trainer.save_state()
-        write_json(output / "crrl_config.json", args.to_dict())
-        write_json(output / "crrl_metrics.json", metrics)
-    return metrics
+from .run import run
 
 
 def main(argv: list[str]) -> int:

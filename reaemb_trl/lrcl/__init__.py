@@ -3,7 +3,8 @@
 from .losses import LOSSES, InfoNCELoss, SoftCLIPLoss, build_loss
 from .lrcl_config import LRCLConfig
 from .lrcl_trainer import ContrastiveEmbedder, LRCLTrainer, view_retrieval_accuracy
+from .run import run
 from .views import ViewSampler, make_views
 
 __all__ = ["LOSSES", "ContrastiveEmbedder", "InfoNCELoss", "LRCLConfig", "LRCLTrainer", "SoftCLIPLoss",
-           "ViewSampler", "build_loss", "make_views", "view_retrieval_accuracy"]
+           "ViewSampler", "build_loss", "make_views", "run", "view_retrieval_accuracy"]

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 
+from accelerate import PartialState
+
 from ..recipe import parse_recipe
 from .lrcl_config import LRCLConfig
-from .lrcl_trainer import LRCLTrainer
+from .run import run
 
 
 def main(argv: list[str]) -> int:
-    config = parse_recipe(LRCLConfig, argv, prog="reaemb-trl lrcl")
-    trainer = LRCLTrainer(config)
-    metrics = trainer.train()
-    if trainer.accelerator.is_main_process:
-        print(json.dumps({"output_dir": str(trainer.output_dir), **metrics}))
+    metrics = run(parse_recipe(LRCLConfig, argv, prog="reaemb-trl lrcl"))
+    if PartialState().is_main_process:
+        print(json.dumps(metrics))
     return 0

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import shutil
 import time
 import warnings
@@ -30,10 +29,13 @@ from ..errors import InputError
 from ..io_utils import atomic_path, sha256_json, staged_update, write_json
 from ..recipe import config_to_dict
 from ..training_state import (
+    CHECKPOINT_MARKER,
+    checkpoint_folders,
     has_state,
     has_training_state,
     load_rng_state,
     load_training_state,
+    resolve_resume,
     rng_state_name,
     save_rng_state,
     save_training_state,
@@ -42,10 +44,7 @@ from .losses import build_loss
 from .lrcl_config import LRCLConfig
 from .views import ViewSampler
 
-CHECKPOINT_DIR = "checkpoints"
-CHECKPOINT_META = "lrcl_checkpoint.json"
 CHECKPOINT_WEIGHTS = "model.safetensors"  # also the name accelerate writes for the first prepared model
-_CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
 # Stream namespaces of the view sampler and of the item order, so they never share random numbers.
 _TRAIN_VIEWS, _EVAL_VIEWS, _ITEM_ORDER, _EVAL_SPLIT = 1, 2, 3, 4
 
@@ -274,14 +273,15 @@ class LRCLTrainer:
 
     # ----------------------------------------------------------- checkpoints
     def _check_output_dir(self) -> None:
-        holds_run = (self.output_dir / CHECKPOINT_DIR).is_dir() or (self.output_dir / "trainer_state.json").exists()
+        holds_run = bool(checkpoint_folders(self.output_dir)) or (self.output_dir / CHECKPOINT_MARKER).exists()
         if not holds_run or self.config.resume_from_checkpoint:
             return
         if not self.config.overwrite_output_dir:
             raise InputError(f"{self.output_dir}: the output folder already holds an LRCL run; pass "
                              "--resume_from_checkpoint latest to continue it or --overwrite_output_dir true")
         if self.accelerator.is_main_process:
-            shutil.rmtree(self.output_dir / CHECKPOINT_DIR, ignore_errors=True)
+            for folder in checkpoint_folders(self.output_dir):
+                shutil.rmtree(folder)
         self.accelerator.wait_for_everyone()
 
     def _trainable_weights(self, model: nn.Module) -> dict[str, torch.Tensor]:
@@ -326,13 +326,8 @@ class LRCLTrainer:
                                                        DistributedType.MULTI_GPU)
                 and self.accelerator.device.type in ("cpu", "cuda"))
 
-    def _checkpoint_folders(self) -> list[Path]:
-        root = self.output_dir / CHECKPOINT_DIR
-        found = [(int(m.group(1)), p) for p in root.glob("checkpoint-*") if (m := _CHECKPOINT_NAME.match(p.name))]
-        return [p for _, p in sorted(found)]
-
     def save_checkpoint(self) -> Path:
-        final = self.output_dir / CHECKPOINT_DIR / f"checkpoint-{self.global_step}"
+        final = self.output_dir / f"checkpoint-{self.global_step}"
         staging = final.with_name(f".{final.name}.tmp")
         if self.accelerator.is_main_process:
             shutil.rmtree(staging, ignore_errors=True)
@@ -347,35 +342,30 @@ class LRCLTrainer:
         else:
             self.accelerator.save_state(str(staging))
         if self.accelerator.is_main_process:
-            write_json(staging / CHECKPOINT_META, {
+            write_json(staging / CHECKPOINT_MARKER, {
                 "global_step": self.global_step, "model": self.config.model_name_or_path,
                 "model_fingerprint": self.fingerprint, "num_processes": self.accelerator.num_processes,
                 "history": self.history})
             shutil.rmtree(final, ignore_errors=True)
             os.replace(staging, final)
-            for old in self._checkpoint_folders()[: -self.config.save_total_limit]:
+            for old in checkpoint_folders(self.output_dir)[: -self.config.save_total_limit]:
                 shutil.rmtree(old)
         self.accelerator.wait_for_everyone()
         return final
 
     def _resolve_checkpoint(self, value: str) -> Path:
-        if value == "latest":
-            folders = self._checkpoint_folders()
-            if not folders:
-                raise InputError(f"{self.output_dir / CHECKPOINT_DIR}: no checkpoint to resume from")
-            return folders[-1]
-        path = Path(value)
-        if not (path / CHECKPOINT_META).is_file():
-            raise InputError(f"{path}: not an LRCL checkpoint folder ({CHECKPOINT_META} missing)")
+        path = Path(resolve_resume(value, self.output_dir))
+        if not (path / CHECKPOINT_MARKER).is_file():
+            raise InputError(f"{path}: not a checkpoint folder ({CHECKPOINT_MARKER} missing)")
         return path
 
     def resume(self, value: str) -> Path:
         path = self._resolve_checkpoint(value)
         try:
-            meta = json.loads((path / CHECKPOINT_META).read_text(encoding="utf-8"))
+            meta = json.loads((path / CHECKPOINT_MARKER).read_text(encoding="utf-8"))
             step, fingerprint = int(meta["global_step"]), meta["model_fingerprint"]
         except (ValueError, KeyError, TypeError) as err:
-            raise InputError(f"{path / CHECKPOINT_META}: unreadable checkpoint record ({err})") from err
+            raise InputError(f"{path / CHECKPOINT_MARKER}: unreadable checkpoint record ({err})") from err
         if fingerprint != self.fingerprint:
             raise InputError(f"{path}: the checkpoint comes from a different model (trained from "
                              f"{meta.get('model')!r}; this run uses {self.config.model_name_or_path!r}, whose "

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from reaemb_trl.crrl import CRRLConfig
-from reaemb_trl.crrl.cli import build_trainer
+from reaemb_trl.crrl import build_trainer
 from reaemb_trl.recipe import parse_recipe
 
 
