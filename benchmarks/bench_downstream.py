@@ -42,14 +42,14 @@ def per_user_full_ranking(trainer: DownstreamTrainer, phase: str) -> dict[str, n
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--json", action="store_true", help="Print one JSON object.")
-    parser.add_argument("--max-len", type=int, default=50)
+    parser.add_argument("--max-items", type=int, default=50)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         inter, items = sample_dataset_files()
         folder = prepare_dataset("seqjson", interactions=inter, items=items, output=Path(tmp) / "office",
                                  show_progress=False)
         dataset = PreparedDataset.load(folder)
-    config = DownstreamConfig(backbone="sasrec", protocol="full", max_len=args.max_len, epochs=1,
+    config = DownstreamConfig(recommender="sasrec", protocol="full", max_items=args.max_items, epochs=1,
                               show_progress=False)
     trainer = DownstreamTrainer(config, dataset.sequences, dataset.num_items)
 
@@ -67,7 +67,7 @@ def main() -> None:
     same = all(np.isclose(batched[k].mean(), looped[k].mean(), atol=1e-6) for k in batched)
     result = {
         "dataset": "office-2014 sample", "users": dataset.num_users, "items": dataset.num_items,
-        "max_len": args.max_len, "torch_threads": torch.get_num_threads(),
+        "max_items": args.max_items, "torch_threads": torch.get_num_threads(),
         "sasrec_epoch_with_validation_s": round(epoch_s, 3),
         "full_ranking_batched_s": round(batched_s, 3), "full_ranking_per_user_s": round(looped_s, 3),
         "speedup_batched_vs_per_user": round(looped_s / batched_s, 2), "same_metrics": bool(same),

@@ -27,7 +27,7 @@ from reaemb_trl.crrl import CRRLConfig
 from reaemb_trl.crrl import run as run_crrl
 from reaemb_trl.data import PreparedDataset, prepare_dataset, sample_dataset_files
 from reaemb_trl.downstream.evaluate import load_table, run_records
-from reaemb_trl.downstream.trainer import DownstreamConfig
+from reaemb_trl.downstream import DownstreamConfig
 from reaemb_trl.embedder import LatentReasoningEmbedder
 from reaemb_trl.export import export_item_table
 from reaemb_trl.io_utils import write_json
@@ -100,7 +100,7 @@ def downstream_stage(recipe: PipelineConfig, dataset: PreparedDataset, table_pat
     table = load_table(table_path, dataset)
     per_seed = []
     for seed in range(seeds):
-        config = dataclasses.replace(DownstreamConfig(backbone="sasrec", protocol="sampled", seed=seed,
+        config = dataclasses.replace(DownstreamConfig(recommender="sasrec", protocol="sampled", seed=seed,
                                                       show_progress=False), **recipe.compare.options)
         per_seed.append(run_records(config, dataset, table_path, table)[0])
     return {"valid_NDCG@10": [r["valid"]["NDCG@10"] for r in per_seed],

@@ -64,7 +64,7 @@ def pipeline_config(args: argparse.Namespace) -> PipelineConfig:
     config.output_dir = args.output or f"outputs/quality_{name}"
     if args.data:
         config.dataset = DatasetSection(prepared=args.data)
-    config.compare = CompareSection(backbones=list(args.recommenders), seeds=args.seeds,
+    config.compare = CompareSection(recommenders=list(args.recommenders), seeds=args.seeds,
                                     protocols=list(args.protocols), options=config.compare.options)
     return config
 

@@ -11,6 +11,11 @@ from .errors import InputError
 ConfigT = TypeVar("ConfigT")
 
 
+def help_field(text: str, **kwargs):
+    """A dataclass field with the `--help` text that TrlParser / HfArgumentParser show."""
+    return dataclasses.field(metadata={"help": text}, **kwargs)
+
+
 def parse_recipe(config_cls: type[ConfigT], argv: list[str], prog: str | None = None) -> ConfigT:
     """`--config RECIPE.yaml` sets defaults, `--key value` overrides them; an unknown key is an InputError naming it."""
     from trl import TrlParser

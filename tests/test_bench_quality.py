@@ -46,9 +46,9 @@ def compare_results(tmp_path_factory):
         table[0] = 0
         runs[run] = folder / f"{run}.safetensors"
         save_embedding_table(runs[run], table)
-    config = DownstreamConfig(epochs=1, patience=1, max_len=10, hidden_size=16, inner_size=32, num_layers=1,
+    config = DownstreamConfig(epochs=1, patience=1, max_items=10, hidden_size=16, inner_size=32, num_layers=1,
                               show_progress=False)
-    return compare(data, runs, folder / "compare", backbones=["sasrec", "gru4rec"], seeds=[1, 0],
+    return compare(data, runs, folder / "compare", recommenders=["sasrec", "gru4rec"], seeds=[1, 0],
                    protocols=["sampled", "full"], id_only=True, config=config)
 
 
@@ -64,7 +64,7 @@ def test_arms_follow_the_schema_and_the_records_seed_by_seed(compare_results, tm
                 assert list(quality["arms"][arm][rec][protocol]) == GROUPS
                 for group in GROUPS:
                     assert set(quality["arms"][arm][rec][protocol][group]) == {"NDCG@10", "HR@10"}
-    records = {(r["run"], r["backbone"], r["protocol"], r["seed"]): r for r in compare_results["runs"]}
+    records = {(r["run"], r["recommender"], r["protocol"], r["seed"]): r for r in compare_results["runs"]}
     for arm, run in ARMS.items():
         for rec in ("sasrec", "gru4rec"):
             for protocol in ("sampled", "full"):
@@ -103,7 +103,7 @@ def _records(values: dict[str, list[float]], seeds=(0, 1, 2)) -> list[dict]:
                 metrics = {"overall": {"NDCG@10": value * scale, "HR@10": 2 * value * scale},
                            "tail_items": {"NDCG@10": value * scale / 2, "HR@10": value * scale},
                            "short_users": {"NDCG@10": None, "HR@10": None}}
-                records.append({"run": ARMS[arm], "backbone": "sasrec", "protocol": protocol, "seed": seed,
+                records.append({"run": ARMS[arm], "recommender": "sasrec", "protocol": protocol, "seed": seed,
                                 **metrics})
     return records
 
@@ -116,7 +116,7 @@ def test_ordering_statistics_on_known_numbers(tmp_path):
         "lrcl": [0.13, 0.12, 0.15],  # diffs .01 -.01 .01: one negative: does not hold
         "lrcl_crrl": [0.131, 0.15, 0.152],  # diffs .001 .03 .002: all > 0 but mean .011 < std .0165: does not hold
     }
-    results = {"seeds": [0, 1, 2], "backbones": ["sasrec"], "protocols": ["sampled", "full"], "data": "d",
+    results = {"seeds": [0, 1, 2], "recommenders": ["sasrec"], "protocols": ["sampled", "full"], "data": "d",
                "dataset_sha256": "x", "runs": _records(values)}
     quality = build_quality(results, "hand")
     steps = quality["ordering"]["sasrec"]["sampled"]["overall"]
@@ -209,7 +209,7 @@ def test_bench_quality_script_end_to_end_on_a_tiny_recipe(tmp_path):
               "crrl": {**stage, "num_generations": 2, "per_device_train_batch_size": 8, "num_iterations": 1,
                        "warmup_steps": 0, "eval_strategy": "no"},
               "export": {"batch_size": 64},
-              "compare": {"options": {"epochs": 1, "patience": 1, "max_len": 10, "hidden_size": 16,
+              "compare": {"options": {"epochs": 1, "patience": 1, "max_items": 10, "hidden_size": 16,
                                       "inner_size": 32, "num_layers": 1}}}
     recipe_path = tmp_path / "tiny.yaml"
     recipe_path.write_text(yaml.safe_dump(recipe))

@@ -12,7 +12,7 @@ from reaemb_trl.data import PreparedDataset, save_embedding_table
 from reaemb_trl.downstream import DownstreamConfig, evaluate
 from reaemb_trl.errors import InputError
 
-FAST = dict(epochs=2, patience=2, max_len=20, show_progress=False)
+FAST = dict(epochs=2, patience=2, max_items=20, show_progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +46,8 @@ def minilm_table(office_subset, minilm_path):
 
 @pytest.mark.parametrize("protocol", ["sampled", "full"])
 def test_sasrec_id_only_beats_popularity(prepared_sample, protocol):
-    pop = evaluate(prepared_sample, backbone="pop", protocol=protocol, **FAST)
-    sasrec = evaluate(prepared_sample, backbone="sasrec", protocol=protocol, seed=1, **FAST)
+    pop = evaluate(prepared_sample, recommender="pop", protocol=protocol, **FAST)
+    sasrec = evaluate(prepared_sample, recommender="sasrec", protocol=protocol, seed=1, **FAST)
     # Measured with these settings, seeds 0-2: sampled pop 0.060 vs SASRec 0.101-0.113;
     # full pop 0.0004 vs SASRec 0.0053-0.0081.
     margin = {"sampled": 0.03, "full": 0.003}[protocol]
@@ -61,7 +61,7 @@ def test_sasrec_id_only_beats_popularity(prepared_sample, protocol):
 def test_raw_minilm_table_end_to_end_through_the_cli(office_subset, minilm_table, tmp_path):
     output = tmp_path / "metrics.json"
     code = cli_main(["evaluate", "--data", str(office_subset), "--embeddings", str(minilm_table),
-                     "--backbone", "sasrec", "--protocol", "sampled", "--epochs", "2", "--patience", "2",
+                     "--recommender", "sasrec", "--protocol", "sampled", "--epochs", "2", "--patience", "2",
                      "--max-len", "20", "--no-progress", "--output", str(output)])
     assert code == 0
     record = json.loads(output.read_text())
@@ -79,7 +79,7 @@ def test_raw_minilm_table_end_to_end_through_the_cli(office_subset, minilm_table
 def test_compare_writes_table_json_and_plots(office_subset, minilm_table, tmp_path):
     output = tmp_path / "compare"
     code = cli_main(["compare", "--data", str(office_subset), "--runs", f"minilm={minilm_table}", "--id-only",
-                     "--backbones", "sasrec", "pop", "--seeds", "2", "--protocol", "sampled", "--epochs", "1",
+                     "--recommenders", "sasrec", "pop", "--seeds", "2", "--protocol", "sampled", "--epochs", "1",
                      "--max-len", "20", "--no-progress", "--output", str(output)])
     assert code == 0
     results = json.loads((output / "results.json").read_text())
@@ -92,7 +92,7 @@ def test_compare_writes_table_json_and_plots(office_subset, minilm_table, tmp_pa
     for png in ("ndcg_by_group.png", "projection_minilm.png"):
         assert (output / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Same negative seed -> every run was ranked against the same candidates; pop is deterministic.
-    summary = {(s["backbone"], s["run"]): s for s in results["summary"]}
+    summary = {(s["recommender"], s["run"]): s for s in results["summary"]}
     assert summary[("pop", "popularity")]["metrics"]["overall"]["NDCG@10"]["std"] == 0.0
 
 
@@ -100,17 +100,17 @@ def test_compare_trains_once_and_tests_under_every_protocol(office_subset, tmp_p
     from reaemb_trl.downstream import compare
 
     config = DownstreamConfig(**{**FAST, "hidden_size": 32, "inner_size": 64, "num_layers": 1})
-    both = compare(office_subset, output=tmp_path / "both", backbones=["sasrec", "pop"], seeds=[1, 0],
+    both = compare(office_subset, output=tmp_path / "both", recommenders=["sasrec", "pop"], seeds=[1, 0],
                    protocols=["sampled", "full"], id_only=True, config=config)
-    alone = compare(office_subset, output=tmp_path / "sampled", backbones=["sasrec"], seeds=[1, 0],
+    alone = compare(office_subset, output=tmp_path / "sampled", recommenders=["sasrec"], seeds=[1, 0],
                     protocols=["sampled"], id_only=True, config=config)
     assert both["protocols"] == ["sampled", "full"] and both["selection_protocol"] == "sampled"
     # one record per (protocol, run, seed), protocol-major as before; popularity once per protocol
-    assert [(r["protocol"], r["backbone"], r["seed"]) for r in both["runs"]] == [
+    assert [(r["protocol"], r["recommender"], r["seed"]) for r in both["runs"]] == [
         ("sampled", "sasrec", 1), ("sampled", "sasrec", 0), ("sampled", "pop", 1),
         ("full", "sasrec", 1), ("full", "sasrec", 0), ("full", "pop", 1)]
     assert {r["selection_protocol"] for r in both["runs"]} == {"sampled"}
-    by_key = {(r["protocol"], r["backbone"], r["seed"]): r for r in both["runs"]}
+    by_key = {(r["protocol"], r["recommender"], r["seed"]): r for r in both["runs"]}
     for seed in (1, 0):
         sampled, full = by_key["sampled", "sasrec", seed], by_key["full", "sasrec", seed]
         # both protocols come from one training: same epochs, checkpoint, history and wall time
@@ -133,21 +133,21 @@ def test_bad_inputs_are_named(prepared_sample, tmp_path):
     short = tmp_path / "short.safetensors"
     save_embedding_table(short, np.ones((num_items, 8), dtype=np.float32))
     with pytest.raises(InputError, match=rf"{num_items} rows.*{num_items} items \(expected {num_items + 1} rows\)"):
-        evaluate(prepared_sample, short, backbone="sasrec", **FAST)
+        evaluate(prepared_sample, short, recommender="sasrec", **FAST)
 
     nan = tmp_path / "nan.safetensors"
     table = np.ones((num_items + 1, 8), dtype=np.float32)
     table[7, 3] = np.nan
     save_embedding_table(nan, table)
     with pytest.raises(InputError, match=r"NaN.*\[7\]"):
-        evaluate(prepared_sample, nan, backbone="sasrec", **FAST)
+        evaluate(prepared_sample, nan, recommender="sasrec", **FAST)
 
     with pytest.raises(InputError, match="not found"):
-        evaluate(tmp_path / "no_such_folder", backbone="sasrec", **FAST)
-    with pytest.raises(InputError, match="backbone 'lstm'"):
-        DownstreamConfig(backbone="lstm")
+        evaluate(tmp_path / "no_such_folder", recommender="sasrec", **FAST)
+    with pytest.raises(InputError, match="recommender 'lstm'"):
+        DownstreamConfig(recommender="lstm")
     # Through the CLI: a clean message and exit code 1, no traceback.
-    assert cli_main(["evaluate", "--data", str(tmp_path / "missing"), "--backbone", "pop",
+    assert cli_main(["evaluate", "--data", str(tmp_path / "missing"), "--recommender", "pop",
                      "--output", str(tmp_path / "m.json")]) == 1
     assert not (tmp_path / "m.json").exists()
 

@@ -1,11 +1,11 @@
-"""Recommender training on hand-built sequences: leakage, checkpoint selection, item tables, every backbone."""
+"""Recommender training on hand-built sequences: leakage, checkpoint selection, item tables, every recommender."""
 
 import numpy as np
 import pytest
 import torch
 
 from reaemb_trl.downstream.models import build_model
-from reaemb_trl.downstream.trainer import DownstreamConfig, DownstreamTrainer
+from reaemb_trl.downstream import DownstreamConfig, DownstreamTrainer
 
 NUM_COMMON = 30
 
@@ -26,21 +26,21 @@ def cyclic_dataset(num_users=100, seed=0):
 
 
 def small_config(**overrides):
-    values = dict(hidden_size=32, max_len=16, num_heads=2, inner_size=64, epochs=12, patience=3, batch_size=32,
+    values = dict(hidden_size=32, max_items=16, num_heads=2, inner_size=64, epochs=12, patience=3, batch_size=32,
                   dropout=0.1, learning_rate=5e-3, show_progress=False, protocol="full")
     values.update(overrides)
     return DownstreamConfig(**values)
 
 
-@pytest.mark.parametrize("backbone", ["sasrec", "gru4rec", "bert4rec"])
-def test_no_test_item_reaches_the_training_arrays(backbone):
+@pytest.mark.parametrize("recommender", ["sasrec", "gru4rec", "bert4rec"])
+def test_no_test_item_reaches_the_training_arrays(recommender):
     sequences, num_items = cyclic_dataset()
-    trainer = DownstreamTrainer(small_config(backbone=backbone), sequences, num_items)
+    trainer = DownstreamTrainer(small_config(recommender=recommender), sequences, num_items)
     seen = set(trainer.train_inputs.ravel().tolist()) | set(trainer.train_targets.ravel().tolist())
     assert not seen & {int(seq[-1]) for seq in sequences}
     # Exactly the training prefixes seq[:-2] are trained, each next-item target once, even when a prefix is
-    # longer than max_len (16 here, prefixes up to 18 items) and gets cut into windows.
-    if backbone == "bert4rec":
+    # longer than max_items (16 here, prefixes up to 18 items) and gets cut into windows.
+    if recommender == "bert4rec":
         trained, expected = trainer.train_targets, [seq[:-2] for seq in sequences]
     else:
         trained, expected = trainer.train_targets, [seq[1:-2] for seq in sequences]
@@ -49,7 +49,7 @@ def test_no_test_item_reaches_the_training_arrays(backbone):
 
 def test_validation_picks_the_checkpoint_and_test_items_stay_unseen():
     sequences, num_items = cyclic_dataset()
-    trainer = DownstreamTrainer(small_config(backbone="sasrec", epochs=8, patience=2), sequences, num_items)
+    trainer = DownstreamTrainer(small_config(recommender="sasrec", epochs=8, patience=2), sequences, num_items)
     result = trainer.fit()
     scores = [h["valid_NDCG@10"] for h in result.history]
     assert result.epochs_run == len(scores) and 1 <= len(scores) <= 8
@@ -68,7 +68,7 @@ def test_validation_picks_the_checkpoint_and_test_items_stay_unseen():
 def test_one_training_reports_both_protocols_at_the_checkpoint_the_first_one_picks():
     sequences, num_items = cyclic_dataset()
     # Each user meets up to 31 of the 130 items, so 20 sampled negatives always exist.
-    config = small_config(backbone="sasrec", epochs=6, patience=2, protocol="sampled", num_negatives=20)
+    config = small_config(recommender="sasrec", epochs=6, patience=2, protocol="sampled", num_negatives=20)
     both = DownstreamTrainer(config, sequences, num_items, protocols=["sampled", "full"]).fit()
     sampled_only = DownstreamTrainer(config, sequences, num_items).fit()
     assert both.protocol == "sampled" and list(both.by_protocol) == ["sampled", "full"]
@@ -88,9 +88,9 @@ def test_one_training_reports_both_protocols_at_the_checkpoint_the_first_one_pic
     assert both.by_protocol["full"]["test"] != both.test
 
     # Listed the other way round, `full` picks the checkpoint: the full metrics are those of a full-only run.
-    full_first = DownstreamTrainer(small_config(backbone="sasrec", epochs=6, patience=2, protocol="full",
+    full_first = DownstreamTrainer(small_config(recommender="sasrec", epochs=6, patience=2, protocol="full",
                                                 num_negatives=20), sequences, num_items, protocols=["sampled"]).fit()
-    full_only = DownstreamTrainer(small_config(backbone="sasrec", epochs=6, patience=2, protocol="full",
+    full_only = DownstreamTrainer(small_config(recommender="sasrec", epochs=6, patience=2, protocol="full",
                                                num_negatives=20), sequences, num_items).fit()
     assert list(full_first.by_protocol) == ["full", "sampled"]
     assert full_first.history == full_only.history and full_first.test == full_only.test
@@ -100,7 +100,7 @@ def test_one_training_reports_both_protocols_at_the_checkpoint_the_first_one_pic
 
 def test_popularity_baseline_cannot_rank_unseen_test_items():
     sequences, num_items = cyclic_dataset()
-    result = DownstreamTrainer(small_config(backbone="pop"), sequences, num_items).fit()
+    result = DownstreamTrainer(small_config(recommender="pop"), sequences, num_items).fit()
     assert result.epochs_run == 0
     # Every test item has training count 0, tied with all other unseen items: the expected hit rate is tiny.
     assert result.test["overall"]["HR@10"] < 0.15
@@ -112,7 +112,7 @@ def test_frozen_table_stays_fixed_and_trainable_table_learns():
     sequences, num_items = cyclic_dataset(num_users=60)
     table = np.random.default_rng(0).normal(size=(num_items + 1, 24)).astype(np.float32)
     table[0] = 0
-    frozen = DownstreamTrainer(small_config(backbone="sasrec", epochs=2), sequences, num_items, embeddings=table)
+    frozen = DownstreamTrainer(small_config(recommender="sasrec", epochs=2), sequences, num_items, embeddings=table)
     adapter_before = frozen.model.item_table.adapter[0].weight.detach().clone()
     frozen.fit()
     assert torch.equal(frozen.model.item_table.table, torch.from_numpy(table))
@@ -120,19 +120,19 @@ def test_frozen_table_stays_fixed_and_trainable_table_learns():
     assert not torch.equal(frozen.model.item_table.adapter[0].weight, adapter_before)
     assert [layer.out_features for layer in frozen.model.item_table.adapter] == [12, 32]  # 24 -> 12 -> hidden
 
-    trainable = DownstreamTrainer(small_config(backbone="sasrec", epochs=2, trainable_table=True), sequences,
+    trainable = DownstreamTrainer(small_config(recommender="sasrec", epochs=2, trainable_table=True), sequences,
                                   num_items, embeddings=table)
     trainable.fit()
     assert not torch.equal(trainable.model.item_table.table.detach(), torch.from_numpy(table))
 
 
-@pytest.mark.parametrize("backbone", ["sasrec", "gru4rec", "bert4rec"])
-def test_padding_never_changes_a_users_scores(backbone):
+@pytest.mark.parametrize("recommender", ["sasrec", "gru4rec", "bert4rec"])
+def test_padding_never_changes_a_users_scores(recommender):
     table = np.random.default_rng(1).normal(size=(41, 8)).astype(np.float32)
     for embeddings in (None, table):
         torch.manual_seed(0)
-        model = build_model(backbone, 40, np.zeros(41), embeddings, hidden_size=16, max_len=10, inner_size=32,
-                            dropout=0.0).eval()
+        config = DownstreamConfig(recommender=recommender, hidden_size=16, max_items=10, inner_size=32, dropout=0.0)
+        model = build_model(config, 40, np.zeros(41), embeddings).eval()
         short = torch.tensor([[3, 7, 9]])
         padded = torch.tensor([[3, 7, 9, 0, 0, 0], [1, 2, 3, 4, 5, 6]])
         with torch.no_grad():

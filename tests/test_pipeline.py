@@ -43,8 +43,8 @@ def mini_recipe(tmp_path_factory):
         "crrl": {**stage_common, "max_steps": 24, "num_generations": 4, "per_device_train_batch_size": 16,
                  "eval_items": 32, "save_steps": 2, "num_iterations": 1, "warmup_steps": 0},
         "export": {"batch_size": 32},
-        "compare": {"backbones": ["sasrec"], "seeds": 1, "protocol": "sampled",
-                    "options": {"epochs": 2, "max_len": 20}},
+        "compare": {"recommenders": ["sasrec"], "seeds": 1, "protocol": "sampled",
+                    "options": {"epochs": 2, "max_items": 20}},
     }
     path = root / "mini.yaml"
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))

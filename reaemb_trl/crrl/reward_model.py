@@ -11,9 +11,9 @@ import scipy.sparse
 import torch
 
 from ..data import PreparedDataset, sample_candidates
+from ..embedder.configuration import SIMILARITIES
 from ..errors import InputError
 
-SIMILARITIES = ("cosine", "dot")
 # Maps item texts to noise-free embeddings [len(texts), d]; the trainer passes the embedder's `encode`.
 Encoder = Callable[[list[str]], torch.Tensor]
 

@@ -6,15 +6,17 @@ Reads only prepared folders and embedding files (`reaemb_trl.data`); knows nothi
 from .compare import compare
 from .evaluate import evaluate
 from .metrics import ranking_metrics
-from .models import BACKBONES, build_model
+from .config import RECOMMENDERS, DownstreamConfig
+from .models import MODELS, build_model
 from .protocol import LeaveOneOutSplit, sample_negatives
-from .trainer import DownstreamConfig, DownstreamTrainer, RunResult
+from .trainer import DownstreamTrainer, RunResult
 
 __all__ = [
-    "BACKBONES",
     "DownstreamConfig",
     "DownstreamTrainer",
     "LeaveOneOutSplit",
+    "MODELS",
+    "RECOMMENDERS",
     "RunResult",
     "build_model",
     "compare",

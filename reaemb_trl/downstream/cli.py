@@ -7,9 +7,8 @@ import dataclasses
 import json
 
 from ..errors import InputError
-from .models import BACKBONES
+from .config import RECOMMENDERS, DownstreamConfig
 from .protocol import PROTOCOLS
-from .trainer import DownstreamConfig
 
 
 def _add_config_options(parser: argparse.ArgumentParser, skip: set[str]) -> None:
@@ -41,9 +40,9 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", required=True, help="Prepared dataset folder.")
     parser.add_argument("--embeddings", help="Item embedding file (safetensors); without it: learned ID embeddings.")
     parser.add_argument("--output", required=True, help="metrics.json to write (atomically).")
-    parser.add_argument("--backbone", required=True, choices=BACKBONES, help="Recommender to train.")
+    parser.add_argument("--recommender", required=True, choices=RECOMMENDERS, help="Recommender to train.")
     parser.add_argument("--protocol", default="sampled", choices=PROTOCOLS, help="Candidate set for ranking.")
-    _add_config_options(parser, skip={"backbone", "protocol"})
+    _add_config_options(parser, skip={"recommender", "protocol"})
     args = parser.parse_args(argv)
     record = evaluate(args.data, args.embeddings, _config(args), output=args.output)
     print(json.dumps({"overall": record["overall"], "epochs_run": record["epochs_run"],
@@ -71,7 +70,7 @@ def compare_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", required=True, help="Prepared dataset folder.")
     parser.add_argument("--runs", nargs="*", default=[], metavar="NAME=FILE", help="Embedding files to compare.")
     parser.add_argument("--id-only", action="store_true", help="Add learned ID embeddings as a run ('id-only').")
-    parser.add_argument("--backbones", nargs="+", default=["sasrec", "gru4rec"], choices=BACKBONES,
+    parser.add_argument("--recommenders", nargs="+", default=["sasrec", "gru4rec"], choices=RECOMMENDERS,
                         help="Recommenders to train (pop = popularity baseline).")
     parser.add_argument("--seeds", type=int, default=3, help="Seeds per combination: 0 .. N-1.")
     parser.add_argument("--protocol", nargs="+", default=["sampled"], choices=PROTOCOLS, dest="protocols",
@@ -80,9 +79,9 @@ def compare_main(argv: list[str] | None = None) -> int:
                         "read under every listed protocol from that checkpoint.")
     parser.add_argument("--output", required=True, help="Output folder (written atomically).")
     parser.add_argument("--overwrite", action="store_true", help="Replace an existing output folder.")
-    _add_config_options(parser, skip={"backbone", "protocol", "seed"})
+    _add_config_options(parser, skip={"recommender", "protocol", "seed"})
     args = parser.parse_args(argv)
-    results = compare(args.data, _parse_runs(args.runs), args.output, args.backbones, args.seeds, args.protocols,
+    results = compare(args.data, _parse_runs(args.runs), args.output, args.recommenders, args.seeds, args.protocols,
                       id_only=args.id_only, config=_config(args), overwrite=args.overwrite)
     print(f"{len(results['runs'])} runs written to {args.output}/results.md")
     return 0

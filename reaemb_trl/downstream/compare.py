@@ -1,4 +1,4 @@
-"""`compare`: every (backbone, table, seed) combination, trained once and tested under every protocol
+"""`compare`: every (recommender, table, seed) combination, trained once and tested under every protocol
 -> results.md, results.json and plots."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from ..io_utils import atomic_output_dir, ensure_replaceable, sha256_file, write
 from .evaluate import load_table, run_records
 from .metrics import GROUPS
 from .plots import plot_ndcg_by_group, plot_projection
-from .trainer import DownstreamConfig
+from .config import DownstreamConfig
 
 ID_ONLY = "id-only"
 POPULARITY = "popularity"
@@ -34,16 +34,16 @@ def _mean_std(values: Sequence[float | None]) -> dict[str, float | None]:
 
 
 def summarize_runs(records: list[dict]) -> dict[tuple[str, str, str], dict]:
-    """Mean and sample std over seeds of every test metric, per (protocol, backbone, run)."""
+    """Mean and sample std over seeds of every test metric, per (protocol, recommender, run)."""
     keyed: dict[tuple[str, str, str], list[dict]] = {}
     for record in records:
-        keyed.setdefault((record["protocol"], record["backbone"], record["run"]), []).append(record)
+        keyed.setdefault((record["protocol"], record["recommender"], record["run"]), []).append(record)
     summary = {}
-    for (protocol, backbone, run), group_records in keyed.items():
+    for (protocol, recommender, run), group_records in keyed.items():
         metrics = {group: {name: _mean_std([r[group][name] for r in group_records]) for name in group_records[0][group]}
                    for group in GROUPS}
-        summary[(protocol, backbone, run)] = {
-            "protocol": protocol, "backbone": backbone, "run": run, "seeds": [r["seed"] for r in group_records],
+        summary[(protocol, recommender, run)] = {
+            "protocol": protocol, "recommender": recommender, "run": run, "seeds": [r["seed"] for r in group_records],
             "metrics": metrics, "epochs_run": _mean_std([r["epochs_run"] for r in group_records]),
             "wall_time_s": _mean_std([r["wall_time_s"] for r in group_records]),
         }
@@ -52,10 +52,10 @@ def summarize_runs(records: list[dict]) -> dict[tuple[str, str, str], dict]:
 
 def markdown_table(summary: dict, group_sizes: dict[str, dict[str, int]],
                    selection_protocol: str | None = None) -> str:
-    """One table per protocol; within each backbone the best mean of every column is bold."""
+    """One table per protocol; within each recommender the best mean of every column is bold."""
     lines = ["# Downstream comparison", "",
              "Test metrics from the best validation checkpoint (NDCG@10), mean ± std over seeds; "
-             "best per backbone in **bold**. Wall time is per run (train + evaluation).", ""]
+             "best per recommender in **bold**. Wall time is per run (train + evaluation).", ""]
     if selection_protocol is not None and len({key[0] for key in summary}) > 1:
         lines += [(f"Each model was trained once: its checkpoint was chosen on validation NDCG@10 under the "
                    f"`{selection_protocol}` protocol, and every protocol's test metrics come from that checkpoint "
@@ -64,12 +64,12 @@ def markdown_table(summary: dict, group_sizes: dict[str, dict[str, int]],
         sizes = group_sizes[protocol]
         lines += [f"## Protocol: {protocol}", "",
                   "Users: " + ", ".join(f"{group.replace('_', ' ')} {count}" for group, count in sizes.items()), "",
-                  "| backbone | table | " + " | ".join(f"{metric} {group.replace('_', ' ')}" if group != "overall"
+                  "| recommender | table | " + " | ".join(f"{metric} {group.replace('_', ' ')}" if group != "overall"
                                                      else metric for group, metric in TABLE_COLUMNS)
                   + " | epochs | wall time / run (s) |",
                   "|" + "---|" * (len(TABLE_COLUMNS) + 4)]
-        for backbone in sorted({key[1] for key in summary if key[0] == protocol}):
-            rows = [row for key, row in summary.items() if key[:2] == (protocol, backbone)]
+        for recommender in sorted({key[1] for key in summary if key[0] == protocol}):
+            rows = [row for key, row in summary.items() if key[:2] == (protocol, recommender)]
             best = {col: max((row["metrics"][col[0]][col[1]]["mean"] or float("-inf")) for row in rows)
                     for col in TABLE_COLUMNS}
             for row in rows:
@@ -82,7 +82,7 @@ def markdown_table(summary: dict, group_sizes: dict[str, dict[str, int]],
                     text = f"{stat['mean']:.4f} ± {stat['std']:.4f}"
                     cells.append(f"**{text}**" if len(rows) > 1 and stat["mean"] == best[col] else text)
                 epochs, wall = row["epochs_run"], row["wall_time_s"]
-                lines.append(f"| {backbone} | {row['run']} | " + " | ".join(cells)
+                lines.append(f"| {recommender} | {row['run']} | " + " | ".join(cells)
                              + f" | {epochs['mean']:.1f} | {wall['mean']:.1f} ± {wall['std']:.1f} |")
         lines.append("")
     return "\n".join(lines)
@@ -93,16 +93,16 @@ def _file_name(run: str) -> str:
 
 
 def compare(data: str | os.PathLike, runs: Mapping[str, str | os.PathLike] | None = None,
-            output: str | os.PathLike = "compare", backbones: Sequence[str] = ("sasrec", "gru4rec"),
+            output: str | os.PathLike = "compare", recommenders: Sequence[str] = ("sasrec", "gru4rec"),
             seeds: int | Sequence[int] = 3, protocols: Sequence[str] = ("sampled",), id_only: bool = False,
             config: DownstreamConfig | None = None, overwrite: bool = False) -> dict:
     """Train every combination and write results.md, results.json, ndcg_by_group.png, projection_<run>.png.
 
     `runs` maps a name to an embedding file; `id_only` adds learned ID embeddings as a run of its own.
-    Each (backbone, run, seed) is trained once: early stopping and the best checkpoint follow validation NDCG@10
+    Each (recommender, run, seed) is trained once: early stopping and the best checkpoint follow validation NDCG@10
     under the FIRST of `protocols`, then test metrics are read under every protocol listed from that checkpoint
     (one record per protocol, marked with `selection_protocol`).
-    The popularity baseline (backbone "pop") runs once: it has no table and no randomness.
+    The popularity baseline (recommender "pop") runs once: it has no table and no randomness.
     """
     config = config or DownstreamConfig()
     ensure_replaceable(output, "results.json", [data, *(runs or {}).values()], overwrite)
@@ -119,16 +119,16 @@ def compare(data: str | os.PathLike, runs: Mapping[str, str | os.PathLike] | Non
     if not protocols:
         raise InputError("compare needs at least one protocol")
     jobs = []
-    for backbone in backbones:
-        if backbone == "pop":
-            jobs.append((backbone, POPULARITY, seeds[0]))
+    for recommender in recommenders:
+        if recommender == "pop":
+            jobs.append((recommender, POPULARITY, seeds[0]))
             continue
-        jobs += [(backbone, run, seed) for run in table_runs for seed in seeds]
+        jobs += [(recommender, run, seed) for run in table_runs for seed in seeds]
 
     records = []
     with atomic_output_dir(output, overwrite=overwrite) as folder:
-        for backbone, run, seed in tqdm(jobs, desc="compare runs", disable=not config.show_progress):
-            run_config = dataclasses.replace(config, backbone=backbone, protocol=protocols[0], seed=seed)
+        for recommender, run, seed in tqdm(jobs, desc="compare runs", disable=not config.show_progress):
+            run_config = dataclasses.replace(config, recommender=recommender, protocol=protocols[0], seed=seed)
             path = None if run in (ID_ONLY, POPULARITY) else runs[run]
             records += [{"run": run, **record}
                         for record in run_records(run_config, dataset, path, tables.get(run), protocols)]
@@ -148,7 +148,7 @@ def compare(data: str | os.PathLike, runs: Mapping[str, str | os.PathLike] | Non
             "seeds": seeds,
             "protocols": protocols,
             "selection_protocol": protocols[0],
-            "backbones": list(backbones),
+            "recommenders": list(recommenders),
             "summary": list(summary.values()),
             "runs": records,
         }

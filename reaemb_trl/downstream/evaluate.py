@@ -29,7 +29,7 @@ def run_records(config: DownstreamConfig, dataset: PreparedDataset, embeddings: 
 
     The records share the training run, so they share epochs, history and wall time.
     """
-    if config.backbone == "pop" and table is not None:
+    if config.recommender == "pop" and table is not None:
         raise InputError(f"{embeddings}: the popularity baseline uses no item table (drop --embeddings)")
     start = time.perf_counter()
     trainer = DownstreamTrainer(config, dataset.sequences, dataset.num_items, table, protocols=protocols)
@@ -41,7 +41,7 @@ def run_records(config: DownstreamConfig, dataset: PreparedDataset, embeddings: 
         "embeddings_sha256": None if embeddings is None else sha256_file(embeddings),
     }
     return [{
-        "backbone": config.backbone,
+        "recommender": config.recommender,
         "protocol": protocol,
         "selection_protocol": result.protocol,
         "seed": config.seed,
@@ -69,7 +69,7 @@ def run_record(config: DownstreamConfig, dataset: PreparedDataset, embeddings: s
 
 def evaluate(data: str | os.PathLike, embeddings: str | os.PathLike | None = None,
              config: DownstreamConfig | None = None, output: str | os.PathLike | None = None, **overrides) -> dict:
-    """Train `config.backbone` on the prepared folder `data` and return (and write, atomically) its metrics."""
+    """Train `config.recommender` on the prepared folder `data` and return (and write, atomically) its metrics."""
     config = dataclasses.replace(config or DownstreamConfig(), **overrides)
     dataset = PreparedDataset.load(data)
     record = run_record(config, dataset, embeddings, load_table(embeddings, dataset))

@@ -18,13 +18,13 @@ BAR_GROUPS = ("overall", "tail_items", "popular_items")
 
 def plot_ndcg_by_group(summary: dict, path: str | os.PathLike, metric: str = "NDCG@10",
                        groups: Sequence[str] = BAR_GROUPS) -> None:
-    """One panel per (protocol, backbone); per run, bars of `metric` (mean, std) for each of `groups`
+    """One panel per (protocol, recommender); per run, bars of `metric` (mean, std) for each of `groups`
     (default overall / tail / popular)."""
-    panels = sorted({(row["protocol"], row["backbone"]) for row in summary.values()})
+    panels = sorted({(row["protocol"], row["recommender"]) for row in summary.values()})
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.8), squeeze=False)
     width = 0.8 / len(groups)
-    for ax, (protocol, backbone) in zip(axes[0], panels):
-        rows = [row for row in summary.values() if row["protocol"] == protocol and row["backbone"] == backbone]
+    for ax, (protocol, recommender) in zip(axes[0], panels):
+        rows = [row for row in summary.values() if row["protocol"] == protocol and row["recommender"] == recommender]
         x = np.arange(len(rows))
         for i, group in enumerate(groups):
             means = [row["metrics"][group][metric]["mean"] or 0.0 for row in rows]
@@ -32,7 +32,7 @@ def plot_ndcg_by_group(summary: dict, path: str | os.PathLike, metric: str = "ND
             ax.bar(x + (i - (len(groups) - 1) / 2) * width, means, width, yerr=stds, capsize=2,
                    label=group.replace("_", " "))
         ax.set_xticks(x, [row["run"] for row in rows], rotation=20, ha="right")
-        ax.set_title(f"{backbone} · {protocol}")
+        ax.set_title(f"{recommender} · {protocol}")
         ax.set_ylabel(metric)
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()

@@ -39,7 +39,7 @@ def arm_metrics(records: Sequence[Mapping], seeds: Sequence[int], recommenders: 
 
     A value is None (JSON null) where the group has no user; a missing record is an error that names it.
     """
-    index = {(r["run"], r["backbone"], r["protocol"], r["seed"]): r for r in records}
+    index = {(r["run"], r["recommender"], r["protocol"], r["seed"]): r for r in records}
     missing = [(run, rec, protocol, seed) for run in arms.values() for rec in recommenders for protocol in protocols
                for seed in seeds if (run, rec, protocol, seed) not in index]
     if missing:
@@ -89,7 +89,7 @@ def ordering(arms: Mapping, steps: Sequence[tuple[str, str]] = ORDERING_STEPS,
 def build_quality(results: Mapping, backbone: str, recommenders: Sequence[str] | None = None,
                   protocols: Sequence[str] | None = None, arms: Mapping[str, str] = ARMS) -> dict:
     """The benchmark's record from a compare `results.json`: backbone, seeds, arms (per seed), ordering."""
-    recommenders = list(recommenders or [b for b in results["backbones"] if b != "pop"])
+    recommenders = list(recommenders or [b for b in results["recommenders"] if b != "pop"])
     protocols = list(protocols or results["protocols"])
     seeds = list(results["seeds"])
     records = [r for r in results["runs"] if r["run"] != POPULARITY]
@@ -159,7 +159,7 @@ def plot_quality(quality: Mapping, path: str | os.PathLike, metric: str = "NDCG@
         for rec, by_protocol in by_rec.items():
             for protocol, by_group in by_protocol.items():
                 summary[(protocol, rec, arm)] = {
-                    "protocol": protocol, "backbone": rec, "run": arm,
+                    "protocol": protocol, "recommender": rec, "run": arm,
                     "metrics": {group: {metric: _mean_std(by_group[group][metric])} for group in QUALITY_GROUPS}}
     plot_ndcg_by_group(summary, path, metric=metric, groups=QUALITY_GROUPS)
 

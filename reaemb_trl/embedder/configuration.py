@@ -10,6 +10,8 @@ from transformers import PretrainedConfig
 from ..errors import InputError
 
 DEFAULT_INSTRUCTION = "Represent this item for recommendation."
+# How two item embeddings are compared (by the LRCL losses, the CRRL reward, the downstream export's metadata).
+SIMILARITIES = ("cosine", "dot")
 # How final states become the item embedding. In a causal model the states before the thought cannot see it, so
 # with `mean` the thought moves only j + 1 of L pooled states; `thought` and `last` let it move all of them.
 POOLING_MODES = {

@@ -1,4 +1,5 @@
-"""Item table export: noise-free embeddings of every item of a prepared dataset, optionally reduced with PCA."""
+"""Item table export: noise-free embeddings of every item of a prepared dataset, optionally normalised or reduced
+with PCA, written in one of the formats of `formats.py`."""
 
 from __future__ import annotations
 
@@ -7,11 +8,19 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
 from sklearn.decomposition import PCA
 
-from ..data import PreparedDataset, save_embedding_table
+from ..data import PreparedDataset
 from ..embedder import encode_sharing_pass1, shares_pass1
 from ..errors import InputError
+from .formats import check_output, write_table
+from .similarity import trained_similarity
+
+
+def default_device() -> str:
+    """Where an export runs unless told: the GPU when there is one."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def pca_path(output: str | os.PathLike, dim: int) -> Path:
@@ -22,27 +31,33 @@ def pca_path(output: str | os.PathLike, dim: int) -> Path:
 
 def export_item_table(embedder, dataset: PreparedDataset, output: str | os.PathLike, pca: int | None = None,
                       batch_size: int = 32, path: str | None = None, num_items: int | None = None,
-                      model_name: str | None = None, show_progress: bool = True) -> list[Path]:
-    """Embed items 1..N with `embedder.encode` and write the table (row 0 zeros) with `save_embedding_table`.
+                      model_name: str | None = None, show_progress: bool = True, table_format: str = "safetensors",
+                      normalize: bool = False) -> list[Path]:
+    """Embed items 1..N with `embedder.encode` and write the table in `table_format` (safetensors: row 0 zeros,
+    with `save_embedding_table`), with the source-id map and metadata beside it (docs/export_formats.md).
 
     `num_items`, when given, is the item count the caller expects (e.g. the dataset the model was trained on): a
-    dataset of another size is refused. With `pca`, a second file (`pca_path`) holds the reduced table plus the
-    scikit-learn PCA parameters as the tensors `pca_components`, `pca_mean`, `pca_explained_variance`.
-    Returns the written paths.
+    dataset of another size is refused. With `pca` (safetensors only), a second file (`pca_path`) holds the reduced
+    table plus the scikit-learn PCA parameters as the tensors `pca_components`, `pca_mean`, `pca_explained_variance`.
+    `normalize` L2-normalises every item row written (the PCA is fitted on the normalised rows, and its reduced rows
+    are normalised again). Returns the paths of the tables.
     """
     return export_item_tables([embedder], dataset, [output], pca, batch_size, path, num_items,
-                              None if model_name is None else [model_name], show_progress)
+                              None if model_name is None else [model_name], show_progress, table_format, normalize)
 
 
 def export_item_tables(embedders: Sequence, dataset: PreparedDataset, outputs: Sequence[str | os.PathLike],
                        pca: int | None = None, batch_size: int = 32, path: str | None = None,
                        num_items: int | None = None, model_names: Sequence[str] | None = None,
-                       show_progress: bool = True) -> list[Path]:
+                       show_progress: bool = True, table_format: str = "safetensors",
+                       normalize: bool = False) -> list[Path]:
     """`export_item_table` for several embedders, one output each. On the fast path, the embedders that share
     pass 1 with the first (`shares_pass1`: an LRCL folder and the CRRL folder trained from it) are encoded from one
     pass 1 per batch, which gives the same tables; the others are encoded on their own."""
     if len(embedders) != len(outputs):
         raise ValueError(f"{len(embedders)} embedders but {len(outputs)} outputs")
+    for output in outputs:
+        check_output(table_format, output, pca, dataset.source_ids)
     for embedder in embedders:
         texts = _checked_texts(embedder, dataset, pca, num_items)
     first = embedders[0]
@@ -58,7 +73,8 @@ def export_item_tables(embedders: Sequence, dataset: PreparedDataset, outputs: S
         if embeddings is None:
             embeddings = embedder.encode(texts, batch_size=batch_size, path=resolved_path,
                                          show_progress=show_progress)
-        written += _write_tables(embedder, dataset, output, embeddings.numpy(), pca, resolved_path, name)
+        written += _write_tables(embedder, dataset, output, embeddings.numpy(), pca, resolved_path, name,
+                                 table_format, normalize)
     return written
 
 
@@ -78,22 +94,28 @@ def _checked_texts(embedder, dataset: PreparedDataset, pca: int | None, num_item
 
 
 def _write_tables(embedder, dataset: PreparedDataset, output: str | os.PathLike, embeddings: np.ndarray,
-                  pca: int | None, resolved_path: str, model_name: str | None) -> list[Path]:
+                  pca: int | None, resolved_path: str, model_name: str | None, table_format: str,
+                  normalize: bool) -> list[Path]:
+    if normalize:
+        embeddings = _unit_rows(embeddings)
     table = np.zeros((dataset.num_items + 1, embeddings.shape[1]), dtype=np.float32)
     table[1:] = embeddings
+    folder = model_name or embedder.name_or_path
     metadata = {
-        "model": model_name or embedder.name_or_path or embedder.config.backbone_name_or_path,
+        "model": folder or embedder.config.backbone_name_or_path,
         "path": resolved_path,
         "pooling": embedder.config.pooling,
         "dim": table.shape[1],
         "num_items": dataset.num_items,
         "dataset_sha256": dataset.sha256,
     }
-    written = [save_embedding_table(output, table, metadata)]
+    usage = {"similarity": trained_similarity(folder), "normalized": "true" if normalize else "false"}
+    written = [write_table(table_format, output, table, dataset.source_ids, metadata, usage)]
     if pca is not None:
         reducer = PCA(n_components=pca, random_state=0).fit(embeddings)
         reduced = np.zeros((dataset.num_items + 1, pca), dtype=np.float32)
-        reduced[1:] = reducer.transform(embeddings)
+        projected = reducer.transform(embeddings)
+        reduced[1:] = _unit_rows(projected) if normalize else projected
         extra = {
             "pca_components": reducer.components_.astype(np.float32),
             "pca_mean": reducer.mean_.astype(np.float32),
@@ -101,5 +123,11 @@ def _write_tables(embedder, dataset: PreparedDataset, output: str | os.PathLike,
         }
         pca_metadata = {**metadata, "dim": pca, "pca_from_dim": table.shape[1],
                         "pca_explained_variance_ratio": f"{reducer.explained_variance_ratio_.sum():.6f}"}
-        written.append(save_embedding_table(pca_path(output, pca), reduced, pca_metadata, extra_tensors=extra))
+        written.append(write_table(table_format, pca_path(output, pca), reduced, dataset.source_ids, pca_metadata,
+                                   usage, extra_tensors=extra))
     return written
+
+
+def _unit_rows(embeddings: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
+    return embeddings / np.where(norms > 0, norms, 1.0)  # an all-zero row stays zero instead of becoming NaN

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..embedder.configuration import POOLING_MODES
 from ..errors import InputError
+from ..recipe import help_field
 
 MIXED_PRECISION_CHOICES = ("auto", "no", "fp16", "bf16")
 QUANTIZATION_CHOICES = ("none", "4bit")
@@ -14,87 +15,83 @@ EXECUTION_PATHS = ("auto", "fast", "reference")
 OPTIMIZER_CHOICES = ("adamw_torch", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit")
 
 
-def _help(text: str, **kwargs):
-    return field(metadata={"help": text}, **kwargs)
-
-
 @dataclass
 class LRCLConfig:
     """One LRCL run. Reference: 4 GPUs x 64 items x 2 accumulation steps = 512 items per optimizer step."""
 
     # Inputs and outputs
-    model_name_or_path: str | None = _help("Backbone: bundled-smollm2, bundled-minilm, a local folder (decoder or "
+    model_name_or_path: str | None = help_field("Backbone: bundled-smollm2, bundled-minilm, a local folder (decoder or "
                                            "encoder) or a hub name.", default=None)
-    gguf_file: str | None = _help("A GGUF file inside the model_name_or_path folder to load (converted once into a "
+    gguf_file: str | None = help_field("A GGUF file inside the model_name_or_path folder to load (converted once into a "
                                   "cached transformers folder).", default=None)
-    dataset_dir: str | None = _help("Prepared dataset folder (`reaemb-trl prepare`).", default=None)
-    output_dir: str = _help("Where the trained embedder, the logs and the checkpoints go.", default="outputs/lrcl")
-    overwrite_output_dir: bool = _help("Replace an output folder that already holds a run.", default=False)
+    dataset_dir: str | None = help_field("Prepared dataset folder (`reaemb-trl prepare`).", default=None)
+    output_dir: str = help_field("Where the trained embedder, the logs and the checkpoints go.", default="outputs/lrcl")
+    overwrite_output_dir: bool = help_field("Replace an output folder that already holds a run.", default=False)
 
     # Embedder
-    num_thought_tokens: int = _help("Latent thought tokens placed after the item text (reference: 1).", default=1)
-    pooling: str = _help("How token states become the item embedding: " + "; ".join(
+    num_thought_tokens: int = help_field("Latent thought tokens placed after the item text (reference: 1).", default=1)
+    pooling: str = help_field("How token states become the item embedding: " + "; ".join(
         f"{name} = {meaning}" for name, meaning in POOLING_MODES.items()) + ".", default="mean")
-    no_thought: bool = _help("Bypass the thought module (the LLMEmb-style ablation).", default=False)
-    max_length: int = _help("Longest tokenised prompt; longer item texts are truncated.", default=1024)
-    instruction: str | None = _help("Instruction before the item text; None keeps the embedder's default.",
+    no_thought: bool = help_field("Bypass the thought module (the LLMEmb-style ablation).", default=False)
+    max_length: int = help_field("Longest tokenised prompt; longer item texts are truncated.", default=1024)
+    instruction: str | None = help_field("Instruction before the item text; None keeps the embedder's default.",
                                     default=None)
-    system_prompt: str | None = _help("System message for chat templates: None keeps the template's default; a "
+    system_prompt: str | None = help_field("System message for chat templates: None keeps the template's default; a "
                                       "string (even '') replaces it and shortens every prompt.", default=None)
-    quantization: str = _help(f"Backbone weights: {QUANTIZATION_CHOICES} (4bit = QLoRA, needs bitsandbytes).",
+    quantization: str = help_field(f"Backbone weights: {QUANTIZATION_CHOICES} (4bit = QLoRA, needs bitsandbytes).",
                               default="none")
-    lora_r: int = _help("LoRA rank.", default=8)
-    lora_alpha: int = _help("LoRA scaling numerator.", default=32)
-    lora_dropout: float = _help("Dropout on the LoRA input.", default=0.1)
-    lora_top_layers: int | None = _help("LoRA only on the last N transformer layers (peft layers_to_transform): "
+    lora_r: int = help_field("LoRA rank.", default=8)
+    lora_alpha: int = help_field("LoRA scaling numerator.", default=32)
+    lora_dropout: float = help_field("Dropout on the LoRA input.", default=0.1)
+    lora_top_layers: int | None = help_field("LoRA only on the last N transformer layers (peft layers_to_transform): "
                                         "the backward pass then stops there; None = every layer.", default=None)
-    lora_target_modules: list[str] | None = _help(
+    lora_target_modules: list[str] | None = help_field(
         "Module names that get LoRA adapters; None = every attention/MLP projection the backbone has "
         "(decoders: q,k,v,o,gate,up,down; BERT encoders: query,key,value,dense).", default=None)
-    execution_path: str = _help(f"{EXECUTION_PATHS}: auto = the exact fast path on decoders (prefix KV cache "
+    execution_path: str = help_field(f"{EXECUTION_PATHS}: auto = the exact fast path on decoders (prefix KV cache "
                                 "reused by pass 2), the plain two-pass reference path on encoders.", default="auto")
-    gradient_checkpointing: bool = _help("Recompute backbone activations in the backward pass to save memory "
+    gradient_checkpointing: bool = help_field("Recompute backbone activations in the backward pass to save memory "
                                          "(runs the reference path: the fast path needs the KV cache).",
                                          default=False)
 
     # Views and loss
-    view_drop_ratio: float = _help("Share of an item's attributes dropped in each view: int(ratio * k).",
+    view_drop_ratio: float = help_field("Share of an item's attributes dropped in each view: int(ratio * k).",
                                    default=0.4)
-    loss: str = _help("Contrastive loss by name: soft_clip (reference) or infonce.", default="soft_clip")
-    temperature: float | None = _help("Initial temperature; None takes the loss's default (soft_clip 1.0, "
+    loss: str = help_field("Contrastive loss by name: soft_clip (reference) or infonce.", default="soft_clip")
+    temperature: float | None = help_field("Initial temperature; None takes the loss's default (soft_clip 1.0, "
                                       "infonce 0.05).", default=None)
-    learnable_temperature: bool = _help("Train the temperature with the model.", default=True)
-    min_temperature: float = _help("Lower clamp of the temperature.", default=1e-3)
-    gather_negatives: bool = _help("Gather embeddings across processes (with gradient) so the negatives come from "
+    learnable_temperature: bool = help_field("Train the temperature with the model.", default=True)
+    min_temperature: float = help_field("Lower clamp of the temperature.", default=1e-3)
+    gather_negatives: bool = help_field("Gather embeddings across processes (with gradient) so the negatives come from "
                                    "the global batch.", default=True)
 
     # Optimisation
-    optim: str = _help(f"Optimizer: {OPTIMIZER_CHOICES}; the 8-bit and paged ones come from bitsandbytes (QLoRA).",
+    optim: str = help_field(f"Optimizer: {OPTIMIZER_CHOICES}; the 8-bit and paged ones come from bitsandbytes (QLoRA).",
                        default="adamw_torch")
-    learning_rate: float = _help("Peak learning rate of AdamW.", default=2e-4)
-    weight_decay: float = _help("AdamW weight decay.", default=0.0)
-    lr_scheduler_type: str = _help("A transformers.get_scheduler name (linear, cosine, constant, ...).",
+    learning_rate: float = help_field("Peak learning rate of AdamW.", default=2e-4)
+    weight_decay: float = help_field("AdamW weight decay.", default=0.0)
+    lr_scheduler_type: str = help_field("A transformers.get_scheduler name (linear, cosine, constant, ...).",
                                    default="linear")
-    warmup_steps: int = _help("Learning-rate warm-up, in optimizer steps.", default=0)
-    max_steps: int = _help("Optimizer steps to train.", default=2000)
-    per_device_train_batch_size: int = _help("Items per process per micro-step (each gives two views).",
+    warmup_steps: int = help_field("Learning-rate warm-up, in optimizer steps.", default=0)
+    max_steps: int = help_field("Optimizer steps to train.", default=2000)
+    per_device_train_batch_size: int = help_field("Items per process per micro-step (each gives two views).",
                                              default=64)
-    gradient_accumulation_steps: int = _help("Micro-steps per optimizer step.", default=2)
-    max_grad_norm: float = _help("Gradient clipping norm; 0 turns clipping off.", default=1.0)
-    mixed_precision: str = _help(f"{MIXED_PRECISION_CHOICES}; auto = bf16 on GPUs that have it, else fp16 on GPU, "
+    gradient_accumulation_steps: int = help_field("Micro-steps per optimizer step.", default=2)
+    max_grad_norm: float = help_field("Gradient clipping norm; 0 turns clipping off.", default=1.0)
+    mixed_precision: str = help_field(f"{MIXED_PRECISION_CHOICES}; auto = bf16 on GPUs that have it, else fp16 on GPU, "
                                  "no on CPU (an `accelerate launch` setting wins).", default="auto")
-    seed: int = _help("Seed of the initialisation, the item order, the views and the held-out items.", default=42)
+    seed: int = help_field("Seed of the initialisation, the item order, the views and the held-out items.", default=42)
 
     # Evaluation, logging, checkpoints
-    eval_steps: int = _help("Evaluate on the held-out items every N optimizer steps (0 = only before and after).",
+    eval_steps: int = help_field("Evaluate on the held-out items every N optimizer steps (0 = only before and after).",
                             default=200)
-    eval_items: int = _help("Items held out of training for evaluation.", default=256)
-    eval_batch_size: int = _help("Texts per forward pass during evaluation.", default=64)
-    logging_steps: int = _help("Log the training loss every N optimizer steps.", default=10)
-    report_to: str = _help("Tracker for accelerate: tensorboard, wandb, ..., or none.", default="tensorboard")
-    save_steps: int = _help("Checkpoint every N optimizer steps (0 = never).", default=500)
-    save_total_limit: int = _help("Checkpoints kept (the oldest are deleted).", default=2)
-    resume_from_checkpoint: str | None = _help("A checkpoint folder, or `latest` for the newest one under "
+    eval_items: int = help_field("Items held out of training for evaluation.", default=256)
+    eval_batch_size: int = help_field("Texts per forward pass during evaluation.", default=64)
+    logging_steps: int = help_field("Log the training loss every N optimizer steps.", default=10)
+    report_to: str = help_field("Tracker for accelerate: tensorboard, wandb, ..., or none.", default="tensorboard")
+    save_steps: int = help_field("Checkpoint every N optimizer steps (0 = never).", default=500)
+    save_total_limit: int = help_field("Checkpoints kept (the oldest are deleted).", default=2)
+    resume_from_checkpoint: str | None = help_field("A checkpoint folder, or `latest` for the newest one under "
                                                "output_dir/checkpoints.", default=None)
 
     def __post_init__(self):

@@ -12,7 +12,9 @@ from ..errors import InputError
 from ..io_utils import sha256_json
 from ..recipe import load_recipe_yaml
 
-BUNDLED = "bundled"  # dataset paths: the Office 2014 sample inside the package
+BUNDLED = "bundled"
+# Recipe keys renamed so that each name says one thing: the error for an old key names the new one.
+RENAMED = {"backbones": "recommenders", "max_len": "max_items"}  # dataset paths: the Office 2014 sample inside the package
 
 
 @dataclass
@@ -34,16 +36,23 @@ class ExportSection:
 
 @dataclass
 class CompareSection:
-    backbones: list[str] = field(default_factory=lambda: ["sasrec"])
+    recommenders: list[str] = field(default_factory=lambda: ["sasrec"])
     seeds: int = 3
     protocol: str | None = None  # one protocol; `sampled` when neither this nor `protocols` is given
     # Several protocols from one training per model: the first one's validation NDCG@10 picks the checkpoint.
     protocols: list[str] | None = None
-    options: dict[str, Any] = field(default_factory=dict)  # extra flags of `reaemb-trl compare` (epochs, max_len...)
+    options: dict[str, Any] = field(default_factory=dict)  # DownstreamConfig fields (epochs, max_items, ...)
 
     def __post_init__(self):
+        from ..downstream import DownstreamConfig
         from ..downstream.protocol import PROTOCOLS
 
+        settable = {f.name for f in dataclasses.fields(DownstreamConfig)} - {"recommender", "protocol", "seed"}
+        unknown = sorted(set(self.options) - settable)
+        if unknown:
+            hints = [f"{key} is now {RENAMED[key]}" for key in unknown if key in RENAMED]
+            raise InputError(f"compare.options: unknown key(s) {unknown}" + (f" ({'; '.join(hints)})" if hints else "")
+                             + f"; allowed: {sorted(settable)}")
         if self.protocol is not None and self.protocols is not None:
             raise InputError("compare: give `protocol` (one) or `protocols` (a list), not both")
         if self.protocols is not None and (not isinstance(self.protocols, list) or not self.protocols):
@@ -93,7 +102,9 @@ def _build(cls, raw: dict, where: str):
     names = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - set(names))
     if unknown:
-        raise InputError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(names)}")
+        hints = [f"{key} is now {RENAMED[key]}" for key in unknown if key in RENAMED]
+        raise InputError(f"{where}: unknown key(s) {unknown}" + (f" ({'; '.join(hints)})" if hints else "")
+                         + f"; allowed: {sorted(names)}")
     kwargs = {}
     for key, value in raw.items():
         sub = _SECTIONS.get(names[key].type)

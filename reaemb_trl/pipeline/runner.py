@@ -1,7 +1,8 @@
 """prepare -> LRCL (with and without thought) -> CRRL -> export -> compare -> report, resumable stage by stage.
 
-Each stage runs through the same command-line entry point a user would call, with a recipe written into
-`OUTPUT/recipes/`, so every stage of a pipeline run can be reproduced by hand. `pipeline_state.json` records each
+Each training stage writes its recipe into `OUTPUT/recipes/`, parses it as its sub-command would, and calls the
+stage's library function (`lrcl.run`, `crrl.run`, `export_item_tables`, `compare`), so every stage of a pipeline
+run can be reproduced by hand with `reaemb-trl lrcl --config OUTPUT/recipes/lrcl.yaml`. `pipeline_state.json` records each
 stage's config hash: a re-run skips finished stages with the same hash, and a stage that was killed is started
 again with `resume_from_checkpoint` set to its newest checkpoint, so it continues from there.
 """
@@ -20,6 +21,8 @@ import yaml
 from ..data import PreparedDataset, prepare_dataset, sample_dataset_files
 from ..errors import InputError
 from ..io_utils import atomic_path, write_json
+from ..recipe import parse_recipe
+from ..training_state import latest_checkpoint
 from .pipeline_config import BUNDLED, PipelineConfig, stage_hash
 from .report import write_report
 
@@ -73,14 +76,14 @@ class PipelineRunner:
         self._stage("raw_backbone", self.out / "raw_backbone", self._save_raw_backbone,
                     settings={"backbone": self.backbone, **_embedder_keys(self.config.lrcl)})
         self._stage("lrcl_no_thought", self.out / "lrcl_no_thought",
-                    lambda out: self._cli_stage("lrcl", out, {**lrcl_common, **self.config.lrcl, "no_thought": True}),
+                    lambda out: self._training_stage("lrcl", out, {**lrcl_common, **self.config.lrcl, "no_thought": True}),
                     settings={**lrcl_common, **self.config.lrcl, "no_thought": True}, after=["prepare"])
         self._stage("lrcl", self.out / "lrcl",
-                    lambda out: self._cli_stage("lrcl", out, {**lrcl_common, **self.config.lrcl}),
+                    lambda out: self._training_stage("lrcl", out, {**lrcl_common, **self.config.lrcl}),
                     settings={**lrcl_common, **self.config.lrcl}, after=["prepare"])
         crrl_settings = {"model_name_or_path": str(self.out / "lrcl"), "dataset_dir": str(data_dir),
                          "seed": self.config.seed, **self.config.crrl}
-        self._stage("crrl", self.out / "crrl", lambda out: self._cli_stage("crrl", out, crrl_settings),
+        self._stage("crrl", self.out / "crrl", lambda out: self._training_stage("crrl", out, crrl_settings),
                     settings=crrl_settings, after=["prepare", "lrcl"])
         tables = {run: self.out / "tables" / f"{run}.safetensors" for run in TABLE_RUNS}
         for stage, runs in EXPORT_STAGES.items():
@@ -106,7 +109,7 @@ class PipelineRunner:
         if record and record.get("hash") != digest and output.exists():
             self.log(f"[pipeline] {name}: config changed since the last run, starting over")
             shutil.rmtree(output) if output.is_dir() else output.unlink()
-        checkpoint = _latest_checkpoint(output) if record and record.get("hash") == digest else None
+        checkpoint = latest_checkpoint(output) if record and record.get("hash") == digest else None
         self.log(f"[pipeline] {name}: " + (f"resuming from {checkpoint.name}" if checkpoint else "running"))
         self.state.mark(name, hash=digest, status="running", started=_now())
         start = time.perf_counter()
@@ -140,33 +143,39 @@ class PipelineRunner:
                                                          **_embedder_keys(self.config.lrcl))
         embedder.save_pretrained(output)
 
-    def _cli_stage(self, command: str, output: Path, settings: dict) -> None:
+    def _training_stage(self, stage: str, output: Path, settings: dict) -> None:
+        from ..crrl import CRRLConfig
+        from ..crrl import run as run_crrl
+        from ..lrcl import LRCLConfig
+        from ..lrcl import run as run_lrcl
+
         recipe = {**settings, "output_dir": str(output)}
-        checkpoint = _latest_checkpoint(output)
+        checkpoint = latest_checkpoint(output)
         if checkpoint is not None:  # left by a killed run of this same stage config
             recipe["resume_from_checkpoint"] = str(checkpoint)
         recipe_path = self.out / "recipes" / f"{output.name}.yaml"
         with atomic_path(recipe_path) as tmp:
             tmp.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
-        _call(command, ["--config", str(recipe_path)])
+        config_class, run = {"lrcl": (LRCLConfig, run_lrcl), "crrl": (CRRLConfig, run_crrl)}[stage]
+        run(parse_recipe(config_class, ["--config", str(recipe_path)], prog=f"reaemb-trl {stage}"))
 
     def _export(self, runs: list[str], tables: dict[str, Path], data_dir: Path) -> None:
-        argv = ["--data", str(data_dir), "--batch-size", str(self.config.export.batch_size)]
-        for run in runs:
-            argv += ["--model", str(self.out / TABLE_RUNS[run]), "--output", str(tables[run])]
-        if self.config.export.pca:
-            argv += ["--pca", str(self.config.export.pca)]
-        _call("export", argv)
+        from ..embedder import LatentReasoningEmbedder
+        from ..export import default_device, export_item_tables
+
+        folders = [self.out / TABLE_RUNS[run] for run in runs]
+        embedders = [LatentReasoningEmbedder.from_pretrained(folder).to(default_device()) for folder in folders]
+        export_item_tables(embedders, PreparedDataset.load(data_dir), [tables[run] for run in runs],
+                           pca=self.config.export.pca, batch_size=self.config.export.batch_size,
+                           model_names=[str(folder) for folder in folders])
 
     def _compare(self, data_dir: Path, tables: dict[str, Path], output: Path) -> None:
-        compare = self.config.compare
-        argv = ["--data", str(data_dir), "--id-only", "--runs", *(f"{run}={path}" for run, path in tables.items()),
-                "--backbones", *compare.backbones, "--seeds", str(compare.seeds),
-                "--protocol", *compare.protocol_list(),
-                "--output", str(output), "--overwrite"]
-        for key, value in compare.options.items():
-            argv += [f"--{key.replace('_', '-')}", str(value)]
-        _call("compare", argv)
+        from ..downstream import DownstreamConfig, compare
+
+        section = self.config.compare
+        compare(data_dir, tables, output, recommenders=section.recommenders, seeds=section.seeds,
+                protocols=section.protocol_list(), id_only=True, config=DownstreamConfig(**section.options),
+                overwrite=True)
 
     def _resolve_dataset_files(self) -> tuple[str | None, str | None]:
         dataset = self.config.dataset
@@ -189,26 +198,6 @@ def _embedder_keys(lrcl: dict) -> dict:
     """The LRCL keys that shape the embedder itself, so the raw table is built the way LRCL builds its model."""
     keys = ("num_thought_tokens", "pooling", "max_length", "instruction", "system_prompt", "gguf_file")
     return {key: lrcl[key] for key in keys if lrcl.get(key) is not None}
-
-
-# The file each trainer writes last into a checkpoint: a kill can leave a folder without it, which is no checkpoint.
-CHECKPOINT_COMPLETE_MARKERS = ("trainer_state.json", "lrcl_checkpoint.json")
-
-
-def _latest_checkpoint(output: Path) -> Path | None:
-    """Newest complete `checkpoint-N` a stage left (LRCL keeps them in `checkpoints/`, the TRL trainer at the top)."""
-    found = [*output.glob("checkpoint-*"), *output.glob("checkpoints/checkpoint-*")] if output.is_dir() else []
-    found = [p for p in found if p.name.split("-")[-1].isdigit()
-             and any((p / marker).is_file() for marker in CHECKPOINT_COMPLETE_MARKERS)]
-    return max(found, key=lambda p: int(p.name.split("-")[-1]), default=None)
-
-
-def _call(command: str, argv: list[str]) -> None:
-    from .. import cli
-
-    code = cli.main([command, *argv])
-    if code:
-        raise RuntimeError(f"stage `reaemb-trl {command} {' '.join(argv)}` failed with exit code {code}")
 
 
 def _now() -> str:

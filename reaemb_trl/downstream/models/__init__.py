@@ -1,4 +1,5 @@
-"""The recommenders evaluated downstream and the factory the trainer builds them with."""
+"""The recommenders evaluated downstream, one per file, and the factory that builds one from its config: adding a
+recommender is one file here plus one entry in MODELS (and its name in `config.RECOMMENDERS`)."""
 
 from __future__ import annotations
 
@@ -12,23 +13,18 @@ from .gru4rec import GRU4Rec
 from .popularity import Popularity
 from .sasrec import SASRec
 
-BACKBONES = ("sasrec", "gru4rec", "bert4rec", "pop")
+MODELS: dict[str, type[SequentialRecommender]] = {"sasrec": SASRec, "gru4rec": GRU4Rec, "bert4rec": BERT4Rec}
 
 
-def build_model(backbone: str, num_items: int, train_popularity: np.ndarray, embeddings: np.ndarray | None = None,
-                trainable_table: bool = False, hidden_size: int = 128, max_len: int = 200, num_layers: int = 2,
-                num_heads: int = 2, inner_size: int = 256, dropout: float = 0.2) -> nn.Module:
-    if backbone == "pop":
+def build_model(config, num_items: int, train_popularity: np.ndarray,
+                embeddings: np.ndarray | None = None) -> nn.Module:
+    """`config.recommender` built from `config` (a DownstreamConfig) on an ID table or the `embeddings` table."""
+    if config.recommender == "pop":
         return Popularity(train_popularity)
-    special_tokens = 1 if backbone == "bert4rec" else 0
-    table = build_item_table(num_items, hidden_size, embeddings, trainable_table, special_tokens)
-    if backbone == "sasrec":
-        return SASRec(table, hidden_size, max_len, num_layers, num_heads, inner_size, dropout)
-    if backbone == "gru4rec":
-        return GRU4Rec(table, hidden_size, max_len, 1, dropout)
-    if backbone == "bert4rec":
-        return BERT4Rec(table, num_items, hidden_size, max_len, num_layers, num_heads, inner_size, dropout)
-    raise ValueError(f"unknown backbone {backbone!r} (choose from {', '.join(BACKBONES)})")
+    model_class = MODELS[config.recommender]
+    table = build_item_table(num_items, config.hidden_size, embeddings, config.trainable_table,
+                             model_class.special_tokens)
+    return model_class.from_config(config, table, num_items)
 
 
-__all__ = ["BACKBONES", "BERT4Rec", "GRU4Rec", "Popularity", "SASRec", "SequentialRecommender", "build_model"]
+__all__ = ["BERT4Rec", "GRU4Rec", "MODELS", "Popularity", "SASRec", "SequentialRecommender", "build_model"]

@@ -2,27 +2,50 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
+import numpy as np
 import torch
 from torch import nn
 
+from ..losses import masked_item_ce
+from ..sequences import end_aligned_windows, pad_right
 from .base import SequentialRecommender
 
 
 class BERT4Rec(SequentialRecommender):
     """The item table must hold one special token after the catalogue: [MASK] = num_items + 1."""
 
-    def __init__(self, item_table: nn.Module, num_items: int, hidden_size: int = 128, max_len: int = 200,
+    special_tokens = 1
+
+    def __init__(self, item_table: nn.Module, num_items: int, hidden_size: int = 128, max_items: int = 200,
                  num_layers: int = 2, num_heads: int = 2, inner_size: int = 256, dropout: float = 0.2):
         super().__init__()
         self.item_table = item_table
         self.mask_id = num_items + 1
-        self.context_length = max_len - 1
-        self.positions = nn.Embedding(max_len, hidden_size)
+        self.context_length = max_items - 1
+        self.positions = nn.Embedding(max_items, hidden_size)
         self.input_norm = nn.LayerNorm(hidden_size)
         self.dropout = nn.Dropout(dropout)
         layer = nn.TransformerEncoderLayer(hidden_size, num_heads, inner_size, dropout, activation="gelu",
                                            batch_first=True)
         self.blocks = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+
+    @classmethod
+    def from_config(cls, config, item_table: nn.Module, num_items: int) -> "BERT4Rec":
+        return cls(item_table, num_items, config.hidden_size, config.max_items, config.num_layers, config.num_heads,
+                   config.inner_size, config.dropout)
+
+    def training_rows(self, train_sequences: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Whole windows (inputs = targets): the cloze loss masks positions itself."""
+        width = self.context_length + 1
+        windows = [w for seq in train_sequences if len(seq) >= 2 for w in end_aligned_windows(seq, width, width)]
+        inputs, _ = pad_right(windows, width)
+        return inputs, inputs.copy()
+
+    def calculate_loss(self, inputs: torch.Tensor, targets: torch.Tensor, generator: torch.Generator,
+                       num_items: int, config) -> torch.Tensor:
+        return masked_item_ce(self, inputs, config.mask_prob, generator)
 
     def forward(self, item_ids: torch.Tensor) -> torch.Tensor:
         positions = torch.arange(item_ids.shape[1], device=item_ids.device)

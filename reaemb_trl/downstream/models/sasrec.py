@@ -11,18 +11,23 @@ from .base import SequentialRecommender
 
 
 class SASRec(SequentialRecommender):
-    def __init__(self, item_table: nn.Module, hidden_size: int = 128, max_len: int = 200, num_layers: int = 2,
+    def __init__(self, item_table: nn.Module, hidden_size: int = 128, max_items: int = 200, num_layers: int = 2,
                  num_heads: int = 2, inner_size: int = 256, dropout: float = 0.2):
         super().__init__()
         self.item_table = item_table
-        self.context_length = max_len
+        self.context_length = max_items
         self.hidden_size = hidden_size
-        self.positions = nn.Embedding(max_len, hidden_size)
+        self.positions = nn.Embedding(max_items, hidden_size)
         self.dropout = nn.Dropout(dropout)
         layer = nn.TransformerEncoderLayer(hidden_size, num_heads, inner_size, dropout, activation="gelu",
                                            batch_first=True, norm_first=True)
         self.blocks = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
         self.final_norm = nn.LayerNorm(hidden_size)
+
+    @classmethod
+    def from_config(cls, config, item_table: nn.Module, num_items: int) -> "SASRec":
+        return cls(item_table, config.hidden_size, config.max_items, config.num_layers, config.num_heads,
+                   config.inner_size, config.dropout)
 
     def forward(self, item_ids: torch.Tensor) -> torch.Tensor:
         length = item_ids.shape[1]

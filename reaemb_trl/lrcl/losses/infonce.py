@@ -11,6 +11,7 @@ from .temperature import Temperature
 
 class InfoNCELoss(nn.Module):
     default_temperature = 0.05
+    similarity = "cosine"  # both views are L2-normalised: what the embeddings are trained to be compared with
 
     def __init__(self, temperature: float | None = None, learnable_temperature: bool = False,
                  min_temperature: float = 1e-3):

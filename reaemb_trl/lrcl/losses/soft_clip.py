@@ -16,6 +16,7 @@ class SoftCLIPLoss(nn.Module):
     """
 
     default_temperature = 1.0
+    similarity = "dot"  # raw dot products: what the embeddings are trained to be compared with
 
     def __init__(self, temperature: float | None = None, learnable_temperature: bool = True,
                  min_temperature: float = 1e-3):
