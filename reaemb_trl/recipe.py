@@ -16,8 +16,10 @@ def help_field(text: str, **kwargs):
     return dataclasses.field(metadata={"help": text}, **kwargs)
 
 
-def parse_recipe(config_cls: type[ConfigT], argv: list[str], prog: str | None = None) -> ConfigT:
-    """`--config RECIPE.yaml` sets defaults, `--key value` overrides them; an unknown key is an InputError naming it."""
+def parse_recipe(config_cls: type[ConfigT], argv: list[str], prog: str | None = None,
+                 extra: tuple[type, ...] = (), description: str | None = None):
+    """`--config RECIPE.yaml` sets defaults, `--key value` overrides them; an unknown key is an InputError naming it.
+    Returns the `config_cls` instance, or (it, *instances of `extra`) when `extra` dataclasses are given."""
     from trl import TrlParser
 
     if "--config" in argv:
@@ -25,12 +27,12 @@ def parse_recipe(config_cls: type[ConfigT], argv: list[str], prog: str | None = 
         if position == len(argv) or argv[position].startswith("--"):
             raise InputError("--config needs a recipe file (--config RECIPE.yaml)")
         load_recipe_yaml(Path(argv[position]))  # a clear error for a missing file or a YAML syntax error
-    parser = TrlParser((config_cls,), prog=prog)
+    parser = TrlParser((config_cls, *extra), prog=prog, description=description)
     try:
-        (config,) = parser.parse_args_and_config(argv)
+        configs = parser.parse_args_and_config(argv)
     except ValueError as err:
         raise InputError(str(err)) from err
-    return config
+    return tuple(configs) if extra else configs[0]
 
 
 def load_recipe_yaml(path: Path) -> dict:

@@ -62,7 +62,7 @@ def test_raw_minilm_table_end_to_end_through_the_cli(office_subset, minilm_table
     output = tmp_path / "metrics.json"
     code = cli_main(["evaluate", "--data", str(office_subset), "--embeddings", str(minilm_table),
                      "--recommender", "sasrec", "--protocol", "sampled", "--epochs", "2", "--patience", "2",
-                     "--max-len", "20", "--no-progress", "--output", str(output)])
+                     "--max-items", "20", "--no-show-progress", "--output", str(output)])
     assert code == 0
     record = json.loads(output.read_text())
     for group in ("overall", "tail_items", "popular_items", "short_users", "long_users"):
@@ -79,8 +79,8 @@ def test_raw_minilm_table_end_to_end_through_the_cli(office_subset, minilm_table
 def test_compare_writes_table_json_and_plots(office_subset, minilm_table, tmp_path):
     output = tmp_path / "compare"
     code = cli_main(["compare", "--data", str(office_subset), "--runs", f"minilm={minilm_table}", "--id-only",
-                     "--recommenders", "sasrec", "pop", "--seeds", "2", "--protocol", "sampled", "--epochs", "1",
-                     "--max-len", "20", "--no-progress", "--output", str(output)])
+                     "--recommenders", "sasrec", "pop", "--seeds", "2", "--protocols", "sampled", "--epochs", "1",
+                     "--max-items", "20", "--no-show-progress", "--output", str(output)])
     assert code == 0
     results = json.loads((output / "results.json").read_text())
     assert len(results["runs"]) == 2 * 2 + 1  # (id-only, minilm) x 2 seeds + popularity once
