@@ -108,6 +108,18 @@ def ensure_replaceable(path: str | os.PathLike, marker: str, inputs: Sequence[st
                          "choose a new output folder or empty this one yourself")
 
 
+def check_writable_file(path: str | os.PathLike) -> None:
+    """Refuse, before any work, an output file path that is a folder, lies under a file, or cannot be written."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: the output path is a folder; name a file")
+    parent = next((p for p in path.parents if p.exists()), Path("."))
+    if not parent.is_dir():
+        raise InputError(f"{path}: cannot write here: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"{path}: cannot write here: {parent} is not writable")
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")

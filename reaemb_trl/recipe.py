@@ -27,7 +27,9 @@ def parse_recipe(config_cls: type[ConfigT], argv: list[str], prog: str | None = 
         if position == len(argv) or argv[position].startswith("--"):
             raise InputError("--config needs a recipe file (--config RECIPE.yaml)")
         load_recipe_yaml(Path(argv[position]))  # a clear error for a missing file or a YAML syntax error
-    parser = TrlParser((config_cls, *extra), prog=prog, description=description)
+    parser = TrlParser((config_cls, *extra), prog=prog, description=description,
+                       epilog="--config RECIPE.yaml: a YAML file whose keys set these options; flags given after it "
+                       "override them.")
     try:
         configs = parser.parse_args_and_config(argv)
     except ValueError as err:

@@ -160,3 +160,26 @@ def test_split_popularity_matches_the_prepared_folder(prepared_sample):
     # Tail/popular groups and the popularity baseline count the same training prefixes as the data layer.
     assert np.array_equal(split.train_popularity, dataset.item_popularity)
     assert len(split.eval_users) == dataset.num_users == 4905
+
+
+def test_evaluate_refuses_before_training(prepared_sample, tmp_path):
+    """Checks that must come before any training: the output path, settings that make no sense, and a table
+    exported from another dataset of the same size."""
+    dataset = PreparedDataset.load(prepared_sample)
+    (tmp_path / "a_folder").mkdir()
+    with pytest.raises(InputError, match="the output path is a folder"):
+        evaluate(prepared_sample, recommender="pop", output=tmp_path / "a_folder", **FAST)
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(InputError, match="is a file, not a folder"):
+        evaluate(prepared_sample, recommender="pop", output=tmp_path / "a_file" / "m.json", **FAST)
+    for name in ("epochs", "num_negatives", "patience"):
+        with pytest.raises(InputError, match=f"{name} must be at least 1, got 0"):
+            DownstreamConfig(**{name: 0})
+    table = np.zeros((dataset.num_items + 1, 8), dtype=np.float32)
+    other = tmp_path / "other.safetensors"
+    save_embedding_table(other, table, {"dataset_sha256": "f" * 64})
+    with pytest.raises(InputError, match="exported from another dataset"):
+        evaluate(prepared_sample, other, recommender="sasrec", **FAST)
+    assert cli_main(["evaluate", "--data", str(prepared_sample), "--recommender", "pop", "--epochs", "0",
+                     "--output", str(tmp_path / "m.json")]) == 1
+    assert not (tmp_path / "m.json").exists()

@@ -1,6 +1,7 @@
 """`reaemb-trl export`: the item table file, its metadata, PCA, and refusals."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -150,3 +151,27 @@ def test_folders_sharing_pass1_are_exported_from_one_pass(small_dataset, model_d
 
     assert cli_main(["export", "--data", str(small_dataset), "--model", str(model_dir), "--output", "a",
                      "--output", "b"]) == 1
+
+
+def test_a_damaged_folder_or_textless_dataset_is_refused_clearly(small_dataset, model_dir, tmp_path, capsys,
+                                                                 monkeypatch):
+    damaged = tmp_path / "damaged"
+    shutil.copytree(model_dir, damaged)
+    weights = damaged / "thought_module.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # truncated mid-file
+    output = tmp_path / "t.safetensors"
+    argv = ["export", "--model", str(damaged), "--data", str(small_dataset), "--output", str(output), "--no-progress"]
+    assert cli_main(argv) == 1
+    assert "thought_module.safetensors: not a readable safetensors file" in capsys.readouterr().err
+    assert not output.exists() and not list(tmp_path.glob(".*tmp*"))
+
+    # items without text are refused before any model is loaded
+    (tmp_path / "inter.json").write_text(json.dumps({"u1": [1, 2, 3], "u2": [2, 3, 1]}))
+    with pytest.warns(UserWarning, match="no item file"):
+        textless = prepare_dataset("seqjson", interactions=tmp_path / "inter.json", output=tmp_path / "textless",
+                                   show_progress=False)
+    loads = []
+    monkeypatch.setattr(LatentReasoningEmbedder, "from_pretrained", classmethod(lambda cls, *a, **k: loads.append(a)))
+    argv = ["export", "--model", str(model_dir), "--data", str(textless), "--output", str(output)]
+    assert cli_main(argv) == 1
+    assert "3 items have no text" in capsys.readouterr().err and loads == []

@@ -46,6 +46,9 @@ class DownstreamConfig:
             raise InputError(f"protocol {self.protocol!r} is unknown (choose from {', '.join(PROTOCOLS)})")
         if self.max_items < 2:
             raise InputError(f"max_items must be at least 2, got {self.max_items}")
+        for name in ("epochs", "patience", "num_negatives", "batch_size", "eval_batch_size", "hidden_size"):
+            if getattr(self, name) < 1:  # 0 negatives would rank every target first: HR = NDCG = 1
+                raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
 
     def to_dict(self) -> dict:
         return asdict(self)

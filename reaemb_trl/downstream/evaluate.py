@@ -12,14 +12,22 @@ import numpy as np
 
 from ..data import PreparedDataset, load_embedding_table
 from ..errors import InputError
-from ..io_utils import sha256_file, write_json
+from ..io_utils import check_writable_file, sha256_file, write_json
 from .metrics import GROUPS
 from .trainer import SELECTION_METRIC, DownstreamConfig, DownstreamTrainer
 
 
 def load_table(path: str | os.PathLike | None, dataset: PreparedDataset) -> np.ndarray | None:
-    """The embedding file's table, checked against the dataset (row count, finite values)."""
-    return None if path is None else load_embedding_table(path, num_items=dataset.num_items)[0]
+    """The embedding file's table, checked against the dataset: row count, finite values, and the fingerprint of
+    the dataset it was exported from (when the file records one), since two datasets can have the same size."""
+    if path is None:
+        return None
+    table, metadata = load_embedding_table(path, num_items=dataset.num_items)
+    made_for = metadata.get("dataset_sha256")
+    if made_for and made_for != dataset.sha256:
+        raise InputError(f"{path}: the table was exported from another dataset (dataset_sha256 {made_for[:12]}..., "
+                         f"this one {dataset.sha256[:12]}...); export it again from {dataset.path}")
+    return table
 
 
 def run_records(config: DownstreamConfig, dataset: PreparedDataset, embeddings: str | os.PathLike | None,
@@ -71,6 +79,8 @@ def evaluate(data: str | os.PathLike, embeddings: str | os.PathLike | None = Non
              config: DownstreamConfig | None = None, output: str | os.PathLike | None = None, **overrides) -> dict:
     """Train `config.recommender` on the prepared folder `data` and return (and write, atomically) its metrics."""
     config = dataclasses.replace(config or DownstreamConfig(), **overrides)
+    if output is not None:
+        check_writable_file(output)  # before the training, not after it
     dataset = PreparedDataset.load(data)
     record = run_record(config, dataset, embeddings, load_table(embeddings, dataset))
     if output is not None:

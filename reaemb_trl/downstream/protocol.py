@@ -34,7 +34,8 @@ class LeaveOneOutSplit:
         self.sequences = [np.asarray(seq, dtype=np.int64) for seq in sequences]
         for user, seq in enumerate(self.sequences):
             if seq.size and (seq.min() < 1 or seq.max() > self.num_items):
-                raise InputError(f"user {user}: item ids must lie in 1..{self.num_items}, got {seq.min()}..{seq.max()}")
+                raise InputError(f"user on line {user + 1} of the interactions: item ids must lie in "
+                                 f"1..{self.num_items}, got {seq.min()}..{seq.max()}")
         self.train = [seq[:-2] for seq in self.sequences]
         self.eval_users = np.array([u for u, seq in enumerate(self.sequences) if len(seq) >= 3], dtype=np.int64)
         if self.eval_users.size == 0:
@@ -70,7 +71,8 @@ def sample_negatives(sequences: Sequence[np.ndarray], users: np.ndarray, num_ite
         seen = np.unique(sequences[user])
         available = num_items - seen.size
         if available < num_negatives:
-            raise InputError(f"user {user}: only {available} items were never interacted with, fewer than the "
+            raise InputError(f"user on line {user + 1} of the interactions: only {available} items were never "
+                             "interacted with, fewer than the "
                              f"{num_negatives} sampled negatives (use --protocol full or fewer negatives)")
         if available < 2 * num_negatives:
             negatives[row] = rng.choice(np.setdiff1d(np.arange(1, num_items + 1), seen), num_negatives, replace=False)

@@ -9,6 +9,8 @@ from pathlib import Path
 from peft import PeftModel, set_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 
+from ..errors import InputError
+
 CONFIG_FILE = "config.json"
 THOUGHT_MODULE_FILE = "thought_module.safetensors"
 ADAPTER_DIR = "adapter"
@@ -27,7 +29,11 @@ def save_thought_weights(embedder, folder: str | os.PathLike) -> None:
 def load_thought_weights(embedder, folder: str | os.PathLike, with_adapter: bool = False) -> None:
     """Restore what `save_thought_weights` wrote (and, with `with_adapter`, the LoRA weights of `folder/adapter`,
     when both exist) into `embedder` in place."""
-    tensors = load_file(str(Path(folder) / THOUGHT_MODULE_FILE))
+    file = Path(folder) / THOUGHT_MODULE_FILE
+    try:
+        tensors = load_file(str(file))
+    except Exception as err:  # safetensors raises its own error types for a truncated or foreign file
+        raise InputError(f"{file}: not a readable safetensors file ({err}); the folder is damaged") from err
     embedder.thought_module.load_state_dict(
         {k[len(_MODULE_PREFIX):]: v for k, v in tensors.items() if k.startswith(_MODULE_PREFIX)})
     embedder.thought_embeddings.data.copy_(tensors["thought_embeddings"])

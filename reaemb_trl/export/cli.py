@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import InputError
-from .export import default_device, export_item_tables
+from .export import check_dataset, default_device, export_item_tables
 from .formats import FORMATS, check_output, recbole_config_path
 
 
@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from transformers.utils import logging as transformers_logging
+
     from ..data import PreparedDataset
     from ..embedder import LatentReasoningEmbedder
 
@@ -52,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     for output in args.output:  # export_item_tables checks them too, but only after the models have loaded
         check_output(args.table_format, output, args.pca)
     dataset = PreparedDataset.load(args.data)
+    check_dataset(dataset, args.num_items)  # before the models load, which takes seconds to minutes
+    if not args.show_progress:
+        transformers_logging.disable_progress_bar()  # the "Loading weights" bars
     device = args.device or default_device()
     embedders = [LatentReasoningEmbedder.from_pretrained(model).to(device) for model in args.model]
     written = export_item_tables(embedders, dataset, args.output, pca=args.pca, batch_size=args.batch_size,

@@ -78,7 +78,9 @@ def export_item_tables(embedders: Sequence, dataset: PreparedDataset, outputs: S
     return written
 
 
-def _checked_texts(embedder, dataset: PreparedDataset, pca: int | None, num_items: int | None) -> list[str]:
+def check_dataset(dataset: PreparedDataset, num_items: int | None = None) -> list[str]:
+    """The texts of items 1..N; refuses, before any model is loaded, a dataset of another size than `num_items`
+    or with items that have no text."""
     if num_items is not None and num_items != dataset.num_items:
         raise InputError(f"{dataset.path}: the dataset has {dataset.num_items} items but the export was asked "
                          f"for {num_items}")
@@ -87,6 +89,11 @@ def _checked_texts(embedder, dataset: PreparedDataset, pca: int | None, num_item
     if missing:
         raise InputError(f"{dataset.path}: {len(missing)} items have no text (item ids {missing[:10]}); "
                          "the embedder needs item text (prepare the dataset with an item file)")
+    return texts
+
+
+def _checked_texts(embedder, dataset: PreparedDataset, pca: int | None, num_items: int | None) -> list[str]:
+    texts = check_dataset(dataset, num_items)
     if pca is not None and not 1 <= pca <= min(dataset.num_items, embedder.config.hidden_size):
         raise InputError(f"--pca {pca}: must be between 1 and min(num_items, hidden size) = "
                          f"{min(dataset.num_items, embedder.config.hidden_size)}")
