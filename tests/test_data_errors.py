@@ -1,6 +1,8 @@
 """Every bad input: a message naming file, line or record and the problem; exit 1; no output folder left."""
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 
@@ -95,7 +97,7 @@ def test_unknown_item_is_an_error_or_dropped_and_counted(tmp_path, capsys):
     code, _ = run_prepare(tmp_path, capsys, "amazon2023", inter, meta, "--drop-unknown-items")
     assert code == 0
     metadata = json.loads((tmp_path / "out" / "dataset.json").read_text())
-    assert metadata["counts"]["dropped_unknown_items"] == 1 and metadata["counts"]["interactions"] == 2
+    assert metadata["filters"]["unknown_items"] == 1 and metadata["counts"]["interactions"] == 2
 
 
 def test_unknown_item_in_a_sequence_file_names_the_user(tmp_path, capsys):
@@ -229,8 +231,146 @@ def test_overwrite_refuses_the_working_directory(tmp_path, capsys, monkeypatch):
     assert inter.is_file()
 
 
-def test_output_that_is_a_file_is_refused(tmp_path, capsys):
-    inter = write(tmp_path / "inter.json", ['{"u1": [1, 2, 3], "u2": [2, 3, 1]}'])
+def test_output_that_is_a_file_is_refused_before_reading(tmp_path, capsys):
+    inter = write(tmp_path / "inter.txt", ["1 1", "not read"])  # reading would fail on line 2: it never starts
     write(tmp_path / "out", ["a file"])
-    code, err = run_prepare(tmp_path, capsys, "seqjson", inter)
-    assert code == 1 and "is a file, not a folder" in err
+    code, err = run_prepare(tmp_path, capsys, "reaemb", inter)
+    assert code == 1 and "out: the output path is a file, not a folder" in err and "line 2" not in err
+    assert (tmp_path / "out").read_text() == "a file\n"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+
+
+def test_output_under_a_file_is_refused_before_reading(tmp_path, capsys):
+    inter = write(tmp_path / "inter.txt", ["1 1", "not read"])
+    write(tmp_path / "notes.txt", ["mine"])
+    out = tmp_path / "notes.txt" / "sub" / "out"
+    code = main(["prepare", "reaemb", "--interactions", str(inter), "--output", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1 and f"{out}: cannot create the output folder, {tmp_path / 'notes.txt'} is a file" in err
+    assert (tmp_path / "notes.txt").read_text() == "mine\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["inter.txt", "notes.txt"]
+
+
+def test_output_in_a_folder_that_is_not_writable_is_refused_before_reading(tmp_path, capsys, monkeypatch):
+    inter = write(tmp_path / "inter.txt", ["1 1", "not read"])
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    if os.geteuid() == 0:  # root writes anywhere: make os.access answer as for another user
+        real_access = os.access
+        monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != locked and real_access(path, mode))
+    try:
+        code = main(["prepare", "reaemb", "--interactions", str(inter), "--output", str(locked / "new" / "out")])
+    finally:
+        locked.chmod(0o755)
+    err = capsys.readouterr().err
+    assert code == 1 and f"cannot create the output folder, {locked} is not writable" in err
+    assert list(locked.iterdir()) == []
+
+
+def test_csv_cell_over_the_field_limit(tmp_path, capsys):
+    inter = write(tmp_path / "inter.csv", ["user,item", "u1,a", "u2,b", "u3," + "x" * 140_000, "u4,c"])
+    code, err = run_prepare(tmp_path, capsys, "csv", inter)
+    assert_rejected(tmp_path, code, err, "inter.csv, line 4: unreadable CSV (field larger than field limit")
+
+
+def test_stray_carriage_return_in_a_csv_file(tmp_path, capsys):
+    inter = tmp_path / "inter.csv"
+    inter.write_bytes(b"user,item\nu1,a\ru2,b\n")
+    code, err = run_prepare(tmp_path, capsys, "csv", inter)
+    assert_rejected(tmp_path, code, err, "inter.csv, line 2: unreadable CSV (new-line character seen in unquoted "
+                                         "field)")
+
+
+@pytest.mark.parametrize("name", ["inter.csv", "reviews.jsonl"])
+@pytest.mark.parametrize("bad_line", [2, 5002])
+def test_non_utf8_byte_is_reported_on_its_own_line(tmp_path, capsys, name, bad_line):
+    # A decoder that reads ahead in 8 KiB blocks reported the line it had reached (4652 for 5002; 1 for 2).
+    if name == "inter.csv":
+        lines = ["user,item,timestamp"] + [f"u{k % 50},i{k % 70},{k}" for k in range(2, 6001)]
+    else:
+        lines = reviews(*({"user_id": f"u{k % 50}", "timestamp": k} for k in range(1, 6001)))
+    data = [line.encode() for line in lines]
+    data[bad_line - 1] = data[bad_line - 1].replace(b"u", b"\xffu", 1)
+    inter = tmp_path / name
+    inter.write_bytes(b"\n".join(data) + b"\n")
+    code, err = run_prepare(tmp_path, capsys, "csv" if name == "inter.csv" else "amazon2023", inter)
+    assert_rejected(tmp_path, code, err, f"{name}, line {bad_line}: bytes that are not valid utf-8")
+
+
+def test_corrupt_gzip_in_a_line_file(tmp_path, capsys):
+    import gzip
+
+    packed = gzip.compress("".join(line + "\n" for line in reviews(*({"timestamp": k} for k in range(20_000))))
+                           .encode())
+    inter = tmp_path / "reviews.jsonl.gz"
+    inter.write_bytes(packed[:400] + bytes(b ^ 0xFF for b in packed[400:440]) + packed[440:])
+    code, err = run_prepare(tmp_path, capsys, "amazon2023", inter)
+    assert_rejected(tmp_path, code, err, "reviews.jsonl.gz: cannot be read")
+
+
+def test_reaemb_ids_must_be_integers(tmp_path, capsys):
+    inter = write(tmp_path / "inter.txt", ["1 2", "2 3", "1 oops"])
+    code, err = run_prepare(tmp_path, capsys, "reaemb", inter)
+    assert_rejected(tmp_path, code, err, "inter.txt, line 3: item id 'oops' is not an integer")
+    items = write(tmp_path / "item_info.jsonline", [json.dumps({"item_id": "2b", "input": "x\n title is T"})])
+    code, err = run_prepare(tmp_path, capsys, "reaemb", write(tmp_path / "inter.txt", ["1 2"]), items)
+    assert_rejected(tmp_path, code, err, "item_info.jsonline, line 1: item id '2b' is not an integer")
+
+
+@pytest.mark.parametrize("fmt, lines, message", [
+    ("csv", ["user,item,timestamp", "u1,a,1", "u1,b,nan"], "inter, line 3: field 'timestamp' is not a valid number"),
+    ("csv", ["user,item,rating", "u1,a,5", "u1,b,inf"], "inter, line 3: field 'rating' is not a valid number"),
+    ("movielens", ["1::10::5::1", "1::11::NaN::2"], "inter, line 2: field 'rating' is not a valid number"),
+    ("recbole", ["user_id:token\titem_id:token\ttimestamp:float", "1\t2\t-inf"],
+     "inter, line 2: field 'timestamp' is not a valid number"),
+    ("amazon2023", reviews({}, {"timestamp": float("nan")}), "inter, line 2: field 'timestamp' is not a valid number"),
+])
+def test_nan_and_inf_are_refused(tmp_path, capsys, fmt, lines, message):
+    code, err = run_prepare(tmp_path, capsys, fmt, write(tmp_path / "inter", lines))
+    assert_rejected(tmp_path, code, err, message)
+
+
+@pytest.mark.parametrize("fmt, header, repeated", [
+    ("csv", "user,item,user", "user"),
+    ("csv", "user, item ,item", "item"),  # names are trimmed like ids
+    ("recbole", "user_id:token\titem_id:token\tuser_id:float", "user_id"),
+])
+def test_repeated_header_column_is_named(tmp_path, capsys, fmt, header, repeated):
+    separator = "," if fmt == "csv" else "\t"
+    inter = write(tmp_path / "inter", [header, separator.join(["1", "2", "3"])])
+    code, err = run_prepare(tmp_path, capsys, fmt, inter)
+    assert_rejected(tmp_path, code, err, f"inter, line 1: the header names the column {repeated!r} twice")
+
+
+def test_missing_header_column_lists_the_columns_found(tmp_path, capsys):
+    inter = write(tmp_path / "inter.csv", ["", "usr,item", "u1,a"])
+    code, err = run_prepare(tmp_path, capsys, "csv", inter)
+    assert_rejected(tmp_path, code, err, "inter.csv, line 2: the header needs a column named 'user' or 'user_id' "
+                                         "(it has 'usr', 'item')")
+
+
+@pytest.mark.parametrize("option", ["--min-user-interactions", "--min-item-interactions", "--max-value-chars"])
+def test_negative_counts_are_refused(tmp_path, capsys, option):
+    inter = write(tmp_path / "inter.txt", ["1 1", "1 2"])
+    code, err = run_prepare(tmp_path, capsys, "reaemb", inter, None, option, "-1")
+    assert_rejected(tmp_path, code, err, f"{option} must not be negative, got -1")
+
+
+@pytest.mark.parametrize("encoding, message", [
+    ("klingon", "--encoding: 'klingon' is not a known text encoding"),
+    ("base64", "--encoding: 'base64' is not a known text encoding"),
+    ("utf-16", "--encoding: 'utf-16' does not read ASCII bytes as ASCII"),
+])
+def test_unusable_encoding_is_refused_before_reading(tmp_path, capsys, encoding, message):
+    inter = write(tmp_path / "inter.txt", ["1 1", "not read"])
+    code, err = run_prepare(tmp_path, capsys, "reaemb", inter, None, "--encoding", encoding)
+    assert_rejected(tmp_path, code, err, message)
+
+
+def test_wrong_encoding_given_is_an_error_not_a_misreading(tmp_path, capsys):
+    ratings = write(tmp_path / "ratings.dat", ["1::10::5::1", "1::11::4::2"])
+    movies = tmp_path / "movies.dat"
+    movies.write_bytes("10::Toy Story (1995)::Comedy\n11::Amélie (2001)::Comedy\n".encode("latin-1"))
+    code, err = run_prepare(tmp_path, capsys, "movielens", ratings, movies, "--encoding", "utf-8")
+    assert_rejected(tmp_path, code, err, "movies.dat, line 2: bytes that are not valid utf-8")

@@ -19,6 +19,13 @@ def test_clean_value_rules():
     assert clean_value(9.5) == "9.5" and clean_value(None) == ""
 
 
+def test_clean_value_strips_markup_but_not_comparisons():
+    assert clean_value("&lt;script&gt;alert(1)&lt;/script&gt;Nice pen") == "Nice pen"
+    assert clean_value("<p class='x'>Blue<br/>ink</p><!-- [if gte mso 9] -->") == "Blue ink"
+    assert clean_value("<STYLE>p {color: red}</style>Red &lt;b&gt;pen&lt;/b&gt;") == "Red pen"
+    assert clean_value("Idle current < 40mA, a <= b") == "Idle current < 40mA, a <= b"
+
+
 def test_item_attributes_put_title_first_and_skip_empty_values():
     fields = {"brand": "Pilot", "description": "", "title": "G2 &quot;Gel&quot;", "main_category": "Office"}
     assert item_attributes(fields) == [("title", 'G2 "Gel"'), ("brand", "Pilot"), ("main category", "Office")]
@@ -65,16 +72,19 @@ def test_preparing_twice_gives_the_same_fingerprint_and_options_change_it(tmp_pa
 
 
 def test_kcore_is_iterative(tmp_path):
-    # u3's only other item X leaves after the first pass, which then drops u3 below 2 and item B below 2.
-    rows = ["u1 A", "u1 B", "u2 A", "u2 C", "u2 B2", "u3 B", "u3 X", "u4 C", "u4 A", "u4 B2"]
+    # u3's only other item X leaves after the first pass, which then drops u3 below 2 and item B below 2
+    # (users u1..u4 = 1..4; items A=10, B=20, C=30, B2=22, X=99: this format numbers both).
+    rows = ["1 10", "1 20", "2 10", "2 30", "2 22", "3 20", "3 99", "4 30", "4 10", "4 22"]
     inter = tmp_path / "inter.txt"
     inter.write_text("\n".join(rows) + "\n")
     with pytest.warns(UserWarning, match="empty text"):
         out = prepare_dataset("reaemb", inter, output=tmp_path / "out", min_user_interactions=2,
                               min_item_interactions=2)
     ds = PreparedDataset.load(out)
-    assert [[ds.source_ids[i - 1] for i in seq] for seq in ds.sequences] == [["A", "C", "B2"], ["C", "A", "B2"]]
-    assert not ds.has_text and ds.metadata["counts"]["removed_by_kcore"] == 4
+    assert [[ds.source_ids[i - 1] for i in seq] for seq in ds.sequences] == [["10", "30", "22"], ["30", "10", "22"]]
+    # Passes: X (item, 1 row), then u3 (user, 1 row left), then u1's B (item), then u1 (user): one row each.
+    assert not ds.has_text and ds.metadata["filters"] == {
+        "min_rating": 0, "unknown_items": 0, "repeats": 0, "min_user_interactions": 2, "min_item_interactions": 2}
 
 
 @pytest.mark.parametrize("name, content, message", [
@@ -82,13 +92,16 @@ def test_kcore_is_iterative(tmp_path):
     ("inter.txt", "1 1\n1 x\n", "inter.txt, line 2: expected 'user item'"),
     ("inter.txt", "1 1\n3 1\n", "inter.txt, line 2: users must be numbered 1, 2, ..."),
     ("inter.txt", "1 1\n1 9999\n", "inter.txt, line 2: item 9999 is outside 1..2420"),
+    ("inter.txt", "1 1\n\n\n1 9999\n", "inter.txt, line 4: item 9999 is outside 1..2420"),  # blank lines count
+    ("inter.txt", "1 1\n\n3 1\n", "inter.txt, line 3: users must be numbered"),
+    ("inter.txt", b"1 1\n\n1 \xff\n", "inter.txt, line 3: bytes that are not valid utf-8"),
 ])
 def test_load_rejects_broken_folders(prepared_sample, tmp_path, name, content, message):
     broken = tmp_path / "broken"
     broken.mkdir()
     for part in ("dataset.json", "items.jsonl", "inter.txt"):
         (broken / part).write_bytes((prepared_sample / part).read_bytes())
-    (broken / name).write_text(content)
+    (broken / name).write_bytes(content if isinstance(content, bytes) else content.encode())
     with pytest.raises(InputError, match=message.replace(".", r"\.")):
         PreparedDataset.load(broken)
 

@@ -16,10 +16,12 @@ from reaemb_trl.data import PreparedDataset, prepare_dataset, sample_dataset_fil
 ROWS = [
     ("u1", "A", 5, 100), ("u1", "B", 4, 50), ("u2", "C", 5, 10), ("u1", "C", 3, 100),  # C ties with A: row order
     ("u2", "A", 2, 20), ("u3", "B", 5, 5), ("u3", "D", 4, 6), ("u2", "B", 5, 30),
-    ("u1", "B", 4, 200),  # repeats (u1, B): removed, the earlier one is kept
+    ("u1", "B", 4, 200),  # repeats (u1, B): removed, the earlier one is kept (kept by formats that are sequences)
 ]
 ITEM_FILE_ORDER = ["B", "A", "D", "C", "E"]  # E has no interaction: it is left out
 EXPECTED = {"u1": ["B", "A", "C"], "u2": ["C", "A", "B"], "u3": ["B", "D"]}
+EXPECTED_WITH_REPEATS = {**EXPECTED, "u1": ["B", "A", "C", "B"]}
+KEEPS_REPEATS = ("seqjson", "reaemb")  # files that are sequences already: a repeat visit is data
 EXPECTED_MIN_RATING_4 = {"u1": ["B", "A"], "u2": ["C", "B"], "u3": ["B", "D"]}
 NUMERIC = {name: str(10 + k) for k, name in enumerate("ABCDE")}
 NUMERIC_USERS = {"u1": "7", "u2": "3", "u3": "5"}
@@ -168,12 +170,16 @@ def test_reader_gives_time_ordered_deduplicated_sequences_and_item_text(case, tm
     ids = {key: ids.get(key, key) for key in [*EXPECTED, *TITLES]}
     ds = PreparedDataset.load(prepare_dataset(fmt, interactions, items, output=tmp_path / "out"))
 
+    keeps = fmt in KEEPS_REPEATS
+    expected = EXPECTED_WITH_REPEATS if keeps else EXPECTED
     assert ds.source_ids == [ids[i] for i in ITEM_FILE_ORDER if i != "E"]  # numbered in item-file order
-    assert source_sequences(ds, ids) == [[ids[i] for i in EXPECTED[u]] for u in ("u1", "u2", "u3")]
+    assert source_sequences(ds, ids) == [[ids[i] for i in expected[u]] for u in ("u1", "u2", "u3")]
     assert ds.item_texts[ds.source_ids.index(ids["A"]) + 1] == text_of_a
     counts = ds.metadata["counts"]
-    assert (counts["users"], counts["items"], counts["interactions"]) == (3, 4, 8)
-    assert counts["duplicates_removed"] == 1
+    assert (counts["users"], counts["items"], counts["interactions"]) == (3, 4, 9 if keeps else 8)
+    assert ds.metadata["filters"]["repeats"] == (0 if keeps else 1)
+    assert ds.metadata["parameters"]["keep_repeats"] is keeps
+    assert ds.cooccurrence.diagonal().sum() == 0  # a repeat never pairs an item with itself
 
 
 @pytest.mark.parametrize("case", ["amazon2023", "movielens-100k", "csv", "yelp"])
@@ -183,7 +189,88 @@ def test_min_rating_filter(case, tmp_path):
     ids = {key: ids.get(key, key) for key in [*EXPECTED, *TITLES]}
     ds = PreparedDataset.load(prepare_dataset(fmt, interactions, items, output=tmp_path / "out", min_rating=4))
     assert source_sequences(ds, ids) == [[ids[i] for i in EXPECTED_MIN_RATING_4[u]] for u in ("u1", "u2", "u3")]
-    assert ds.metadata["counts"]["removed_by_min_rating"] == 2
+    assert ds.metadata["filters"]["min_rating"] == 2
+
+
+def add_bom(path):
+    """The UTF-8 byte-order mark that Windows tools write first, inside the gzip layer if there is one."""
+    data = path.read_bytes()
+    packed = data[:2] == b"\x1f\x8b"
+    data = b"\xef\xbb\xbf" + (gzip.decompress(data) if packed else data)
+    path.write_bytes(gzip.compress(data) if packed else data)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_byte_order_mark_is_no_part_of_the_data(case, tmp_path):
+    fmt, writer, text_of_a = CASES[case]
+    interactions, items, ids = writer(tmp_path)
+    add_bom(interactions)
+    if case != "movielens-100k":  # its u.item is latin-1, where a utf-8 mark has no place
+        add_bom(items)
+    ids = {key: ids.get(key, key) for key in [*EXPECTED, *TITLES]}
+    ds = PreparedDataset.load(prepare_dataset(fmt, interactions, items, output=tmp_path / "out"))
+    expected = EXPECTED_WITH_REPEATS if fmt in KEEPS_REPEATS else EXPECTED
+    assert source_sequences(ds, ids) == [[ids[i] for i in expected[u]] for u in ("u1", "u2", "u3")]
+    assert ds.item_texts[ds.source_ids.index(ids["A"]) + 1] == text_of_a
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "latin-1"])
+def test_movielens_item_file_encoding_is_detected_and_recorded(encoding, tmp_path):
+    ratings = write_lines(tmp_path / "ratings.dat", ["1::10::5::1", "1::11::4::2", "2::10::3::3"])
+    movies = tmp_path / "movies.dat"
+    movies.write_bytes("10::Amélie (2001)::Comedy|Romance\n11::Café Society (2016)::Comedy\n".encode(encoding))
+    ds = PreparedDataset.load(prepare_dataset("movielens", ratings, movies, output=tmp_path / "out"))
+    assert ds.item_texts[1:] == ["title is Amélie (2001); genres is Comedy, Romance",
+                                 "title is Café Society (2016); genres is Comedy"]  # never "AmÃ©lie"
+    assert ds.metadata["inputs"]["items"]["encoding"] == encoding
+    assert ds.metadata["inputs"]["interactions"]["encoding"] == "utf-8"
+    given = PreparedDataset.load(prepare_dataset("movielens", ratings, movies, output=tmp_path / "given",
+                                                 encoding=encoding))
+    assert given.item_texts == ds.item_texts and given.metadata["inputs"]["items"]["encoding"] == encoding
+
+
+def test_ids_are_trimmed(tmp_path):
+    inter = write_lines(tmp_path / "inter.csv", ["user,item,timestamp", "u1,A,1", " u1,B,2", "u1 , C ,3", "u2,A,1"])
+    items = write_lines(tmp_path / "items.csv", ["item,title", " A ,Alpha", "B,Beta", "C  ,Gamma"])
+    ds = PreparedDataset.load(prepare_dataset("csv", inter, items, output=tmp_path / "out"))
+    assert source_sequences(ds, None) == [["A", "B", "C"], ["A"]]
+    assert ds.item_texts[1:] == ["title is Alpha", "title is Beta", "title is Gamma"]
+
+
+def test_keep_repeats_option_and_the_filters_record(tmp_path, capsys):
+    from reaemb_trl.cli import main
+
+    inter = write_lines(tmp_path / "inter.csv", ["user,item,timestamp", "u1,A,1", "u1,B,2", "u1,A,3", "u2,B,1"])
+    reference = write_lines(tmp_path / "inter.txt", ["1 10", "1 20", "1 10", "2 20"])
+    runs = {"csv": (inter, []), "csv-keep": (inter, ["--keep-repeats"]), "reaemb": (reference, []),
+            "reaemb-no-keep": (reference, ["--no-keep-repeats"])}
+    with pytest.warns(UserWarning, match="empty text"):
+        for name, (path, flags) in runs.items():
+            assert main(["prepare", name.split("-")[0], "--interactions", str(path), "--output",
+                         str(tmp_path / name), "--no-progress", *flags]) == 0
+    sequences = {name: [seq.tolist() for seq in PreparedDataset.load(tmp_path / name).sequences] for name in runs}
+    assert sequences == {"csv": [[1, 2], [2]], "csv-keep": [[1, 2, 1], [2]], "reaemb": [[1, 2, 1], [2]],
+                         "reaemb-no-keep": [[1, 2], [2]]}
+    for name, kept in [("csv", False), ("csv-keep", True), ("reaemb", True), ("reaemb-no-keep", False)]:
+        metadata = PreparedDataset.load(tmp_path / name).metadata
+        assert metadata["parameters"]["keep_repeats"] is kept
+        assert metadata["filters"] == {"min_rating": 0, "unknown_items": 0, "repeats": 0 if kept else 1,
+                                       "min_user_interactions": 0, "min_item_interactions": 0}
+    assert PreparedDataset.load(tmp_path / "csv-keep").cooccurrence.diagonal().sum() == 0
+
+
+def test_markup_in_item_text_is_unescaped_and_stripped(tmp_path):
+    inter = write_lines(tmp_path / "inter.csv", ["user,item", "u1,A", "u1,B"])
+    items = write_lines(tmp_path / "items.csv", [
+        "item,title,description",
+        "A,&lt;script&gt;alert(1)&lt;/script&gt;Nice pen,<p>Blue <b>ink</b></p>",
+        "B,Pad &amp; paper,size < 5 cm",
+    ])
+    ds = PreparedDataset.load(prepare_dataset("csv", inter, items, output=tmp_path / "out"))
+    assert ds.item_texts[1:] == ["title is Nice pen; description is Blue ink",
+                                 "title is Pad & paper; description is size < 5 cm"]
+    assert json.loads((tmp_path / "out" / "items.jsonl").read_text().splitlines()[0])["fields"]["title"] == (
+        "&lt;script&gt;alert(1)&lt;/script&gt;Nice pen")  # the raw attributes are kept as read
 
 
 def test_seqjson_reader_on_bundled_sample(prepared_sample):
@@ -231,9 +318,3 @@ def test_data_prep_script_applies_overridable_defaults(tmp_path):
                        "--min-user-interactions", "0", "--min-item-interactions", "0"], tmp_path)
     assert done.returncode == 0, done.stderr
     assert PreparedDataset.load(tmp_path / "out").sequences[0].tolist() == [1, 2]  # u1: B, A (C had 3 stars)
-
-
-def test_data_layer_imports_no_model_code():
-    probe = "import sys, reaemb_trl.data; print([m for m in ('torch', 'transformers', 'trl') if m in sys.modules])"
-    result = run_script(["-c", probe], None)
-    assert result.returncode == 0 and result.stdout.strip() == "[]"

@@ -31,8 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
         flag = "--" + option.name.replace("_", "-")
         if option.type in (bool, "bool"):
             parser.add_argument(flag, dest=option.name, action="store_true", help=option.metadata["help"])
+        elif option.type == "bool | None":  # on, off, or left to the format
+            parser.add_argument(flag, dest=option.name, action=argparse.BooleanOptionalAction, default=None,
+                                help=option.metadata["help"])
         else:
-            kind = float if "float" in str(option.type) else int
+            kind = float if "float" in str(option.type) else str if "str" in str(option.type) else int
             default = "" if option.default is None else f" (default: {option.default})"
             parser.add_argument(flag, dest=option.name, type=kind, default=option.default,
                                 help=option.metadata["help"] + default)

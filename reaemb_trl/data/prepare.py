@@ -14,8 +14,8 @@ import scipy.sparse as sp
 from ..errors import InputError
 from ..io_utils import atomic_output_dir, ensure_replaceable, sha256_file, sha256_json, write_json
 from .cooccurrence import HOLDOUT, build_cooccurrence
-from .readers import RawInteractions, RawItems, get_format
-from .sources import existing_file
+from .readers import RawInteractions, RawItems, SourceFormat, get_format
+from .sources import check_encoding, detect_encoding, existing_file
 from .text import DEFAULT_MAX_VALUE_CHARS, item_attributes, join_attributes
 
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
@@ -23,6 +23,8 @@ SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
 TAIL_ITEM_THRESHOLD = 20
 SHORT_USER_THRESHOLD = 10
 FOLDER_FORMAT = "reaemb_trl.prepared/1"
+# dataset.json "filters": the rows each filter removed, in the order the filters apply.
+FILTERS = ("min_rating", "unknown_items", "repeats", "min_user_interactions", "min_item_interactions")
 
 
 def sample_dataset_files() -> tuple[Path, Path]:
@@ -44,6 +46,12 @@ class PrepareOptions:
         "help": "Count co-occurrence only for pairs at most this many positions apart (default: whole prefix)."})
     max_value_chars: int = field(default=DEFAULT_MAX_VALUE_CHARS, metadata={
         "help": "Cut each attribute value in the item text to this many characters."})
+    keep_repeats: bool | None = field(default=None, metadata={
+        "help": "Keep repeated (user, item) visits in the sequences (co-occurrence never pairs an item with "
+                "itself). Default: on for reaemb and seqjson, which are sequences already; off for the others."})
+    encoding: str | None = field(default=None, metadata={
+        "help": "Text encoding of the input files. Default: utf-8; MovieLens item files that are not utf-8 are "
+                "read as latin-1 (MovieLens 100K and 1M)."})
     show_progress: bool = field(default=True, metadata={"help": "Show progress bars while reading."})
 
     def __post_init__(self):
@@ -54,6 +62,8 @@ class PrepareOptions:
         for name in ("min_user_interactions", "min_item_interactions", "max_value_chars"):
             if getattr(self, name) < 0:
                 raise InputError(f"--{name.replace('_', '-')} must not be negative, got {getattr(self, name)}")
+        if self.encoding is not None:
+            check_encoding(self.encoding)
 
 
 @dataclass
@@ -84,14 +94,15 @@ def _to_table(raw: RawInteractions) -> _Table:
 
 
 def _filter(table: _Table, raw: RawInteractions, raw_items: RawItems | None, options: PrepareOptions,
-            counts: dict) -> np.ndarray:
-    """Row indices that survive rating filter, unknown-item check, de-duplication and k-core, in time order."""
+            keep_repeats: bool, removed: dict) -> np.ndarray:
+    """Row indices that survive rating filter, unknown-item check, de-duplication and k-core, in time order;
+    `removed[name]` counts the rows each of the FILTERS took out."""
     keep = np.ones(table.users.size, dtype=bool)
     if options.min_rating is not None:
         if table.ratings is None:
             raise InputError(f"{raw.path}: --min-rating given but this input has no ratings")
         keep &= table.ratings >= options.min_rating
-        counts["removed_by_min_rating"] = int((~keep).sum())
+        removed["min_rating"] = int((~keep).sum())
 
     if raw_items is not None:
         known = np.fromiter((name in raw_items.fields for name in table.item_names), dtype=bool,
@@ -103,30 +114,32 @@ def _filter(table: _Table, raw: RawInteractions, raw_items: RawItems | None, opt
                              f"({int(unknown.sum())} interactions name unknown items; pass --drop-unknown-items "
                              f"to drop them)")
         keep &= ~unknown
-        counts["dropped_unknown_items"] = int(unknown.sum())
+        removed["unknown_items"] = int(unknown.sum())
 
     # Time order per user, ties broken by input row order (lexsort is stable on the last key's ties).
     rows = np.flatnonzero(keep)
     rows = rows[np.lexsort((rows, table.order_key[rows], table.users[rows]))]
-    pair = table.users[rows] * len(table.item_names) + table.items[rows]
-    _, first = np.unique(pair, return_index=True)
-    counts["duplicates_removed"] = int(rows.size - first.size)
-    rows = rows[np.sort(first)]
+    if not keep_repeats:  # the first visit of each (user, item) pair stays
+        pair = table.users[rows] * len(table.item_names) + table.items[rows]
+        _, first = np.unique(pair, return_index=True)
+        removed["repeats"] = int(rows.size - first.size)
+        rows = rows[np.sort(first)]
 
-    removed_before_kcore = rows.size
     while options.min_user_interactions > 1 or options.min_item_interactions > 1:
         user_count = np.bincount(table.users[rows], minlength=len(table.user_names))
         item_count = np.bincount(table.items[rows], minlength=len(table.item_names))
-        dense = ((user_count[table.users[rows]] >= options.min_user_interactions)
-                 & (item_count[table.items[rows]] >= options.min_item_interactions))
-        if dense.all():
+        user_ok = user_count[table.users[rows]] >= options.min_user_interactions
+        item_ok = item_count[table.items[rows]] >= options.min_item_interactions
+        if user_ok.all() and item_ok.all():
             break
-        rows = rows[dense]
-    counts["removed_by_kcore"] = int(removed_before_kcore - rows.size)
+        # a row that fails both counts for the user threshold
+        removed["min_user_interactions"] += int((~user_ok).sum())
+        removed["min_item_interactions"] += int((user_ok & ~item_ok).sum())
+        rows = rows[user_ok & item_ok]
     if not rows.size:
         raise InputError(f"{raw.path}: every user was filtered out (min rating {options.min_rating}, k-core "
                          f"users >= {options.min_user_interactions}, items >= {options.min_item_interactions}, "
-                         f"{counts.get('dropped_unknown_items', 0)} unknown-item interactions dropped)")
+                         f"{removed['unknown_items']} unknown-item interactions dropped)")
     return rows
 
 
@@ -161,10 +174,32 @@ def _write_interactions(path: Path, sequences: list[np.ndarray]) -> None:
     np.savetxt(path, np.column_stack([users, np.concatenate(sequences)]), fmt="%d", delimiter=" ")
 
 
-def _describe_input(path: Path | None) -> dict | None:
+def _describe_input(path: Path | None, encoding: str) -> dict | None:
     if path is None:
         return None
-    return {"path": str(path.resolve()), "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    return {"path": str(path.resolve()), "bytes": path.stat().st_size, "sha256": sha256_file(path),
+            "encoding": encoding}
+
+
+def _check_output_location(output: Path) -> None:
+    """Before the (long) reading: the output folder must be creatable, and its parent must take the temporary
+    folder it is written to."""
+    parent = output.absolute().parent
+    existing = next(folder for folder in (parent, *parent.parents) if folder.exists())
+    if not existing.is_dir():
+        raise InputError(f"{output}: cannot create the output folder, {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"{output}: cannot create the output folder, {existing} is not writable")
+
+
+def _encodings(source: SourceFormat, items_path: Path | None, encoding: str | None) -> tuple[str, str]:
+    """(interactions, items) encodings: the one given, else utf-8, else the source's legacy encoding for an item
+    file that does not decode as utf-8 (a utf-8 movies.dat read as latin-1 would turn "é" into "Ã©")."""
+    if encoding is not None:
+        return encoding, encoding
+    if items_path is None or source.legacy_item_encoding is None:
+        return "utf-8", "utf-8"
+    return "utf-8", detect_encoding(items_path, source.legacy_item_encoding)
 
 
 def prepare_dataset(format: str, interactions: str | os.PathLike, items: str | os.PathLike | None = None,
@@ -180,11 +215,14 @@ def prepare_dataset(format: str, interactions: str | os.PathLike, items: str | o
     output = Path(output)
     # before the (long) reading
     ensure_replaceable(output, "dataset.json", [p for p in (inter_path, items_path) if p is not None], overwrite)
+    _check_output_location(output)
+    keep_repeats = source.keeps_repeats if opts.keep_repeats is None else opts.keep_repeats
+    inter_encoding, items_encoding = _encodings(source, items_path, opts.encoding)
 
-    raw = source.read_interactions(inter_path, opts.show_progress)
+    raw = source.read_interactions(inter_path, inter_encoding, opts.show_progress)
     if not raw.users:
         raise InputError(f"{inter_path}: empty input (no interactions)")
-    raw_items = source.read_items(items_path, opts.show_progress) if items_path is not None else None
+    raw_items = source.read_items(items_path, items_encoding, opts.show_progress) if items_path is not None else None
     if raw_items is not None and not raw_items.fields:
         raise InputError(f"{items_path}: empty input (no items)")
     if raw_items is None:
@@ -192,8 +230,9 @@ def prepare_dataset(format: str, interactions: str | os.PathLike, items: str | o
                       f"ID-only models still work)", stacklevel=2)
 
     counts: dict = {"raw_interactions": len(raw.users)}
+    removed = dict.fromkeys(FILTERS, 0)
     table = _to_table(raw)
-    rows = _filter(table, raw, raw_items, opts, counts)
+    rows = _filter(table, raw, raw_items, opts, keep_repeats, removed)
 
     # Users keep their order of first appearance; items follow the item file when there is one.
     kept_items = np.unique(table.items[rows])
@@ -219,14 +258,16 @@ def prepare_dataset(format: str, interactions: str | os.PathLike, items: str | o
         outputs = {name: sha256_file(tmp / name) for name in ("items.jsonl", "inter.txt", "cooccurrence.npz")}
         # The npz (a zip) carries write times, so the fingerprint rests on the text files and the window.
         fingerprint = sha256_json([outputs["items.jsonl"], outputs["inter.txt"], opts.cooc_window])
-        parameters = {k: v for k, v in asdict(opts).items() if k != "show_progress"}
+        parameters = {k: v for k, v in asdict(opts).items() if k not in ("show_progress", "encoding")}
         write_json(tmp / "dataset.json", {
             "folder_format": FOLDER_FORMAT,
             "source_format": format,
             "counts": counts,
-            "parameters": {**parameters, "holdout": HOLDOUT, "tail_item_threshold": TAIL_ITEM_THRESHOLD,
-                           "short_user_threshold": SHORT_USER_THRESHOLD},
-            "inputs": {"interactions": _describe_input(inter_path), "items": _describe_input(items_path)},
+            "filters": removed,
+            "parameters": {**parameters, "keep_repeats": keep_repeats, "holdout": HOLDOUT,
+                           "tail_item_threshold": TAIL_ITEM_THRESHOLD, "short_user_threshold": SHORT_USER_THRESHOLD},
+            "inputs": {"interactions": _describe_input(inter_path, inter_encoding),
+                       "items": _describe_input(items_path, items_encoding)},
             "outputs": outputs,
             "sha256": fingerprint,
         })

@@ -12,7 +12,7 @@ import scipy.sparse as sp
 
 from ..errors import InputError
 from .cooccurrence import HOLDOUT, training_popularity
-from .sources import load_json_document, parse_record, read_lines, require
+from .sources import load_json_document, parse_record, read_document, read_lines, require
 from .text import DEFAULT_MAX_VALUE_CHARS, item_attributes
 
 
@@ -32,12 +32,17 @@ def _read_items(path: Path) -> tuple[list[str], list[dict[str, Any]], list[str]]
     return source_ids, fields, texts
 
 
+def _line_numbers(text: str) -> np.ndarray:
+    """The line of each non-blank line, in order: where pair k of `text.split()` sits in the file."""
+    return np.array([number for number, line in enumerate(text.split("\n"), 1) if line.strip()])
+
+
 def _read_sequences(path: Path, num_items: int) -> list[np.ndarray]:
-    text = path.read_text(encoding="utf-8")
+    text = read_document(path)
     try:
         pairs = np.array(text.split(), dtype=np.int64).reshape(-1, 2)
     except ValueError:
-        for number, line in enumerate(text.splitlines(), 1):
+        for number, line in enumerate(text.split("\n"), 1):
             parts = line.split()
             if line.strip() and (len(parts) != 2 or not all(part.isdigit() for part in parts)):
                 raise InputError(f"{path}, line {number}: expected 'user item' (two integers), got {line!r}")
@@ -47,11 +52,13 @@ def _read_sequences(path: Path, num_items: int) -> list[np.ndarray]:
     users, items = pairs[:, 0], pairs[:, 1]
     steps = np.diff(users)
     if users[0] != 1 or ((steps != 0) & (steps != 1)).any():
-        line = 1 if users[0] != 1 else int(np.flatnonzero((steps != 0) & (steps != 1))[0]) + 2
-        raise InputError(f"{path}, line {line}: users must be numbered 1, 2, ... with each user's lines together")
+        pair = 0 if users[0] != 1 else int(np.flatnonzero((steps != 0) & (steps != 1))[0]) + 1
+        raise InputError(f"{path}, line {_line_numbers(text)[pair]}: users must be numbered 1, 2, ... with each "
+                         "user's lines together")
     bad = np.flatnonzero((items < 1) | (items > num_items))
     if bad.size:
-        raise InputError(f"{path}, line {bad[0] + 1}: item {items[bad[0]]} is outside 1..{num_items} (items.jsonl)")
+        raise InputError(f"{path}, line {_line_numbers(text)[bad[0]]}: item {items[bad[0]]} is outside "
+                         f"1..{num_items} (items.jsonl)")
     return np.split(items, np.flatnonzero(steps) + 1)
 
 

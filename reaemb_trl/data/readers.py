@@ -7,14 +7,14 @@ reader driven by a `ReviewSchema`; the delimited and whole-document formats have
 from __future__ import annotations
 
 import csv
-import io
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from ..errors import InputError
-from .sources import open_binary, load_json_document, parse_record, read_lines, require
+from .sources import load_json_document, parse_record, read_lines, require, text_lines
 from .text import TITLE_KEY
 
 # Fields that readers of generic item tables rename to the title, which the item text puts first.
@@ -47,9 +47,13 @@ class RawItems:
 
 def _number(value: Any, path: Path, number: int, key: str, parse: Callable[[Any], float] = float) -> float:
     try:
-        return float(parse(value))
-    except (TypeError, ValueError):
-        raise InputError(f"{path}, line {number}: field {key!r} is not a valid number or time: {value!r}") from None
+        result = float(parse(value))
+    except (TypeError, ValueError, OverflowError):
+        result = math.nan
+    # nan / inf parse as floats, but would sort last or count as low ratings without a word
+    if not math.isfinite(result):
+        raise InputError(f"{path}, line {number}: field {key!r} is not a valid number or time: {value!r}")
+    return result
 
 
 def _title_first(fields: dict[str, Any]) -> dict[str, Any]:
@@ -96,9 +100,9 @@ REVIEW_SCHEMAS = {
 }
 
 
-def _read_reviews(schema: ReviewSchema, path: Path, show_progress: bool) -> RawInteractions:
+def _read_reviews(schema: ReviewSchema, path: Path, encoding: str, show_progress: bool) -> RawInteractions:
     raw = RawInteractions(path, timestamps=[], ratings=[], lines=[])
-    for number, line in read_lines(path, show_progress=show_progress):
+    for number, line in read_lines(path, encoding, show_progress):
         record = parse_record(path, number, line, schema.python_literals)
         raw.users.append(str(require(record, schema.user, path, number)))
         raw.items.append(str(require(record, schema.item, path, number)))
@@ -109,9 +113,9 @@ def _read_reviews(schema: ReviewSchema, path: Path, show_progress: bool) -> RawI
     return raw
 
 
-def _read_review_meta(schema: ReviewSchema, path: Path, show_progress: bool) -> RawItems:
+def _read_review_meta(schema: ReviewSchema, path: Path, encoding: str, show_progress: bool) -> RawItems:
     items = RawItems(path)
-    for number, line in read_lines(path, show_progress=show_progress):
+    for number, line in read_lines(path, encoding, show_progress):
         record = parse_record(path, number, line, schema.python_literals)
         item_id = str(require(record, schema.meta_id, path, number))
         fields = {name: record[key] for key, name in schema.text_fields if record.get(key) not in (None, "", [])}
@@ -126,64 +130,85 @@ MOVIELENS_100K_GENRES = (
 )
 
 
-def _split(path: Path, number: int, line: str, separator: str, expected: int) -> list[str]:
+MOVIELENS_100K_ITEM_FIELDS = ("item_id", "title", "release date", "video release date", "url",
+                              *MOVIELENS_100K_GENRES)
+
+
+def _fields(path: Path, number: int, line: str, separator: str, names: Sequence[str]) -> dict[str, str]:
+    """{name: value} of one delimited line."""
     parts = line.split(separator)
-    if len(parts) != expected:
-        raise InputError(f"{path}, line {number}: expected {expected} fields separated by {separator!r}, "
+    if len(parts) != len(names):
+        raise InputError(f"{path}, line {number}: expected {len(names)} fields separated by {separator!r}, "
                          f"found {len(parts)}")
-    return parts
+    return dict(zip(names, parts))
 
 
-def _read_movielens_ratings(path: Path, show_progress: bool) -> RawInteractions:
+def _read_movielens_ratings(path: Path, encoding: str, show_progress: bool) -> RawInteractions:
     """u.data (tab-separated) or ratings.dat (`::`-separated): user, item, rating, timestamp."""
     raw = RawInteractions(path, timestamps=[], ratings=[], lines=[])
     separator = None
-    for number, line in read_lines(path, show_progress=show_progress):
+    for number, line in read_lines(path, encoding, show_progress):
         separator = separator or ("::" if "::" in line else "\t")
-        user, item, rating, timestamp = _split(path, number, line.strip(), separator, 4)
-        raw.users.append(user)
-        raw.items.append(item)
-        raw.ratings.append(_number(rating, path, number, "rating"))
-        raw.timestamps.append(_number(timestamp, path, number, "timestamp"))
+        row = _fields(path, number, line.strip(), separator, ("user", "item", "rating", "timestamp"))
+        raw.users.append(require(row, "user", path, number))
+        raw.items.append(require(row, "item", path, number))
+        raw.ratings.append(_number(row["rating"], path, number, "rating"))
+        raw.timestamps.append(_number(row["timestamp"], path, number, "timestamp"))
         raw.lines.append(number)
     return raw
 
 
-def _read_movielens_movies(path: Path, show_progress: bool) -> RawItems:
-    """u.item (`|`, 24 fields with genre flags) or movies.dat (`::`, id, title, `|`-joined genres); latin-1."""
+def _read_movielens_movies(path: Path, encoding: str, show_progress: bool) -> RawItems:
+    """u.item (`|`, 24 fields with genre flags) or movies.dat (`::`, id, title, `|`-joined genres)."""
     items = RawItems(path)
-    for number, line in read_lines(path, encoding="latin-1", show_progress=show_progress):
+    for number, line in read_lines(path, encoding, show_progress):
         if "::" in line:
-            item_id, title, genres = _split(path, number, line, "::", 3)
-            fields = {"title": title, "genres": genres.split("|")}
+            row = _fields(path, number, line, "::", ("item_id", "title", "genres"))
+            fields = {"title": row["title"], "genres": row["genres"].split("|")}
         else:
-            parts = _split(path, number, line, "|", 5 + len(MOVIELENS_100K_GENRES))
-            item_id, title, release = parts[:3]
-            genres = [name for name, flag in zip(MOVIELENS_100K_GENRES, parts[5:]) if flag == "1"]
-            fields = {"title": title, "genres": genres, "release date": release}
-        items.fields.setdefault(item_id, fields)
+            row = _fields(path, number, line, "|", MOVIELENS_100K_ITEM_FIELDS)
+            genres = [name for name in MOVIELENS_100K_GENRES if row[name] == "1"]
+            fields = {"title": row["title"], "genres": genres, "release date": row["release date"]}
+        items.fields.setdefault(require(row, "item_id", path, number), fields)
     return items
 
 
+# --------------------------------------------------------------------------------------- headers (RecBole and CSV)
+def _header(path: Path, number: int, columns: list[str], required: Sequence[tuple[str, ...]]) -> list[str]:
+    """Trimmed column names; each group of `required` must be present (any one name of the group). A name given
+    twice is an error: a row read into a dict would silently keep the last of its values."""
+    names = [column.strip() for column in columns]
+    repeated = next((name for k, name in enumerate(names) if name in names[:k]), None)
+    if repeated is not None:
+        raise InputError(f"{path}, line {number}: the header names the column {repeated!r} twice")
+    for group in required:
+        if not any(name in names for name in group):
+            raise InputError(f"{path}, line {number}: the header needs a column named "
+                             f"{' or '.join(map(repr, group))} (it has {', '.join(map(repr, names))})")
+    return names
+
+
+def _first(names: tuple[str, ...], row: dict) -> str | None:
+    return next((name for name in names if name in row), None)
+
+
 # -------------------------------------------------------------------------------------------- RecBole atomic files
-def _recbole_rows(path: Path, show_progress: bool):
+def _recbole_rows(path: Path, encoding: str, show_progress: bool, required: tuple[str, ...]):
     """(line number, {column: value}) for a typed-header file such as `user_id:token<TAB>item_id:token`."""
     header = None
-    for number, line in read_lines(path, show_progress=show_progress):
+    for number, line in read_lines(path, encoding, show_progress):
         if header is None:
-            header = [column.split(":")[0] for column in line.split("\t")]
+            names = [column.split(":")[0] for column in line.split("\t")]
+            header = _header(path, number, names, [(column,) for column in required])
             continue
-        yield number, dict(zip(header, _split(path, number, line, "\t", len(header))))
+        yield number, _fields(path, number, line, "\t", header)
 
 
-def _read_recbole_inter(path: Path, show_progress: bool) -> RawInteractions:
-    rows = list(_recbole_rows(path, show_progress))
-    for column in ("user_id", "item_id"):
-        if rows and column not in rows[0][1]:
-            raise InputError(f"{path}, line 1: header has no column {column!r}")
+def _read_recbole_inter(path: Path, encoding: str, show_progress: bool) -> RawInteractions:
+    rows = list(_recbole_rows(path, encoding, show_progress, ("user_id", "item_id")))
     raw = RawInteractions(path, lines=[number for number, _ in rows])
-    raw.users = [row["user_id"] for _, row in rows]
-    raw.items = [row["item_id"] for _, row in rows]
+    raw.users = [require(row, "user_id", path, number) for number, row in rows]
+    raw.items = [require(row, "item_id", path, number) for number, row in rows]
     if rows and "timestamp" in rows[0][1]:
         raw.timestamps = [_number(row["timestamp"], path, number, "timestamp") for number, row in rows]
     if rows and "rating" in rows[0][1]:
@@ -191,9 +216,9 @@ def _read_recbole_inter(path: Path, show_progress: bool) -> RawInteractions:
     return raw
 
 
-def _read_recbole_items(path: Path, show_progress: bool) -> RawItems:
+def _read_recbole_items(path: Path, encoding: str, show_progress: bool) -> RawItems:
     items = RawItems(path)
-    for number, row in _recbole_rows(path, show_progress):
+    for number, row in _recbole_rows(path, encoding, show_progress, ("item_id",)):
         item_id = require(row, "item_id", path, number)
         items.fields.setdefault(item_id, _title_first({k: v for k, v in row.items() if k != "item_id"}))
     return items
@@ -203,41 +228,34 @@ def _read_recbole_items(path: Path, show_progress: bool) -> RawItems:
 USER_COLUMNS, ITEM_COLUMNS, TIME_COLUMNS = ("user", "user_id"), ("item", "item_id"), ("timestamp", "time")
 
 
-def _csv_rows(path: Path):
-    """(line number, {column: value}) with a header row; quoted fields may span lines."""
-    handle = io.TextIOWrapper(open_binary(path), encoding="utf-8", newline="")
-    with handle:
-        reader = csv.reader(handle)
-        try:
-            header = next(reader, None)
+def _csv_rows(path: Path, encoding: str, show_progress: bool, required: Sequence[tuple[str, ...]]):
+    """(line number, {column: value}) after a header row; quoted fields may span lines."""
+    reader = csv.reader(text_lines(path, encoding, show_progress))
+    header = None
+    try:
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                continue
             if header is None:
-                return
-            for row in reader:
-                if not any(cell.strip() for cell in row):
-                    continue
-                if len(row) != len(header):
-                    raise InputError(f"{path}, line {reader.line_num}: expected {len(header)} columns "
-                                     f"({', '.join(header)}), found {len(row)}")
-                yield reader.line_num, dict(zip(header, row))
-        except UnicodeDecodeError as err:
-            raise InputError(f"{path}, line {reader.line_num + 1}: bytes that are not valid utf-8 "
-                             f"({err.reason})") from None
+                header = _header(path, reader.line_num, row, required)
+                continue
+            if len(row) != len(header):
+                raise InputError(f"{path}, line {reader.line_num}: expected {len(header)} columns "
+                                 f"({', '.join(header)}), found {len(row)}")
+            yield reader.line_num, dict(zip(header, row))
+    except csv.Error as err:  # a cell over csv.field_size_limit(), a stray carriage return
+        reason = str(err).split(" - ")[0]  # without the hint about Python's open() that follows
+        raise InputError(f"{path}, line {reader.line_num}: unreadable CSV ({reason})") from None
 
 
-def _column(header: dict, names: tuple[str, ...], path: Path, required: bool = True) -> str | None:
-    found = next((name for name in names if name in header), None)
-    if found is None and required:
-        raise InputError(f"{path}, line 1: header needs a column named {' or '.join(map(repr, names))}")
-    return found
-
-
-def _read_csv_inter(path: Path, show_progress: bool) -> RawInteractions:
-    rows = list(_csv_rows(path))
+def _read_csv_inter(path: Path, encoding: str, show_progress: bool) -> RawInteractions:
+    rows = list(_csv_rows(path, encoding, show_progress, (USER_COLUMNS, ITEM_COLUMNS)))
     raw = RawInteractions(path, lines=[number for number, _ in rows])
     if not rows:
         return raw
-    user, item = _column(rows[0][1], USER_COLUMNS, path), _column(rows[0][1], ITEM_COLUMNS, path)
-    time, rating = _column(rows[0][1], TIME_COLUMNS, path, False), _column(rows[0][1], ("rating",), path, False)
+    header = rows[0][1]
+    user, item, time, rating = (_first(names, header) for names in (USER_COLUMNS, ITEM_COLUMNS, TIME_COLUMNS,
+                                                                      ("rating",)))
     raw.users = [require(row, user, path, number) for number, row in rows]
     raw.items = [require(row, item, path, number) for number, row in rows]
     if time:
@@ -247,54 +265,72 @@ def _read_csv_inter(path: Path, show_progress: bool) -> RawInteractions:
     return raw
 
 
-def _read_csv_items(path: Path, show_progress: bool) -> RawItems:
+def _read_csv_items(path: Path, encoding: str, show_progress: bool) -> RawItems:
     items = RawItems(path)
-    key = None
-    for number, row in _csv_rows(path):
-        key = key or _column(row, ITEM_COLUMNS, path)
+    for number, row in _csv_rows(path, encoding, show_progress, (ITEM_COLUMNS,)):
+        key = _first(ITEM_COLUMNS, row)
         item_id = require(row, key, path, number)
         items.fields.setdefault(item_id, _title_first({k: v for k, v in row.items() if k != key}))
     return items
 
 
 # -------------------------------------------------------------------------------------------- {user: [items]} JSON
-def _read_seqjson_inter(path: Path, show_progress: bool) -> RawInteractions:
-    document = load_json_document(path)
+def _read_seqjson_inter(path: Path, encoding: str, show_progress: bool) -> RawInteractions:
+    document = load_json_document(path, encoding)
     if not isinstance(document, dict):
         raise InputError(f"{path}: expected a JSON object {{user: [item ids]}}, got {type(document).__name__}")
     raw = RawInteractions(path)
-    for user, sequence in document.items():
+    seen: set[str] = set()
+    for key, sequence in document.items():
+        user = key.strip()
+        if not user:
+            raise InputError(f"{path}, user {key!r}: an empty user id")
+        if user in seen:  # " u1" and "u1" name one user: its sequence would be told twice
+            raise InputError(f"{path}, user {key!r}: the user {user!r} is given twice (ids are compared without "
+                             "surrounding spaces)")
+        seen.add(user)
         # bool is an int subclass, but true / false are no item ids
         if not isinstance(sequence, list) or not all(isinstance(item, (int, str)) and not isinstance(item, bool)
-                                                      for item in sequence):
-            raise InputError(f"{path}, user {user!r}: expected a list of item ids (integers or strings)")
+                                                      and str(item).strip() for item in sequence):
+            raise InputError(f"{path}, user {user!r}: expected a list of item ids (integers or non-empty strings)")
         raw.users.extend([user] * len(sequence))
-        raw.items.extend(map(str, sequence))
+        raw.items.extend(str(item).strip() for item in sequence)
     return raw
 
 
-def _read_seqjson_items(path: Path, show_progress: bool) -> RawItems:
-    document = load_json_document(path)
+def _read_seqjson_items(path: Path, encoding: str, show_progress: bool) -> RawItems:
+    document = load_json_document(path, encoding)
     if not isinstance(document, dict):
         raise InputError(f"{path}: expected a JSON object {{item id: {{attribute: value}}}}")
     items = RawItems(path)
     for item_id, fields in document.items():
+        if not item_id.strip():
+            raise InputError(f"{path}, item {item_id!r}: an empty item id")
         if not isinstance(fields, dict):
             raise InputError(f"{path}, item {item_id!r}: expected an object of attributes, got "
                              f"{type(fields).__name__}")
-        items.fields[item_id] = _title_first(fields)
+        items.fields.setdefault(item_id.strip(), _title_first(fields))
     return items
 
 
 # ---------------------------------------------------------------------- the reference's inter.txt + item_info.jsonline
-def _read_reaemb_inter(path: Path, show_progress: bool) -> RawInteractions:
+def _integer_id(value: Any, role: str, path: Path, number: int) -> str:
+    """The reference numbers users and items: "7" and "07" name one item, "oops" or "1.5" none."""
+    text = str(value).strip()
+    if isinstance(value, bool) or not (text.isascii() and text.isdigit()):
+        raise InputError(f"{path}, line {number}: {role} id {value!r} is not an integer (this format numbers "
+                         f"users and items)")
+    return str(int(text))
+
+
+def _read_reaemb_inter(path: Path, encoding: str, show_progress: bool) -> RawInteractions:
     raw = RawInteractions(path, lines=[])
-    for number, line in read_lines(path, show_progress=show_progress):
+    for number, line in read_lines(path, encoding, show_progress):
         parts = line.split()
         if len(parts) != 2:
             raise InputError(f"{path}, line {number}: expected 'user item', found {len(parts)} fields")
-        raw.users.append(parts[0])
-        raw.items.append(parts[1])
+        raw.users.append(_integer_id(parts[0], "user", path, number))
+        raw.items.append(_integer_id(parts[1], "item", path, number))
         raw.lines.append(number)
     return raw
 
@@ -312,11 +348,11 @@ def _parse_reference_prompt(text: str) -> dict[str, str]:
     return fields
 
 
-def _read_reaemb_items(path: Path, show_progress: bool) -> RawItems:
+def _read_reaemb_items(path: Path, encoding: str, show_progress: bool) -> RawItems:
     items = RawItems(path)
-    for number, line in read_lines(path, show_progress=show_progress):
+    for number, line in read_lines(path, encoding, show_progress):
         record = parse_record(path, number, line)
-        item_id = str(require(record, "item_id", path, number))
+        item_id = _integer_id(require(record, "item_id", path, number), "item", path, number)
         items.fields.setdefault(item_id, _parse_reference_prompt(str(require(record, "input", path, number))))
     return items
 
@@ -324,15 +360,20 @@ def _read_reaemb_items(path: Path, show_progress: bool) -> RawItems:
 # ----------------------------------------------------------------------------------------------------- the table
 @dataclass(frozen=True)
 class SourceFormat:
-    read_interactions: Callable[[Path, bool], RawInteractions]
-    read_items: Callable[[Path, bool], RawItems]
+    read_interactions: Callable[[Path, str, bool], RawInteractions]  # (path, encoding, show_progress)
+    read_items: Callable[[Path, str, bool], RawItems]
     description: str
+    # Files that already hold the sequences (the reference's, {user: [items]}): a repeat visit there is data.
+    keeps_repeats: bool = False
+    # The encoding of this source's item files that are not utf-8 (MovieLens 100K and 1M: latin-1).
+    legacy_item_encoding: str | None = None
 
 
 def _review_format(name: str, description: str) -> SourceFormat:
     schema = REVIEW_SCHEMAS[name]
-    return SourceFormat(lambda path, progress: _read_reviews(schema, path, progress),
-                        lambda path, progress: _read_review_meta(schema, path, progress), description)
+    return SourceFormat(lambda path, encoding, progress: _read_reviews(schema, path, encoding, progress),
+                        lambda path, encoding, progress: _read_review_meta(schema, path, encoding, progress),
+                        description)
 
 
 FORMATS: dict[str, SourceFormat] = {
@@ -340,11 +381,13 @@ FORMATS: dict[str, SourceFormat] = {
     "amazon2018": _review_format("amazon2018", "Amazon 2014/2018: reviews + meta, JSON or python-literal lines"),
     "yelp": _review_format("yelp", "Yelp Open Dataset: review.json + business.json"),
     "movielens": SourceFormat(_read_movielens_ratings, _read_movielens_movies,
-                              "MovieLens: u.data + u.item, or ratings.dat + movies.dat"),
+                              "MovieLens: u.data + u.item, or ratings.dat + movies.dat",
+                              legacy_item_encoding="latin-1"),
     "recbole": SourceFormat(_read_recbole_inter, _read_recbole_items, "RecBole atomic files: .inter + .item"),
-    "seqjson": SourceFormat(_read_seqjson_inter, _read_seqjson_items, "{user: [item ids]} JSON + item JSON"),
+    "seqjson": SourceFormat(_read_seqjson_inter, _read_seqjson_items, "{user: [item ids]} JSON + item JSON",
+                            keeps_repeats=True),
     "reaemb": SourceFormat(_read_reaemb_inter, _read_reaemb_items,
-                           "reference ReaEmb: inter.txt + item_info.jsonline"),
+                           "reference ReaEmb: inter.txt + item_info.jsonline", keeps_repeats=True),
     "csv": SourceFormat(_read_csv_inter, _read_csv_items, "CSV: user,item[,timestamp][,rating] + item CSV"),
 }
 

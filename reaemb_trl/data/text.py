@@ -12,6 +12,10 @@ DEFAULT_MAX_VALUE_CHARS = 100
 TITLE_KEY = "title"
 
 _WHITESPACE = re.compile(r"\s+")
+# Markup in scraped descriptions: comments and script / style elements go with their content, other tags alone.
+# A tag starts with a letter ("< 40mA" and "a <= b" are text).
+_MARKUP = re.compile(r"<!--.*?(?:-->|$)|<(script|style)\b.*?(?:</\1\s*>|$)|</?[A-Za-z][^<>]*>",
+                     re.DOTALL | re.IGNORECASE)
 
 
 def flatten_value(value: Any) -> str:
@@ -28,8 +32,9 @@ def flatten_value(value: Any) -> str:
 
 
 def clean_value(value: Any, max_chars: int = DEFAULT_MAX_VALUE_CHARS) -> str:
-    """HTML-unescaped, one line, no `;` (it separates attributes), at most `max_chars` characters."""
-    text = html.unescape(flatten_value(value))
+    """HTML-unescaped, markup removed, one line, no `;` (it separates attributes), at most `max_chars` characters."""
+    # Unescaped first: "&lt;script&gt;" is markup that was escaped once more, and goes too.
+    text = _MARKUP.sub(" ", html.unescape(flatten_value(value)))
     # Unescaping can itself produce ';' (e.g. "AT&amp;T;"), so the separator is replaced after it.
     text = _WHITESPACE.sub(" ", text.replace(";", ",")).strip()
     return text[:max_chars].rstrip() if max_chars > 0 else text
