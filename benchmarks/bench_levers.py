@@ -26,8 +26,8 @@ from pathlib import Path
 from reaemb_trl.crrl import CRRLConfig
 from reaemb_trl.crrl import run as run_crrl
 from reaemb_trl.data import PreparedDataset, prepare_dataset, sample_dataset_files
-from reaemb_trl.downstream.evaluate import load_table, run_records
 from reaemb_trl.downstream import DownstreamConfig
+from reaemb_trl.downstream.evaluate import load_table, run_records
 from reaemb_trl.embedder import LatentReasoningEmbedder
 from reaemb_trl.export import export_item_table
 from reaemb_trl.io_utils import write_json

@@ -42,7 +42,8 @@ def prepared_sample(tmp_path_factory) -> Path:
     from reaemb_trl.data import prepare_dataset, sample_dataset_files
 
     inter, items = sample_dataset_files()
-    return prepare_dataset("seqjson", interactions=inter, items=items, output=tmp_path_factory.mktemp("data") / "office")
+    return prepare_dataset("seqjson", interactions=inter, items=items,
+                           output=tmp_path_factory.mktemp("data") / "office")
 
 
 @pytest.fixture(scope="session")

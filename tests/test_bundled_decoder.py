@@ -88,17 +88,17 @@ def test_group_sampling_equals_separate_reference_runs(embedders, texts, monkeyp
     batch = embedder.tokenize(texts, padding_side=padding_side)
     items, group, j, d = len(texts), 4, 2, 576
     with torch.no_grad():
-        prefix = embedder.encode_prefix(**batch, path="fast")
+        prefix = embedder.encode_prefix(**batch, execution_path="fast")
         thoughts, embeddings = embedder.sample_group(prefix, group, sigma=0.1,
                                                      generator=torch.Generator().manual_seed(0))
         again, _ = embedder.sample_group(prefix, group, sigma=0.1, generator=torch.Generator().manual_seed(0))
         mu = embedder.thought_mean(prefix)
-        reference_prefix = embedder.encode_prefix(**batch, path="reference")
+        reference_prefix = embedder.encode_prefix(**batch, execution_path="reference")
         samples = thoughts.view(items, group, j, d)
         # G separate reference runs (two full passes each), one per group member.
         separate = torch.stack([embedder.embed_with_thoughts(reference_prefix, samples[:, g].contiguous())
                                 for g in range(group)], 1)
-        noise_free = embedder(**batch, path="reference").embeddings
+        noise_free = embedder(**batch, execution_path="reference").embeddings
     assert thoughts.shape == (items * group, j, d) and embeddings.shape == (items * group, d)
     assert torch.equal(again, thoughts)  # the seeded generator alone decides the noise
     assert torch.equal(samples[:, 0], mu)  # first of each group noise-free

@@ -45,6 +45,7 @@ def test_two_processes_end_with_identical_parameters(prepared_sample, tmp_path):
     assert ranks[0]["sha256"] != ranks[0]["before"]  # the run trained
     assert ranks[0]["sha256"] == ranks[1]["sha256"]  # and DDP kept the replicas identical
     # Each rank drew its own items (and its own noise), so identical results need the gradient all-reduce.
-    assert len(ranks[0]["items"]) == len(ranks[1]["items"]) == 2 * 2  # 2 groups per generation, one generation per 2 steps (num_iterations=2)
+    # 2 groups per generation, one generation per 2 steps (num_iterations=2)
+    assert len(ranks[0]["items"]) == len(ranks[1]["items"]) == 2 * 2
     assert set(ranks[0]["items"]) != set(ranks[1]["items"])
     assert ranks[0]["rewards"] == ranks[1]["rewards"]  # rewards are gathered over both ranks before logging

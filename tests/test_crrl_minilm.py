@@ -6,8 +6,7 @@ import textwrap
 import pytest
 from transformers import PrinterCallback
 
-from reaemb_trl.crrl import CRRLConfig, CooccurrenceRewardModel, EmbeddingGRPOTrainer, item_dataset
-from reaemb_trl.crrl import load_policy, run
+from reaemb_trl.crrl import CooccurrenceRewardModel, CRRLConfig, EmbeddingGRPOTrainer, item_dataset, load_policy, run
 from reaemb_trl.embedder import LatentReasoningEmbedder
 
 NEGATED_REWARD = textwrap.dedent("""

@@ -5,8 +5,7 @@ import pytest
 import torch
 import yaml
 
-from reaemb_trl.crrl import CRRLConfig, CooccurrenceRewardModel, EmbeddingGRPOTrainer, item_dataset
-from reaemb_trl.crrl import load_policy
+from reaemb_trl.crrl import CooccurrenceRewardModel, CRRLConfig, EmbeddingGRPOTrainer, item_dataset, load_policy
 from reaemb_trl.crrl.cli import main
 from reaemb_trl.crrl.policy import policy_logprobs
 from reaemb_trl.embedder import LatentReasoningEmbedder
@@ -36,7 +35,8 @@ def make_trainer(lrcl_folder, reward_model, tmp_path, num_items=16, **overrides)
     args = CRRLConfig(**settings)
     train_items, _ = reward_model.split_items(0)
     embedder = load_policy(args)
-    return EmbeddingGRPOTrainer(embedder, args, reward_model, item_dataset(train_items[:num_items], reward_model.item_texts))
+    return EmbeddingGRPOTrainer(embedder, args, reward_model,
+                                item_dataset(train_items[:num_items], reward_model.item_texts))
 
 
 def logged(trainer, key):
@@ -125,7 +125,8 @@ def test_bad_input(lrcl_folder, reward_model, tmp_path):
     with pytest.raises(InputError, match="num_generations must be >= 2"):
         CRRLConfig(output_dir=str(tmp_path), num_generations=1)
     with pytest.raises(InputError, match="built on backbone"):
-        load_policy(CRRLConfig(output_dir=str(tmp_path), model_name_or_path=str(lrcl_folder), backbone="Qwen/Qwen2.5-0.5B"))
+        load_policy(CRRLConfig(output_dir=str(tmp_path), model_name_or_path=str(lrcl_folder),
+                               backbone="Qwen/Qwen2.5-0.5B"))
     with pytest.raises(InputError, match="not an LRCL output folder"):
         load_policy(CRRLConfig(output_dir=str(tmp_path), model_name_or_path=str(tmp_path)))
     with pytest.raises(InputError, match="divisible by num_generations"):
@@ -204,8 +205,8 @@ def test_noise_free_reward_is_the_policy_mean_reward(lrcl_folder, reward_model, 
 
 
 def test_resume_latest_or_true_finds_the_newest_checkpoint(tmp_path):
-    from reaemb_trl.training_state import resolve_resume
     from reaemb_trl.errors import InputError
+    from reaemb_trl.training_state import resolve_resume
 
     with pytest.raises(InputError, match="no checkpoint-N folder"):
         resolve_resume("latest", tmp_path)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from reaemb_trl.downstream.models import build_model
 from reaemb_trl.downstream import DownstreamConfig, DownstreamTrainer
+from reaemb_trl.downstream.models import build_model
 
 NUM_COMMON = 30
 

@@ -88,7 +88,7 @@ def test_malformed_batches_are_refused(embedder):
     with pytest.raises(InputError, match="contiguous"):
         embedder(input_ids=batch["input_ids"], attention_mask=holes)
     with pytest.raises(InputError, match="path must be one of"):
-        embedder(**batch, path="quick")
+        embedder(**batch, execution_path="quick")
     prefix = embedder.encode_prefix(**batch)
     with pytest.raises(ValueError, match=r"thoughts must have shape \(6, 2, 64\)"):
         embedder.embed_with_thoughts(prefix, torch.zeros(2, 2, 64), group_size=3)

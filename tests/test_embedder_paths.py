@@ -34,7 +34,7 @@ def make_embedder(arch="qwen2", j=1, padding_side="left", pooling="mean", seed=0
 
 def loss_and_grads(embedder, batch, path):
     embedder.zero_grad()
-    out = embedder(**batch, path=path)
+    out = embedder(**batch, execution_path=path)
     # A loss that mixes the rows, as a contrastive loss does.
     loss = (out.embeddings @ out.embeddings.T).logsumexp(-1).sum()
     loss.backward()
@@ -133,7 +133,7 @@ def test_matches_hand_written_two_pass(pooling):
         inputs[0, thought_pos] = r
         expected = _hand_pooled(body(inputs_embeds=inputs).last_hidden_state[0], thought_pos, pooling)  # pass 2
         for path in ("fast", "reference"):
-            got = embedder(**batch, path=path).embeddings[0]
+            got = embedder(**batch, execution_path=path).embeddings[0]
             assert rel_err(got, expected) < 1e-5, path
 
 
@@ -147,7 +147,7 @@ def test_group_of_noisy_samples_equals_separate_reference_runs():
         generator = torch.Generator().manual_seed(0)
         thoughts, embeddings = embedder.sample_group(prefix, group, sigma=0.1, generator=generator)
         mu = embedder.thought_mean(prefix)
-        reference_prefix = embedder.encode_prefix(**batch, path="reference")
+        reference_prefix = embedder.encode_prefix(**batch, execution_path="reference")
     assert thoughts.shape == (3 * group, 2, 64) and embeddings.shape == (3 * group, 64)
     samples = thoughts.view(3, group, 2, 64)
     assert torch.equal(samples[:, 0], mu)  # first of each group noise-free
@@ -157,7 +157,7 @@ def test_group_of_noisy_samples_equals_separate_reference_runs():
         for g in range(group):  # G separate reference runs, one per group member
             separate = embedder.embed_with_thoughts(reference_prefix, samples[:, g].contiguous(), group_size=1)
             assert rel_err(embeddings.view(3, group, -1)[:, g], separate) < 1e-5
-        noise_free = embedder(**batch, path="reference").embeddings
+        noise_free = embedder(**batch, execution_path="reference").embeddings
     assert rel_err(embeddings.view(3, group, -1)[:, 0], noise_free) < 1e-5
 
 
@@ -187,7 +187,8 @@ def test_suffix_token_logprobs_fast_equals_full_prompt():
         prefix = embedder.encode_prefix(**batch)
         thoughts, _ = embedder.sample_group(prefix, 2, sigma=0.1, generator=torch.Generator().manual_seed(1))
         fast = embedder.suffix_token_logprobs(prefix, thoughts, group_size=2)
-        reference = embedder.suffix_token_logprobs(embedder.encode_prefix(**batch, path="reference"), thoughts, 2)
+        reference_prefix = embedder.encode_prefix(**batch, execution_path="reference")
+        reference = embedder.suffix_token_logprobs(reference_prefix, thoughts, 2)
         # Full prompt through the causal LM itself: log p(EOS | prompt with the noisy thought injected).
         causal_lm = embedder.backbone
         ids = batch["input_ids"].repeat_interleave(2, 0)

@@ -61,7 +61,7 @@ def test_cached_prefix_serves_group_sampling():
 
 def test_cached_encoder_prefixes_give_the_same_embeddings(minilm_path):
     embedder = LatentReasoningEmbedder.from_backbone(minilm_path, max_length=48)
-    assert embedder.resolve_path(None) == "reference" and embedder.config.padding_side == "right"
+    assert embedder.resolve_execution_path(None) == "reference" and embedder.config.padding_side == "right"
     cache = PrefixCache(max_prompts=10)
     embedder.encode(TEXTS[1:], show_progress=False, prefix_cache=cache)
     cached = embedder.encode(TEXTS, batch_size=4, show_progress=False, prefix_cache=cache)

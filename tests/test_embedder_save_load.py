@@ -132,7 +132,7 @@ def test_minilm_embeds_the_bundled_sample(minilm_path, prepared_sample):
     texts = PreparedDataset.load(prepared_sample).item_texts[1:65]
     embedder = LatentReasoningEmbedder.from_backbone(minilm_path, max_length=48)  # short prompts keep it quick
     assert LatentReasoningEmbedder.from_backbone(minilm_path).config.max_length == 512  # BERT's position limit
-    assert not embedder.config.is_causal and embedder.resolve_path("fast") == "reference"
+    assert not embedder.config.is_causal and embedder.resolve_execution_path("fast") == "reference"
     table = embedder.encode(texts, batch_size=32, show_progress=False)
     assert table.shape == (64, 384) and table.dtype == torch.float32
     assert torch.isfinite(table).all()
@@ -168,7 +168,7 @@ def test_minilm_lora_every_trainable_parameter_gets_a_gradient(minilm_path):
     embedder = LatentReasoningEmbedder.from_backbone(minilm_path, lora=True, max_length=32)
     trainable = [(n, p) for n, p in embedder.named_parameters() if p.requires_grad]
     assert not any("pooler" in n for n, _ in trainable)  # the unused BERT pooler gets no adapter
-    out = embedder(**embedder.tokenize(["title is Pilot G2 Gel Pen", "title is Stapler"]), path="fast")
+    out = embedder(**embedder.tokenize(["title is Pilot G2 Gel Pen", "title is Stapler"]), execution_path="fast")
     out.embeddings.pow(2).sum().backward()
     assert all(p.grad is not None for _, p in trainable)
     # lora_B starts at zero, so lora_A's gradient is zero at step 0; everything else moves.

@@ -41,7 +41,7 @@ def test_cli_export_writes_the_table_and_pca(small_dataset, model_dir, tmp_path)
     table, metadata = load_embedding_table(output, num_items=dataset.num_items)
     assert table.shape == (dataset.num_items + 1, 64)
     assert not table[0].any() and np.abs(table[1:]).min(axis=1).max() > 0
-    assert metadata == {"model": str(model_dir), "path": "fast", "pooling": "mean", "dim": "64",
+    assert metadata == {"model": str(model_dir), "execution_path": "fast", "pooling": "mean", "dim": "64",
                         "num_items": str(dataset.num_items), "dataset_sha256": dataset.sha256}
     expected = LatentReasoningEmbedder.from_pretrained(model_dir).encode(dataset.item_texts[1:], show_progress=False)
     np.testing.assert_allclose(table[1:], expected.numpy(), rtol=1e-5, atol=1e-6)
@@ -81,11 +81,11 @@ def test_reference_path_export_matches_fast(small_dataset, model_dir, tmp_path):
     dataset = PreparedDataset.load(small_dataset)
     embedder = LatentReasoningEmbedder.from_pretrained(model_dir)
     fast_file, = export_item_table(embedder, dataset, tmp_path / "fast.safetensors", show_progress=False)
-    reference_file, = export_item_table(embedder, dataset, tmp_path / "ref.safetensors", path="reference",
+    reference_file, = export_item_table(embedder, dataset, tmp_path / "ref.safetensors", execution_path="reference",
                                         show_progress=False)
     fast, _ = load_embedding_table(fast_file)
     reference, metadata = load_embedding_table(reference_file)
-    assert metadata["path"] == "reference"
+    assert metadata["execution_path"] == "reference"
     assert np.abs(fast - reference).max() / np.abs(reference).max() < 1e-5
 
 

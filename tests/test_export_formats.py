@@ -30,7 +30,7 @@ from reaemb_trl.lrcl.losses import LOSSES
 from reaemb_trl.recipe import config_to_dict
 from reaemb_trl.testing import save_tiny_decoder
 
-HEADER_KEYS = ["model", "path", "pooling", "dim", "num_items", "dataset_sha256"]
+HEADER_KEYS = ["model", "execution_path", "pooling", "dim", "num_items", "dataset_sha256"]
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def test_safetensors_stays_the_default_and_gets_ids_and_metadata_beside_it(refer
     assert sorted(p.name for p in output.parent.iterdir()) == ["items.safetensors", "items.safetensors.ids.json",
                                                                "items.safetensors.meta.json"]
     assert table.shape == (dataset.num_items + 1, 64) and not table[0].any()
-    assert header == {"model": str(lrcl_dir), "path": "fast", "pooling": "mean", "dim": "64",
+    assert header == {"model": str(lrcl_dir), "execution_path": "fast", "pooling": "mean", "dim": "64",
                       "num_items": str(dataset.num_items), "dataset_sha256": dataset.sha256}
     ids = json.loads((output.parent / "items.safetensors.ids.json").read_text())
     assert ids == [None, *dataset.source_ids] and len(ids) == table.shape[0]

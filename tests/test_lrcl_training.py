@@ -165,4 +165,5 @@ def test_bad_input(prepared_sample, tiny_decoder, tmp_path, capsys):
     assert "max_step" in capsys.readouterr().err
 
     with pytest.raises(InputError, match="no checkpoint-N folder to resume from"):
-        LRCLTrainer(tiny_config(tiny_decoder, prepared_sample, tmp_path / "o3", resume_from_checkpoint="latest")).train()
+        LRCLTrainer(tiny_config(tiny_decoder, prepared_sample, tmp_path / "o3",
+                                resume_from_checkpoint="latest")).train()

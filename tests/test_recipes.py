@@ -9,7 +9,8 @@ from reaemb_trl.errors import InputError
 
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
 RECIPES = sorted(RECIPES_DIR.rglob("*.yaml"))
-ACCELERATE_CONFIGS = [*sorted((RECIPES_DIR / "accelerate").glob("*.yaml")), RECIPES_DIR.parent / "accelerate_config.yaml"]
+ACCELERATE_CONFIGS = [*sorted((RECIPES_DIR / "accelerate").glob("*.yaml")),
+                      RECIPES_DIR.parent / "accelerate_config.yaml"]
 
 
 def _kind(path: Path) -> str:
@@ -57,7 +58,8 @@ def test_stage_and_pipeline_recipes_parse_to_their_values(path):
     for key, value in raw.items():
         parsed = getattr(config, key)
         parsed = getattr(parsed, "value", parsed)  # enums of TrainingArguments
-        assert parsed == value or str(parsed) == str(value), f"{path}: {key} parsed as {parsed!r}, recipe says {value!r}"
+        assert parsed == value or str(parsed) == str(value), \
+            f"{path}: {key} parsed as {parsed!r}, recipe says {value!r}"
 
 
 def test_every_recipe_documents_its_keys():

@@ -32,7 +32,8 @@ def test_builtin_rewards_exact_values():
     assert mrr.tolist() == pytest.approx([1 / 2, 0.75 / 1 + 0.25 / 4])
     softmax = get_reward("cooc_softmax")(SCORES, WEIGHTS, temperature=0.5)
     log_p = torch.log_softmax(SCORES / 0.5, dim=1)
-    assert softmax.tolist() == pytest.approx([log_p[0, 2].item(), 0.75 * log_p[1, 0].item() + 0.25 * log_p[1, 3].item()])
+    expected = [log_p[0, 2].item(), 0.75 * log_p[1, 0].item() + 0.25 * log_p[1, 3].item()]
+    assert softmax.tolist() == pytest.approx(expected)
     assert gain(0) == 0.5
 
 

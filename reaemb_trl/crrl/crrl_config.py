@@ -6,7 +6,6 @@ import os
 from dataclasses import dataclass
 
 import torch
-
 from trl import GRPOConfig
 
 from ..embedder.configuration import SIMILARITIES
@@ -25,59 +24,63 @@ class CRRLConfig(GRPOConfig):
 
     # Inputs
     model_name_or_path: str | None = help_field("LRCL output folder (an embedder folder) to start from.", default=None)
-    backbone: str | None = help_field("Backbone the LRCL folder must be built on (its name or path, as LRCL recorded it); "
-                                 "None accepts any.", default=None)
+    backbone: str | None = help_field("Backbone the LRCL folder must be built on (its name or path, as LRCL "
+                                      "recorded it); None accepts any.", default=None)
     dataset_dir: str | None = help_field("Prepared dataset folder with cooccurrence.npz.", default=None)
     max_length: int | None = help_field("Longest tokenised prompt; None keeps the embedder's setting.", default=None)
 
     # Policy
     sigma: float = help_field("Standard deviation of the Gaussian thought policy.", default=0.1)
     noise_free_first: bool = help_field("The first sample of each group is the noise-free thought (reference).",
-                                   default=True)
+                                        default=True)
     logprob: str = help_field(f"Policy log-prob: {LOGPROB_CHOICES}.", default="gaussian")
     logprob_reduction: str = help_field(f"How per-dimension (per-token) log-ratios become the importance ratio: "
-                                   f"{LOGPROB_REDUCTIONS}.", default="mean")
+                                        f"{LOGPROB_REDUCTIONS}.", default="mean")
     advantage: str = help_field(f"Advantage estimator: {ADVANTAGE_CHOICES}; `group` honours scale_rewards.",
-                           default="group")
+                                default="group")
     train_lora: bool = help_field("Also train the embedder's LoRA adapters (needs logprob=token_likelihood); default: "
-                             "merge them and train the thought module only.", default=False)
+                                  "merge them and train the thought module only.", default=False)
 
     # Rewards
-    rewards: list[str] = help_field("Reward names (registry, entry point or module:function); weights in reward_weights.",
-                               default_factory=lambda: ["cooc_ndcg"])
+    rewards: list[str] = help_field("Reward names (registry, entry point or module:function); weights in "
+                                    "reward_weights.",
+                                    default_factory=lambda: ["cooc_ndcg"])
     num_positives: int = help_field("Positive candidates per item (most co-occurring first).", default=1)
     num_candidates: int = help_field("Candidates per item, positives included.", default=10)
     similarity: str = help_field(f"Similarity of embeddings to candidates: {SIMILARITIES}.", default="cosine")
-    refresh_every: int = help_field("Recompute a cached candidate embedding once it is this many steps old (1 = exact).",
-                               default=1)
+    refresh_every: int = help_field("Recompute a cached candidate embedding once it is this many steps old "
+                                    "(1 = exact).",
+                                    default=1)
     eval_items: int = help_field("Items held out of training; their mean noise-free eval_reward is the evaluation.",
-                            default=256)
+                                 default=256)
     eval_reward: str = help_field("Reward reported on the held-out items.", default="cooc_ndcg")
     encode_batch_size: int = help_field("Texts per forward pass when embedding candidates and held-out items.",
-                                   default=64)
-    prefix_cache_size: int = help_field("Prompts whose pass-1 results (prefix states, KV cache) are kept and reused, so a "
-                                   "candidate or item seen before costs only the thought module and pass 2; exact "
-                                   "because the backbone is frozen. Memory per prompt of T tokens: T final states, "
-                                   "plus 2 x layers x kv_heads x head_dim x T cache values on a decoder. 0 = off; "
-                                   "always off with train_lora.", default=8192)
+                                        default=64)
+    prefix_cache_size: int = help_field("Prompts whose pass-1 results (prefix states, KV cache) are kept and reused, "
+                                        "so a candidate or item seen before costs only the thought module and pass 2; "
+                                        "exact because the backbone is frozen. Memory per prompt of T tokens: T final "
+                                        "states, plus 2 x layers x kv_heads x head_dim x T cache values on a decoder. "
+                                        "0 = off; always off with train_lora.", default=8192)
     overwrite_output_dir: bool = help_field("Replace an output folder that already holds a run.", default=False)
 
     # Reference defaults for GRPOConfig fields
-    per_device_train_batch_size: int = help_field("Samples per process per step: 32 items x 8 generations.", default=256)
+    per_device_train_batch_size: int = help_field("Samples per process per step: 32 items x 8 generations.",
+                                                  default=256)
     num_iterations: int = help_field("Optimisation passes over each generation batch.", default=2)
     epsilon_high: float | None = help_field("Upper clip: the ratio is clipped to [1 - epsilon, 1 + epsilon_high].",
-                                       default=0.28)
+                                            default=0.28)
     loss_type: str = help_field(f"Aggregation of the clipped objective: {LOSS_TYPES}.", default="grpo")
     learning_rate: float = help_field("Peak learning rate of AdamW.", default=1e-4)
     lr_scheduler_type: str = help_field("A transformers scheduler name.", default="cosine")
     warmup_steps: float = help_field("Learning-rate warm-up steps.", default=200)
     bf16: bool | None = help_field("bfloat16 mixed precision (off by default: the thought module trains in float32).",
-                              default=False)
-    activation_checkpointing: bool | None = help_field("Recompute activations in backward; the backbone is frozen in CRRL, "
-                                                  "so off by default.", default=False)
+                                   default=False)
+    activation_checkpointing: bool | None = help_field("Recompute activations in backward; the backbone is frozen "
+                                                       "in CRRL, so off by default.", default=False)
     gradient_checkpointing: bool | None = help_field("Deprecated alias of activation_checkpointing.", default=None)
-    disable_dropout: bool = help_field("Switch the model's dropout off: with it, the backbone's dropout noise would swamp "
-                                  "the thought samples' effect on the reward and make the ratio noisy.", default=True)
+    disable_dropout: bool = help_field("Switch the model's dropout off: with it, the backbone's dropout noise would "
+                                       "swamp the thought samples' effect on the reward and make the ratio noisy.",
+                                       default=True)
 
     def __post_init__(self):
         # GRPOConfig raises ValueError for these; the CLI's contract is an InputError naming the setting.

@@ -310,7 +310,8 @@ class EmbeddingGRPOTrainer(SafeCheckpointMixin, GRPOTrainer):
         self._step = state["step"]
         device = self.accelerator.device
         self._buffered_inputs = [{key: value.to(device) if isinstance(value, torch.Tensor) else value
-                                  for key, value in batch.items()} for batch in state.get("buffered_inputs", [])] or None
+                                  for key, value in batch.items()}
+                                 for batch in state.get("buffered_inputs", [])] or None
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         # Checkpoints are embedder folders (thought module + adapter), not a full state dict.

@@ -1,4 +1,5 @@
-"""Scores sampled item embeddings against co-occurrence candidates (positives that co-occur, negatives that never do)."""
+"""Scores sampled item embeddings against co-occurrence candidates (positives that co-occur, negatives that never
+do)."""
 
 from __future__ import annotations
 
@@ -90,7 +91,8 @@ class CooccurrenceRewardModel:
         """(train, held-out) item ids among the items with positives, held-out drawn at random with `seed`."""
         eligible = self.items_with_positives()
         if not 0 <= num_heldout < len(eligible):
-            raise InputError(f"cannot hold out {num_heldout} of the {len(eligible)} items that have a co-occurring item")
+            raise InputError(f"cannot hold out {num_heldout} of the {len(eligible)} items that have a co-occurring "
+                             "item")
         order = np.random.default_rng(self.seed if seed is None else seed).permutation(eligible)
         return np.sort(order[num_heldout:]), np.sort(order[:num_heldout])
 

@@ -4,9 +4,9 @@ Reads only prepared folders and embedding files (`reaemb_trl.data`); knows nothi
 """
 
 from .compare import compare
+from .config import RECOMMENDERS, DownstreamConfig
 from .evaluate import evaluate
 from .metrics import ranking_metrics
-from .config import RECOMMENDERS, DownstreamConfig
 from .models import MODELS, build_model
 from .protocol import LeaveOneOutSplit, sample_negatives
 from .trainer import DownstreamTrainer, RunResult

@@ -15,10 +15,10 @@ from tqdm.auto import tqdm
 from ..data import PreparedDataset
 from ..errors import InputError
 from ..io_utils import atomic_output_dir, ensure_replaceable, sha256_file, write_json
+from .config import DownstreamConfig
 from .evaluate import load_table, run_records
 from .metrics import GROUPS
 from .plots import plot_ndcg_by_group, plot_projection
-from .config import DownstreamConfig
 
 ID_ONLY = "id-only"
 POPULARITY = "popularity"

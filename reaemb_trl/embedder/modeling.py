@@ -55,7 +55,7 @@ from .serialization import (
 from .shared_pass import length_batches
 from .thought_module import ThoughtModule
 
-PATHS = ("fast", "reference")
+EXECUTION_PATHS = ("fast", "reference")  # how pass 1 and pass 2 run (docs/method.md)
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +99,19 @@ class LatentReasoningEmbedder(PreTrainedModel):
         self.thought_embeddings = nn.Parameter(torch.zeros(config.num_thought_tokens, config.hidden_size),
                                                requires_grad=False)
         self.post_init()
+
+    @property
+    def _no_split_modules(self) -> set[str]:
+        # post_init() collects the children's lists before the backbone is attached, so the backbone's (its decoder
+        # layer class) is read live: FSDP's transformer wrap policy and device maps then keep each layer whole.
+        own = self.__dict__.get("_own_no_split_modules", set())
+        if "backbone" not in self._modules:
+            return set(own)
+        return set(own) | set(getattr(self.backbone_model, "_no_split_modules", None) or ())
+
+    @_no_split_modules.setter
+    def _no_split_modules(self, value) -> None:
+        self.__dict__["_own_no_split_modules"] = set(value or ())
 
     def _init_weights(self, module):
         # The thought module is initialised by `from_backbone` (it needs the backbone) or loaded by `from_pretrained`.
@@ -243,29 +256,31 @@ class LatentReasoningEmbedder(PreTrainedModel):
 
     @torch.no_grad()
     def encode_prefix_cached(self, prompts: Sequence[Sequence[int]], prefix_cache: PrefixCache,
-                             path: str | None = None) -> PrefixState:
+                             execution_path: str | None = None) -> PrefixState:
         """Pass 1 of `prompts` (token ids, as `prompts.build` makes them) without gradient, taken from `prefix_cache`
         where it holds them; the others are computed and stored. Exact only while the backbone does not change."""
-        path = self.resolve_path(path)
-        keys = [(path, tuple(ids)) for ids in prompts]
+        execution_path = self.resolve_execution_path(execution_path)
+        keys = [(execution_path, tuple(ids)) for ids in prompts]
         found = {key: prefix_cache.get(key) for key in dict.fromkeys(keys)}
         missing = [key for key, row in found.items() if row is None]
         if missing:
             device = self.thought_embeddings.device
-            batch = pad_prompts([list(key[1]) for key in missing], self.tokenizer.pad_token_id, self.config.padding_side)
-            computed = self.encode_prefix(batch["input_ids"].to(device), batch["attention_mask"].to(device), path)
+            batch = pad_prompts([list(key[1]) for key in missing], self.tokenizer.pad_token_id,
+                                self.config.padding_side)
+            computed = self.encode_prefix(batch["input_ids"].to(device), batch["attention_mask"].to(device),
+                                          execution_path)
             for key, row in zip(missing, split_prefix(computed)):
                 found[key] = row
                 prefix_cache.put(key, row)
         return stack_prefixes([found[key] for key in keys], self.tokenizer.pad_token_id, self._body().config)
 
-    def resolve_path(self, path: str | None) -> str:
-        """The path a call runs: `path` or the default (fast); encoders always run reference."""
-        if path is not None and path not in PATHS:
-            raise InputError(f"path must be one of {PATHS}, got {path!r}")
+    def resolve_execution_path(self, execution_path: str | None) -> str:
+        """The execution path a call runs: the one asked for, else fast; encoders always run reference."""
+        if execution_path is not None and execution_path not in EXECUTION_PATHS:
+            raise InputError(f"execution_path must be one of {EXECUTION_PATHS}, got {execution_path!r}")
         if not self.config.is_causal:
             return "reference"
-        return path or "fast"
+        return execution_path or "fast"
 
     def _thought_index(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """[B, j] columns of the thought tokens; checks the prompt layout the two paths rely on."""
@@ -290,10 +305,10 @@ class LatentReasoningEmbedder(PreTrainedModel):
 
     # --------------------------------------------------------------------------------------------------- pass 1
     def encode_prefix(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                      path: str | None = None) -> PrefixState:
+                      execution_path: str | None = None) -> PrefixState:
         """Pass 1. Fast: the prefix pass (with gradient if enabled: it is also pass 2's prefix) keeping its cache."""
         thought_index = self._thought_index(input_ids, attention_mask)
-        if self.resolve_path(path) == "reference":
+        if self.resolve_execution_path(execution_path) == "reference":
             return self._reference_prefix(input_ids, attention_mask, thought_index)
         return self._fast_prefix(input_ids, attention_mask, thought_index)
 
@@ -305,7 +320,7 @@ class LatentReasoningEmbedder(PreTrainedModel):
             embeds = _inject(self._embed(input_ids), thought_index, thoughts)
             hidden, _ = self._body_forward(embeds, mask, positions)
         return PrefixState(states=hidden, state_mask=mask, state_positions=positions, query_index=thought_index - 1,
-                           path="reference", input_ids=input_ids, attention_mask=attention_mask,
+                           execution_path="reference", input_ids=input_ids, attention_mask=attention_mask,
                            thought_index=thought_index)
 
     def _fast_prefix(self, input_ids, attention_mask, thought_index) -> PrefixState:
@@ -349,8 +364,9 @@ class LatentReasoningEmbedder(PreTrainedModel):
         weights = weights.to(hidden.dtype)
         prefix_sum = (hidden * weights[..., None]).sum(1)
         return PrefixState(states=states, state_mask=state_mask, state_positions=state_positions,
-                           query_index=query_index, path="fast", cache=cache, prefix_mask=prefix_mask,
-                           prefix_sum=prefix_sum, prefix_weight=weights.sum(1), suffix_ids=suffix_ids, suffix_mask=suffix_mask,
+                           query_index=query_index, execution_path="fast", cache=cache, prefix_mask=prefix_mask,
+                           prefix_sum=prefix_sum, prefix_weight=weights.sum(1), suffix_ids=suffix_ids,
+                           suffix_mask=suffix_mask,
                            suffix_positions=suffix_positions)
 
     def thought_mean(self, prefix: PrefixState) -> torch.Tensor:
@@ -430,7 +446,7 @@ class LatentReasoningEmbedder(PreTrainedModel):
 
     # ------------------------------------------------------------------------------------------------ public API
     def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
-                path: str | None = None, use_thought: bool | None = None,
+                execution_path: str | None = None, use_thought: bool | None = None,
                 thought_inputs: dict[str, torch.Tensor] | None = None, **unused) -> EmbedderOutput:
         """Embeddings of tokenized prompts. `use_thought=False` is the no-latent-reasoning ablation: one plain pass
         with the thought-token embeddings at the thought positions; None = `config.use_thought`.
@@ -450,7 +466,7 @@ class LatentReasoningEmbedder(PreTrainedModel):
             thoughts = self.thought_embeddings.expand(input_ids.shape[0], -1, -1)
             hidden = self._full_pass(input_ids, attention_mask, thought_index, thoughts, 1)
             return EmbedderOutput(embeddings=pool(self.config.pooling, hidden, attention_mask, thought_index))
-        prefix = self.encode_prefix(input_ids, attention_mask, path)
+        prefix = self.encode_prefix(input_ids, attention_mask, execution_path)
         thought_means = self.thought_mean(prefix)
         embeddings = self.embed_with_thoughts(prefix, thought_means)
         return EmbedderOutput(embeddings=embeddings, thought_means=thought_means, prefix=prefix)
@@ -475,7 +491,7 @@ class LatentReasoningEmbedder(PreTrainedModel):
         return thoughts, self.embed_with_thoughts(prefix, thoughts, group_size)
 
     @torch.no_grad()
-    def encode(self, texts: Sequence[str], batch_size: int = 32, path: str | None = None,
+    def encode(self, texts: Sequence[str], batch_size: int = 32, execution_path: str | None = None,
                show_progress: bool = True, use_thought: bool | None = None,
                prefix_cache: PrefixCache | None = None) -> torch.Tensor:
         """Embeddings [len(texts), d] (float32, cpu) in eval mode; batches are built by prompt length.
@@ -490,12 +506,12 @@ class LatentReasoningEmbedder(PreTrainedModel):
         try:
             for rows in length_batches(prompts, batch_size, show_progress):
                 if prefix_cache is not None and with_thought:
-                    prefix = self.encode_prefix_cached([prompts[i] for i in rows], prefix_cache, path)
+                    prefix = self.encode_prefix_cached([prompts[i] for i in rows], prefix_cache, execution_path)
                     embeddings = self.embed_with_thoughts(prefix, self.thought_mean(prefix))
                 else:
                     batch = pad_prompts([prompts[i] for i in rows], self.tokenizer.pad_token_id,
                                         self.config.padding_side)
-                    embeddings = self(**{k: v.to(device) for k, v in batch.items()}, path=path,
+                    embeddings = self(**{k: v.to(device) for k, v in batch.items()}, execution_path=execution_path,
                                       use_thought=use_thought).embeddings
                 result[rows] = embeddings.float().cpu()
         finally:

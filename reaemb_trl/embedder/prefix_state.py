@@ -27,7 +27,7 @@ class PrefixState:
     state_mask: torch.Tensor  # [B, N] bool, real positions
     state_positions: torch.Tensor  # [B, N] true (unpadded) positions
     query_index: torch.Tensor  # [B, j] index into N of the state just before each thought
-    path: str | None = None
+    execution_path: str | None = None  # "fast" or "reference": how pass 1 ran
     cache: DynamicCache | None = None
     prefix_mask: torch.Tensor | None = None  # [B, P] bool
     prefix_sum: torch.Tensor | None = None  # [B, d]
@@ -81,7 +81,8 @@ def split_prefix(prefix: PrefixState) -> list[dict[str, Any]]:
     for b in range(prefix.batch_size):
         keep = prefix.state_mask[b]
         new_column = keep.long().cumsum(0) - 1  # the index fields point into the unpadded states
-        row = {"path": prefix.path, "states": prefix.states[b, keep], "state_mask": prefix.state_mask[b, keep],
+        row = {"execution_path": prefix.execution_path, "states": prefix.states[b, keep],
+               "state_mask": prefix.state_mask[b, keep],
                "state_positions": prefix.state_positions[b, keep], "query_index": new_column[prefix.query_index[b]]}
         if prefix.cache is not None:
             real = prefix.prefix_mask[b]
@@ -99,14 +100,15 @@ def split_prefix(prefix: PrefixState) -> list[dict[str, Any]]:
 
 
 def stack_prefixes(rows: Sequence[dict[str, Any]], pad_token_id: int, cache_config) -> PrefixState:
-    """One PrefixState from `split_prefix` rows of one path: prompts padded on the left, suffixes on the right
+    """One PrefixState from `split_prefix` rows of one execution path: prompts padded on the left, suffixes on the right
     (positions are explicit, so the function is the same as for the batch the rows came from)."""
     def pad(name, value=0, side="left"):
         return pad_sequence([row[name] for row in rows], batch_first=True, padding_value=value, padding_side=side)
 
     shift = pad("states").shape[1] - torch.tensor([len(row["states"]) for row in rows])
     shift = shift.to(rows[0]["query_index"].device)[:, None]
-    fields = {"path": rows[0]["path"], "states": pad("states"), "state_mask": pad("state_mask", False),
+    fields = {"execution_path": rows[0]["execution_path"], "states": pad("states"),
+              "state_mask": pad("state_mask", False),
               "state_positions": pad("state_positions"),
               "query_index": torch.stack([row["query_index"] for row in rows]) + shift}
     if "cache" in rows[0]:

@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pca", type=int, help="Also write a PCA-reduced table FILE.pcaD.safetensors "
                         "(--format safetensors only).")
     parser.add_argument("--batch-size", type=int, default=32, help="Items per forward pass (default: 32).")
-    parser.add_argument("--path", choices=("fast", "reference"), help="Execution path (default: fast for decoders).")
+    parser.add_argument("--execution-path", choices=("fast", "reference"),
+                        help="How the two passes run (default: fast for decoders; encoders always run reference).")
     parser.add_argument("--num-items", type=int, help="Refuse a dataset that does not have exactly this many items.")
     parser.add_argument("--device", help="torch device (default: cuda when available, else cpu).")
     parser.add_argument("--no-progress", dest="show_progress", action="store_false", help="Hide the progress bar.")
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     device = args.device or default_device()
     embedders = [LatentReasoningEmbedder.from_pretrained(model).to(device) for model in args.model]
     written = export_item_tables(embedders, dataset, args.output, pca=args.pca, batch_size=args.batch_size,
-                                 path=args.path, num_items=args.num_items, model_names=args.model,
+                                 execution_path=args.execution_path, num_items=args.num_items, model_names=args.model,
                                  show_progress=args.show_progress, table_format=args.table_format,
                                  normalize=args.normalize)
     for file in written:

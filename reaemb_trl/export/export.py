@@ -30,7 +30,7 @@ def pca_path(output: str | os.PathLike, dim: int) -> Path:
 
 
 def export_item_table(embedder, dataset: PreparedDataset, output: str | os.PathLike, pca: int | None = None,
-                      batch_size: int = 32, path: str | None = None, num_items: int | None = None,
+                      batch_size: int = 32, execution_path: str | None = None, num_items: int | None = None,
                       model_name: str | None = None, show_progress: bool = True, table_format: str = "safetensors",
                       normalize: bool = False) -> list[Path]:
     """Embed items 1..N with `embedder.encode` and write the table in `table_format` (safetensors: row 0 zeros,
@@ -42,12 +42,12 @@ def export_item_table(embedder, dataset: PreparedDataset, output: str | os.PathL
     `normalize` L2-normalises every item row written (the PCA is fitted on the normalised rows, and its reduced rows
     are normalised again). Returns the paths of the tables.
     """
-    return export_item_tables([embedder], dataset, [output], pca, batch_size, path, num_items,
+    return export_item_tables([embedder], dataset, [output], pca, batch_size, execution_path, num_items,
                               None if model_name is None else [model_name], show_progress, table_format, normalize)
 
 
 def export_item_tables(embedders: Sequence, dataset: PreparedDataset, outputs: Sequence[str | os.PathLike],
-                       pca: int | None = None, batch_size: int = 32, path: str | None = None,
+                       pca: int | None = None, batch_size: int = 32, execution_path: str | None = None,
                        num_items: int | None = None, model_names: Sequence[str] | None = None,
                        show_progress: bool = True, table_format: str = "safetensors",
                        normalize: bool = False) -> list[Path]:
@@ -61,17 +61,18 @@ def export_item_tables(embedders: Sequence, dataset: PreparedDataset, outputs: S
     for embedder in embedders:
         texts = _checked_texts(embedder, dataset, pca, num_items)
     first = embedders[0]
-    worth_sharing = first.resolve_path(path) == "fast"  # pass 1 is a decoder's KV cache; encoders run whole passes
+    # pass 1 is worth sharing on the fast path (a decoder's KV cache); encoders run whole passes
+    worth_sharing = first.resolve_execution_path(execution_path) == "fast"
     group = [first, *(e for e in embedders[1:] if worth_sharing and shares_pass1(first, e, texts))]
     shared = {}
     if len(group) > 1:
         shared = dict(zip(map(id, group), encode_sharing_pass1(group, texts, batch_size, show_progress)))
     written = []
     for embedder, output, name in zip(embedders, outputs, model_names or [None] * len(embedders)):
-        resolved_path = embedder.resolve_path(path)
+        resolved_path = embedder.resolve_execution_path(execution_path)
         embeddings = shared.get(id(embedder))
         if embeddings is None:
-            embeddings = embedder.encode(texts, batch_size=batch_size, path=resolved_path,
+            embeddings = embedder.encode(texts, batch_size=batch_size, execution_path=resolved_path,
                                          show_progress=show_progress)
         written += _write_tables(embedder, dataset, output, embeddings.numpy(), pca, resolved_path, name,
                                  table_format, normalize)
@@ -110,7 +111,7 @@ def _write_tables(embedder, dataset: PreparedDataset, output: str | os.PathLike,
     folder = model_name or embedder.name_or_path
     metadata = {
         "model": folder or embedder.config.backbone_name_or_path,
-        "path": resolved_path,
+        "execution_path": resolved_path,
         "pooling": embedder.config.pooling,
         "dim": table.shape[1],
         "num_items": dataset.num_items,

@@ -6,12 +6,13 @@ import os
 from dataclasses import dataclass
 
 from ..embedder.configuration import POOLING_MODES
+from ..embedder.modeling import EXECUTION_PATHS as EMBEDDER_EXECUTION_PATHS
 from ..errors import InputError
 from ..recipe import help_field
 
 MIXED_PRECISION_CHOICES = ("auto", "no", "fp16", "bf16")
 QUANTIZATION_CHOICES = ("none", "4bit")
-EXECUTION_PATHS = ("auto", "fast", "reference")
+EXECUTION_PATHS = ("auto", *EMBEDDER_EXECUTION_PATHS)
 OPTIMIZER_CHOICES = ("adamw_torch", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit")
 
 
@@ -21,9 +22,9 @@ class LRCLConfig:
 
     # Inputs and outputs
     model_name_or_path: str | None = help_field("Backbone: bundled-smollm2, bundled-minilm, a local folder (decoder or "
-                                           "encoder) or a hub name.", default=None)
-    gguf_file: str | None = help_field("A GGUF file inside the model_name_or_path folder to load (converted once into a "
-                                  "cached transformers folder).", default=None)
+                                                "encoder) or a hub name.", default=None)
+    gguf_file: str | None = help_field("A GGUF file inside the model_name_or_path folder to load (converted once "
+                                       "into a cached transformers folder).", default=None)
     dataset_dir: str | None = help_field("Prepared dataset folder (`reaemb-trl prepare`).", default=None)
     output_dir: str = help_field("Where the trained embedder, the logs and the checkpoints go.", default="outputs/lrcl")
     overwrite_output_dir: bool = help_field("Replace an output folder that already holds a run.", default=False)
@@ -31,60 +32,61 @@ class LRCLConfig:
     # Embedder
     num_thought_tokens: int = help_field("Latent thought tokens placed after the item text (reference: 1).", default=1)
     pooling: str = help_field("How token states become the item embedding: " + "; ".join(
-        f"{name} = {meaning}" for name, meaning in POOLING_MODES.items()) + ".", default="mean")
+             f"{name} = {meaning}" for name, meaning in POOLING_MODES.items()) + ".", default="mean")
     no_thought: bool = help_field("Bypass the thought module (the LLMEmb-style ablation).", default=False)
     max_length: int = help_field("Longest tokenised prompt; longer item texts are truncated.", default=1024)
     instruction: str | None = help_field("Instruction before the item text; None keeps the embedder's default.",
-                                    default=None)
+                                         default=None)
     system_prompt: str | None = help_field("System message for chat templates: None keeps the template's default; a "
-                                      "string (even '') replaces it and shortens every prompt.", default=None)
+                                           "string (even '') replaces it and shortens every prompt.", default=None)
     quantization: str = help_field(f"Backbone weights: {QUANTIZATION_CHOICES} (4bit = QLoRA, needs bitsandbytes).",
-                              default="none")
+                                   default="none")
     lora_r: int = help_field("LoRA rank.", default=8)
     lora_alpha: int = help_field("LoRA scaling numerator.", default=32)
     lora_dropout: float = help_field("Dropout on the LoRA input.", default=0.1)
     lora_top_layers: int | None = help_field("LoRA only on the last N transformer layers (peft layers_to_transform): "
-                                        "the backward pass then stops there; None = every layer.", default=None)
+                                             "the backward pass then stops there; None = every layer.", default=None)
     lora_target_modules: list[str] | None = help_field(
-        "Module names that get LoRA adapters; None = every attention/MLP projection the backbone has "
-        "(decoders: q,k,v,o,gate,up,down; BERT encoders: query,key,value,dense).", default=None)
+             "Module names that get LoRA adapters; None = every attention/MLP projection the backbone has "
+             "(decoders: q,k,v,o,gate,up,down; BERT encoders: query,key,value,dense).", default=None)
     execution_path: str = help_field(f"{EXECUTION_PATHS}: auto = the exact fast path on decoders (prefix KV cache "
-                                "reused by pass 2), the plain two-pass reference path on encoders.", default="auto")
+                                     "reused by pass 2), the plain two-pass reference path on encoders.",
+                                     default="auto")
     gradient_checkpointing: bool = help_field("Recompute backbone activations in the backward pass to save memory "
-                                         "(runs the reference path: the fast path needs the KV cache).",
-                                         default=False)
+                                              "(runs the reference path: the fast path needs the KV cache).",
+                                              default=False)
 
     # Views and loss
     view_drop_ratio: float = help_field("Share of an item's attributes dropped in each view: int(ratio * k).",
-                                   default=0.4)
+                                        default=0.4)
     loss: str = help_field("Contrastive loss by name: soft_clip (reference) or infonce.", default="soft_clip")
     temperature: float | None = help_field("Initial temperature; None takes the loss's default (soft_clip 1.0, "
-                                      "infonce 0.05).", default=None)
+                                           "infonce 0.05).", default=None)
     learnable_temperature: bool = help_field("Train the temperature with the model.", default=True)
     min_temperature: float = help_field("Lower clamp of the temperature.", default=1e-3)
     gather_negatives: bool = help_field("Gather embeddings across processes (with gradient) so the negatives come from "
-                                   "the global batch.", default=True)
+                                        "the global batch.", default=True)
 
     # Optimisation
     optim: str = help_field(f"Optimizer: {OPTIMIZER_CHOICES}; the 8-bit and paged ones come from bitsandbytes (QLoRA).",
-                       default="adamw_torch")
+                            default="adamw_torch")
     learning_rate: float = help_field("Peak learning rate of AdamW.", default=2e-4)
     weight_decay: float = help_field("AdamW weight decay.", default=0.0)
     lr_scheduler_type: str = help_field("A transformers.get_scheduler name (linear, cosine, constant, ...).",
-                                   default="linear")
+                                        default="linear")
     warmup_steps: int = help_field("Learning-rate warm-up, in optimizer steps.", default=0)
     max_steps: int = help_field("Optimizer steps to train.", default=2000)
     per_device_train_batch_size: int = help_field("Items per process per micro-step (each gives two views).",
-                                             default=64)
+                                                  default=64)
     gradient_accumulation_steps: int = help_field("Micro-steps per optimizer step.", default=2)
     max_grad_norm: float = help_field("Gradient clipping norm; 0 turns clipping off.", default=1.0)
     mixed_precision: str = help_field(f"{MIXED_PRECISION_CHOICES}; auto = bf16 on GPUs that have it, else fp16 on GPU, "
-                                 "no on CPU (an `accelerate launch` setting wins).", default="auto")
+                                      "no on CPU (an `accelerate launch` setting wins).", default="auto")
     seed: int = help_field("Seed of the initialisation, the item order, the views and the held-out items.", default=42)
 
     # Evaluation, logging, checkpoints
     eval_steps: int = help_field("Evaluate on the held-out items every N optimizer steps (0 = only before and after).",
-                            default=200)
+                                 default=200)
     eval_items: int = help_field("Items held out of training for evaluation.", default=256)
     eval_batch_size: int = help_field("Texts per forward pass during evaluation.", default=64)
     logging_steps: int = help_field("Log the training loss every N optimizer steps.", default=10)
@@ -92,7 +94,7 @@ class LRCLConfig:
     save_steps: int = help_field("Checkpoint every N optimizer steps (0 = never).", default=500)
     save_total_limit: int = help_field("Checkpoints kept (the oldest are deleted).", default=2)
     resume_from_checkpoint: str | None = help_field("A checkpoint folder, or `latest` for the newest one under "
-                                               "output_dir/checkpoints.", default=None)
+                                                    "output_dir/checkpoints.", default=None)
 
     def __post_init__(self):
         if isinstance(self.lora_target_modules, str):
@@ -119,8 +121,8 @@ class LRCLConfig:
         if self.save_total_limit < 1:
             raise InputError(f"LRCL config: save_total_limit must be >= 1, got {self.save_total_limit}")
 
-    def embedder_path(self) -> str | None:
-        """The `path` argument of the embedder's forward (None = its default: fast on decoders)."""
+    def embedder_execution_path(self) -> str | None:
+        """The `execution_path` argument of the embedder's forward (None = its default: fast on decoders)."""
         if self.gradient_checkpointing:
             return "reference"
         return None if self.execution_path == "auto" else self.execution_path

@@ -56,16 +56,22 @@ class ContrastiveEmbedder(nn.Module):
     """
 
     def __init__(self, embedder: nn.Module, loss: nn.Module, use_thought: bool = True,
-                 gather_negatives: bool = True, path: str | None = None):
+                 gather_negatives: bool = True, execution_path: str | None = None):
         super().__init__()
         self.embedder = embedder
         self.loss = loss
         self.use_thought = use_thought
         self.gather_negatives = gather_negatives
-        self.path = path
+        self.execution_path = execution_path
+
+    @property
+    def _no_split_modules(self) -> list[str]:
+        # FSDP's transformer wrap policy reads this from the prepared model: the backbone's decoder layers, one by one.
+        return list(self.embedder._no_split_modules or [])
 
     def embed(self, **batch) -> torch.Tensor:
-        return self.embedder(**batch, use_thought=self.use_thought, path=self.path).embeddings.float()
+        out = self.embedder(**batch, use_thought=self.use_thought, execution_path=self.execution_path)
+        return out.embeddings.float()
 
     def forward(self, **batch) -> torch.Tensor:
         view_a, view_b = self.embed(**batch).chunk(2)
@@ -128,7 +134,20 @@ def build_optimizer(params: list[nn.Parameter], config: LRCLConfig) -> torch.opt
 
 
 def _launched_without_accelerator() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.accelerator.is_available()
+    without = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.accelerator.is_available()
+    engine = next((name for name in ("DEEPSPEED", "FSDP")
+                   if os.environ.get(f"ACCELERATE_USE_{name}", "").lower() == "true"), None)
+    if without and engine:
+        # accelerate sets up DeepSpeed and FSDP on accelerator devices only; on CPUs the run is plain DDP.
+        warnings.warn(f"LRCL: {engine} was asked for but no accelerator is available: training as DDP on the CPU")
+    return without
+
+
+def _full_tensor(param: torch.Tensor) -> torch.Tensor:
+    """The whole tensor of an FSDP2 shard (a collective: every process must call it), else the tensor itself."""
+    from torch.distributed.tensor import DTensor
+
+    return param.full_tensor() if isinstance(param, DTensor) else param
 
 
 def _model_fingerprint(config_dict: dict, trainable: dict[str, list[int]]) -> str:
@@ -179,7 +198,8 @@ class LRCLTrainer:
         embedder = embedder if embedder is not None else build_embedder(config)
         loss = build_loss(config.loss, config.temperature, config.learnable_temperature, config.min_temperature)
         model = ContrastiveEmbedder(embedder, loss, use_thought=not config.no_thought,
-                                    gather_negatives=config.gather_negatives, path=config.embedder_path())
+                                    gather_negatives=config.gather_negatives,
+                                    execution_path=config.embedder_execution_path())
         self.trainable = {name: list(p.shape) for name, p in model.named_parameters() if p.requires_grad}
         if not self.trainable:
             raise InputError("LRCL: the model has no trainable parameters (check lora_target_modules)")
@@ -189,12 +209,19 @@ class LRCLTrainer:
         optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], config)
         scheduler = get_scheduler(config.lr_scheduler_type, optimizer, num_warmup_steps=config.warmup_steps,
                                   num_training_steps=config.max_steps)
+        self._fill_deepspeed_micro_batch()
         self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, optimizer, scheduler)
         self.accelerator.register_save_state_pre_hook(self._keep_trainable_weights)
         self.accelerator.register_load_state_pre_hook(self._load_trainable_weights)
         self.history: dict[str, list[dict]] = {"train": [], "eval": []}
         self.global_step = 0
         self.train_seconds = 0.0  # time in training steps only (no evaluation, no checkpoints)
+
+    def _fill_deepspeed_micro_batch(self) -> None:
+        # accelerate reads DeepSpeed's `auto` micro-batch off a prepared dataloader, and LRCL prepares none.
+        plugin = self.accelerator.state.deepspeed_plugin
+        if plugin is not None and plugin.is_auto("train_micro_batch_size_per_gpu"):
+            plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = self.config.per_device_train_batch_size
 
     # ----------------------------------------------------------------- data
     def _split_items(self) -> None:
@@ -287,7 +314,8 @@ class LRCLTrainer:
     def _trainable_weights(self, model: nn.Module) -> dict[str, torch.Tensor]:
         # Frozen backbone weights are rebuilt from model_name_or_path: checkpoints hold the trained ones only.
         unwrapped = self.accelerator.unwrap_model(model)
-        return {name: p.detach().contiguous() for name, p in unwrapped.named_parameters() if p.requires_grad}
+        return {name: _full_tensor(p).detach().contiguous()
+                for name, p in unwrapped.named_parameters() if p.requires_grad}
 
     def _restore_trainable_weights(self, models, input_dir) -> None:
         from safetensors.torch import load_file
@@ -311,6 +339,8 @@ class LRCLTrainer:
             weights[i] = self._trainable_weights(model)
 
     def _load_trainable_weights(self, models, input_dir) -> None:
+        if not models:  # DeepSpeed and FSDP loaded the weights from their own files
+            return
         self._restore_trainable_weights(models, input_dir)
         models.clear()  # loaded here: accelerate must not load the full state dict it expects
 
@@ -467,6 +497,27 @@ class LRCLTrainer:
                 "train_seconds": self.train_seconds, **last_eval}
 
     # ---------------------------------------------------------------- output
+    def _unsharded_embedder(self):
+        """The embedder to save. Under FSDP every process holds a shard of each weight and the embedder's own save
+        writes weights as they are, so the main process saves a plain copy, built like this one, that holds the
+        trained weights gathered whole (every process must call this)."""
+        from accelerate.utils import DistributedType
+
+        embedder = self.accelerator.unwrap_model(self.model).embedder
+        if self.accelerator.distributed_type != DistributedType.FSDP:
+            return embedder
+        weights = self._trainable_weights(self.model)
+        if not self.accelerator.is_main_process:
+            return None
+        if not self.config.model_name_or_path:
+            raise InputError("LRCL under FSDP saves by rebuilding the embedder: set model_name_or_path")
+        plain, prefix = build_embedder(self.config), "embedder."
+        unexpected = plain.load_state_dict({name[len(prefix):]: tensor.cpu() for name, tensor in weights.items()
+                                            if name.startswith(prefix)}, strict=False).unexpected_keys
+        if unexpected:
+            raise RuntimeError(f"LRCL: the rebuilt embedder lacks trained weights {unexpected[:3]}")
+        return plain
+
     def save_model(self) -> Path:
         """Write the embedder folder + lrcl_config.json + trainer_state.json + loss.png into `output_dir`.
 
@@ -475,9 +526,10 @@ class LRCLTrainer:
         """
         accelerator = self.accelerator
         accelerator.wait_for_everyone()
+        embedder = self._unsharded_embedder()
         if accelerator.is_main_process:
             with staged_update(self.output_dir, last="trainer_state.json") as staging:
-                accelerator.unwrap_model(self.model).embedder.save_pretrained(staging)
+                embedder.save_pretrained(staging)
                 write_json(staging / "lrcl_config.json", {
                     **config_to_dict(self.config), "num_processes": accelerator.num_processes,
                     "resolved_mixed_precision": accelerator.mixed_precision,

@@ -12,9 +12,9 @@ from ..errors import InputError
 from ..io_utils import sha256_json
 from ..recipe import load_recipe_yaml
 
-BUNDLED = "bundled"
+BUNDLED = "bundled"  # dataset paths: the Office 2014 sample inside the package
 # Recipe keys renamed so that each name says one thing: the error for an old key names the new one.
-RENAMED = {"backbones": "recommenders", "max_len": "max_items"}  # dataset paths: the Office 2014 sample inside the package
+RENAMED = {"backbones": "recommenders", "max_len": "max_items"}
 
 
 @dataclass

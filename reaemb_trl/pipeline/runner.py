@@ -2,9 +2,9 @@
 
 Each training stage writes its recipe into `OUTPUT/recipes/`, parses it as its sub-command would, and calls the
 stage's library function (`lrcl.run`, `crrl.run`, `export_item_tables`, `compare`), so every stage of a pipeline
-run can be reproduced by hand with `reaemb-trl lrcl --config OUTPUT/recipes/lrcl.yaml`. `pipeline_state.json` records each
-stage's config hash: a re-run skips finished stages with the same hash, and a stage that was killed is started
-again with `resume_from_checkpoint` set to its newest checkpoint, so it continues from there.
+run can be reproduced by hand with `reaemb-trl lrcl --config OUTPUT/recipes/lrcl.yaml`. `pipeline_state.json`
+records each stage's config hash: a re-run skips finished stages with the same hash, and a stage that was killed is
+started again with `resume_from_checkpoint` set to its newest checkpoint, so it continues from there.
 """
 
 from __future__ import annotations
@@ -76,7 +76,8 @@ class PipelineRunner:
         self._stage("raw_backbone", self.out / "raw_backbone", self._save_raw_backbone,
                     settings={"backbone": self.backbone, **_embedder_keys(self.config.lrcl)})
         self._stage("lrcl_no_thought", self.out / "lrcl_no_thought",
-                    lambda out: self._training_stage("lrcl", out, {**lrcl_common, **self.config.lrcl, "no_thought": True}),
+                    lambda out: self._training_stage("lrcl", out,
+                                                     {**lrcl_common, **self.config.lrcl, "no_thought": True}),
                     settings={**lrcl_common, **self.config.lrcl, "no_thought": True}, after=["prepare"])
         self._stage("lrcl", self.out / "lrcl",
                     lambda out: self._training_stage("lrcl", out, {**lrcl_common, **self.config.lrcl}),

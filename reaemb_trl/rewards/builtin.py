@@ -1,4 +1,5 @@
-"""Built-in co-occurrence rewards (signature in `registry`). Ranks are 0-based: the number of candidates scoring higher."""
+"""Built-in co-occurrence rewards (signature in `registry`). Ranks are 0-based: the number of candidates scoring
+higher."""
 
 from __future__ import annotations
 

@@ -6,8 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from reaemb_trl.crrl import CRRLConfig
-from reaemb_trl.crrl import build_trainer
+from reaemb_trl.crrl import CRRLConfig, build_trainer
 from reaemb_trl.recipe import parse_recipe
 
 

@@ -11,7 +11,9 @@ class Temperature(nn.Module):
         super().__init__()
         if initial <= 0:
             raise ValueError(f"temperature must be > 0, got {initial}")
-        value = torch.tensor(float(initial))
+        # Shape [1], not a 0-dim scalar: DeepSpeed broadcasts every parameter as bytes (`.view(torch.uint8)`), which a
+        # 0-dim tensor refuses.
+        value = torch.tensor([float(initial)])
         if learnable:
             self.value = nn.Parameter(value)
         else:
@@ -20,4 +22,5 @@ class Temperature(nn.Module):
         self.minimum = minimum
 
     def forward(self) -> torch.Tensor:
-        return self.value.clamp(min=self.minimum)
+        """The clamped temperature as a 0-dim tensor."""
+        return self.value.clamp(min=self.minimum)[0]
