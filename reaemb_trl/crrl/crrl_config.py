@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
-import torch
 from trl import GRPOConfig
 
 from ..embedder.configuration import SIMILARITIES
 from ..errors import InputError
+from ..launch import gpu_less_multiprocess
 from ..recipe import help_field
 from .policy import LOGPROB_REDUCTIONS, LOSS_TYPES
 
@@ -115,9 +114,7 @@ class CRRLConfig(GRPOConfig):
         if self.num_candidates <= self.num_positives:
             raise InputError(f"CRRL config: num_candidates ({self.num_candidates}) must exceed num_positives "
                              f"({self.num_positives})")
-        if not self.use_cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.accelerator.is_available():
-            # Under torchrun without a GPU, accelerate sets up gloo only with use_cpu; otherwise every rank would
-            # silently train alone.
+        if not self.use_cpu and gpu_less_multiprocess("CRRL"):
             self.use_cpu = True
         try:
             super().__post_init__()

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from ..data import PreparedDataset
 from ..errors import InputError
 from ..io_utils import atomic_path, sha256_json, staged_update, write_json
+from ..launch import gpu_less_multiprocess
 from ..recipe import config_to_dict
 from ..training_state import (
     CHECKPOINT_MARKER,
@@ -133,16 +134,6 @@ def build_optimizer(params: list[nn.Parameter], config: LRCLConfig) -> torch.opt
     return optimizer_cls(params, **kwargs)
 
 
-def _launched_without_accelerator() -> bool:
-    without = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.accelerator.is_available()
-    engine = next((name for name in ("DEEPSPEED", "FSDP")
-                   if os.environ.get(f"ACCELERATE_USE_{name}", "").lower() == "true"), None)
-    if without and engine:
-        # accelerate sets up DeepSpeed and FSDP on accelerator devices only; on CPUs the run is plain DDP.
-        warnings.warn(f"LRCL: {engine} was asked for but no accelerator is available: training as DDP on the CPU")
-    return without
-
-
 def _full_tensor(param: torch.Tensor) -> torch.Tensor:
     """The whole tensor of an FSDP2 shard (a collective: every process must call it), else the tensor itself."""
     from torch.distributed.tensor import DTensor
@@ -182,9 +173,7 @@ class LRCLTrainer:
 
         trackers = None if config.report_to in ("none", "", None) else config.report_to
         self.accelerator = Accelerator(
-            # accelerate only sets up a multi-process CPU (gloo) run when told the device is the CPU; without it,
-            # `torchrun` or `accelerate launch --multi_gpu` on a machine without GPUs gives N independent processes.
-            cpu=_launched_without_accelerator(),
+            cpu=gpu_less_multiprocess("LRCL"),
             gradient_accumulation_steps=config.gradient_accumulation_steps,
             mixed_precision=config.resolved_mixed_precision(),
             log_with=trackers,
