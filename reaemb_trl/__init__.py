@@ -24,6 +24,12 @@ _EXPORTS = {
     "available_rewards": "reaemb_trl.rewards",
     "PipelineConfig": "reaemb_trl.pipeline",
     "PipelineRunner": "reaemb_trl.pipeline",
+    # each stage as one library call (what its sub-command and the pipeline call)
+    "run_lrcl": "reaemb_trl.lrcl:run",
+    "run_crrl": "reaemb_trl.crrl:run",
+    "export_item_tables": "reaemb_trl.export",
+    "compare": "reaemb_trl.downstream",
+    "evaluate": "reaemb_trl.downstream",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -31,5 +37,6 @@ __all__ = ["__version__", *_EXPORTS]
 
 def __getattr__(name: str):
     if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
+        module, _, attribute = _EXPORTS[name].partition(":")
+        return getattr(importlib.import_module(module), attribute or name)
     raise AttributeError(f"module 'reaemb_trl' has no attribute {name!r}")

@@ -98,3 +98,13 @@ def test_importing_a_light_layer_loads_no_banned_library(layer):
              f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({banned!r})))")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_every_top_level_name_resolves_to_its_library_object():
+    import reaemb_trl
+    from reaemb_trl.crrl.run import run as crrl_run
+    from reaemb_trl.lrcl.run import run as lrcl_run
+
+    for name in reaemb_trl.__all__:
+        assert getattr(reaemb_trl, name) is not None, name
+    assert reaemb_trl.run_lrcl is lrcl_run and reaemb_trl.run_crrl is crrl_run
