@@ -13,6 +13,7 @@ import yaml
 
 pytestmark = pytest.mark.slow
 
+REPO = Path(__file__).resolve().parents[1]
 RUNS = ["id-only", "raw_backbone", "lrcl_no_thought", "lrcl", "lrcl_crrl"]
 
 
@@ -116,3 +117,36 @@ def test_resume_ignores_a_checkpoint_the_kill_left_half_written(tmp_path):
     assert latest_checkpoint(tmp_path).name == "checkpoint-2"
     assert resolve_resume("latest", tmp_path) == str(tmp_path / "checkpoint-2")
     assert latest_checkpoint(tmp_path / "missing") is None
+
+
+def test_dotted_overrides_and_dry_run_write_nothing(tmp_path, capsys):
+    from reaemb_trl.cli import main as cli_main
+    from reaemb_trl.pipeline import PipelineConfig
+    from reaemb_trl.pipeline.cli import parse_overrides
+
+    recipe = REPO / "recipes" / "quickstart_cpu.yaml"
+    overrides = parse_overrides(["--lrcl.max_steps", "12", "--crrl.sigma", "0.05", "--compare.seeds", "2",
+                                 "--seed", "3", "--compare.recommenders", "[sasrec, gru4rec]"])
+    config = PipelineConfig.from_yaml(recipe, overrides=overrides)
+    assert config.lrcl["max_steps"] == 12 and config.crrl["sigma"] == 0.05 and config.seed == 3
+    assert config.compare.seeds == 2 and config.compare.recommenders == ["sasrec", "gru4rec"]
+    assert config.lrcl["per_device_train_batch_size"] == PipelineConfig.from_yaml(recipe).lrcl[
+        "per_device_train_batch_size"]  # untouched keys keep the recipe's values
+
+    out = tmp_path / "planned"
+    argv = ["pipeline", "--config", str(recipe), "--output", str(out), "--dry-run", "--lrcl.max_steps", "12"]
+    assert cli_main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "max_steps: 12" in printed and f"output_dir: {out}" in printed
+    for stage in ("prepare", "raw_backbone", "lrcl_no_thought", "lrcl", "crrl", "export_raw_backbone",
+                  "export_lrcl_no_thought", "export_lrcl", "compare"):
+        assert f"[pipeline] {stage}: would be run" in printed
+    assert not out.exists()
+
+    # an unknown key is refused by name, like a wrong key in the recipe file; so is a malformed override
+    assert cli_main(["pipeline", "--config", str(recipe), "--dry-run", "--lrcl.max_stepz", "3"]) == 1
+    assert "unknown key(s) in `lrcl`: ['max_stepz']" in capsys.readouterr().err
+    assert cli_main(["pipeline", "--config", str(recipe), "--dry-run", "--compare.seedz", "3"]) == 1
+    assert "unknown key(s) ['seedz']" in capsys.readouterr().err
+    assert cli_main(["pipeline", "--config", str(recipe), "--dry-run", "--lrcl.max_steps"]) == 1
+    assert "--KEY VALUE" in capsys.readouterr().err

@@ -80,9 +80,14 @@ class PipelineConfig:
     compare: CompareSection = field(default_factory=CompareSection)
 
     @classmethod
-    def from_yaml(cls, path: str | Path, output_dir: str | None = None) -> "PipelineConfig":
+    def from_yaml(cls, path: str | Path, output_dir: str | None = None,
+                  overrides: dict[str, Any] | None = None) -> "PipelineConfig":
+        """The recipe at `path`, with `overrides` (dotted keys such as `lrcl.max_steps`) applied before the same
+        checks as the recipe's own keys."""
         path = Path(path)
         raw = load_recipe_yaml(path)
+        for dotted, value in (overrides or {}).items():
+            _set_dotted(raw, dotted, value, str(path))
         config = _build(cls, raw, str(path))
         if output_dir is not None:
             config.output_dir = output_dir
@@ -96,6 +101,17 @@ class PipelineConfig:
 def stage_hash(*parts: Any) -> str:
     """A short, stable fingerprint of a stage's resolved settings and of the stages it reads."""
     return sha256_json(parts)[:16]
+
+
+def _set_dotted(raw: dict, dotted: str, value: Any, where: str) -> None:
+    """raw["lrcl"]["max_steps"] = value for "lrcl.max_steps"; a section must be a mapping."""
+    *sections, key = dotted.split(".")
+    target = raw
+    for section in sections:
+        target = target.setdefault(section, {})
+        if not isinstance(target, dict):
+            raise InputError(f"{where}: --{dotted}: `{section}` is not a section of the recipe")
+    target[key] = value
 
 
 def _build(cls, raw: dict, where: str):

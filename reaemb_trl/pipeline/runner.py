@@ -58,8 +58,10 @@ class PipelineState:
 
 
 class PipelineRunner:
-    def __init__(self, config: PipelineConfig, log: Callable[[str], None] = print):
+    def __init__(self, config: PipelineConfig, log: Callable[[str], None] = print, dry_run: bool = False):
+        """`dry_run`: log what each stage would do (skip, resume, start over, run) and write nothing."""
         self.config = config
+        self.dry_run = dry_run
         self.out = Path(config.output_dir)
         self.log = log
         self.backbone = config.backbone  # a bundled name stays a name: the embedder resolves it
@@ -67,8 +69,10 @@ class PipelineRunner:
         self.state: PipelineState | None = None
         self.hashes: dict[str, str] = {}
 
-    def run(self) -> Path:
-        self.out.mkdir(parents=True, exist_ok=True)
+    def run(self) -> Path | None:
+        """Run every stage that needs to; returns report.md (None in a dry run)."""
+        if not self.dry_run:
+            self.out.mkdir(parents=True, exist_ok=True)
         self.state = PipelineState(self.out / "pipeline_state.json")
         data_dir = self.prepared if self.prepared is not None else self.out / "data"
         lrcl_common = {"model_name_or_path": self.backbone, "dataset_dir": str(data_dir), "seed": self.config.seed}
@@ -94,6 +98,8 @@ class PipelineRunner:
                         settings={"export": self.config.export}, after=["prepare", *folders])
         self._stage("compare", self.out / "compare", lambda out: self._compare(data_dir, tables, out),
                     settings={"compare": self.config.compare}, after=["prepare", *EXPORT_STAGES])
+        if self.dry_run:
+            return None
         report = write_report(self.out, self.config, self.state.stages, tables)
         self.log(f"[pipeline] report: {report}")
         return report
@@ -104,13 +110,20 @@ class PipelineRunner:
         digest = stage_hash(name, settings, [self.hashes[dep] for dep in after])
         self.hashes[name] = digest
         record = self.state.get(name)
+        would = "would be " if self.dry_run else ""
         if record and record.get("hash") == digest and record.get("status") == "done" and output.exists():
-            self.log(f"[pipeline] {name}: done earlier with the same config, skipped")
+            self.log(f"[pipeline] {name}: done earlier with the same config, {would}skipped")
             return
-        if record and record.get("hash") != digest and output.exists():
+        changed = bool(record and record.get("hash") != digest and output.exists())
+        checkpoint = latest_checkpoint(output) if record and record.get("hash") == digest else None
+        if self.dry_run:
+            action = ("started over (config changed)" if changed else
+                      f"resumed from {checkpoint.name}" if checkpoint else "run")
+            self.log(f"[pipeline] {name}: would be {action}")
+            return
+        if changed:
             self.log(f"[pipeline] {name}: config changed since the last run, starting over")
             shutil.rmtree(output) if output.is_dir() else output.unlink()
-        checkpoint = latest_checkpoint(output) if record and record.get("hash") == digest else None
         self.log(f"[pipeline] {name}: " + (f"resuming from {checkpoint.name}" if checkpoint else "running"))
         self.state.mark(name, hash=digest, status="running", started=_now())
         start = time.perf_counter()
