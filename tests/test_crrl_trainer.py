@@ -218,3 +218,14 @@ def test_resume_latest_or_true_finds_the_newest_checkpoint(tmp_path):
         assert resolve_resume(value, tmp_path) == str(tmp_path / "checkpoint-10")
     assert resolve_resume(str(tmp_path / "checkpoint-5"), tmp_path) == str(tmp_path / "checkpoint-5")
     assert resolve_resume(None, tmp_path) is None
+
+
+@pytest.mark.parametrize(("key", "value", "meaning"), [
+    ("use_vllm", True, "vLLM"), ("temperature", 0.7, "text sampling"), ("log_completions", True, "completion logging"),
+    ("sync_ref_model", True, "reference-model sync")])
+def test_grpo_keys_that_mean_nothing_here_are_refused_by_name(tmp_path, key, value, meaning):
+    from reaemb_trl.errors import InputError
+
+    with pytest.raises(InputError, match=rf"{key} \({meaning}\) mean nothing here"):
+        CRRLConfig(output_dir=str(tmp_path), **{key: value})
+    CRRLConfig(output_dir=str(tmp_path), logging_steps=3, report_to="none")  # the keys CRRL uses still work

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from trl import GRPOConfig
@@ -14,6 +15,22 @@ from .policy import LOGPROB_REDUCTIONS, LOSS_TYPES
 
 LOGPROB_CHOICES = ("gaussian", "token_likelihood")
 ADVANTAGE_CHOICES = ("group", "noise_free_baseline")
+# GRPOConfig keys that mean nothing for a latent-thought policy (no text is generated, no vLLM, no completions to
+# log): a recipe that sets one to anything but TRL's default is refused instead of silently ignored.
+UNUSED_GRPO_KEYS = {
+    "text sampling": ("temperature", "top_p", "top_k", "min_p", "repetition_penalty", "max_completion_length",
+                      "generation_kwargs", "chat_template_kwargs", "cache_implementation", "use_transformers_paged",
+                      "mask_truncated_completions", "max_tool_calling_iterations"),
+    "vLLM": ("use_vllm", "vllm_mode", "vllm_model_impl", "vllm_enable_sleep_mode", "vllm_structured_outputs_regex",
+             "vllm_server_base_url", "vllm_server_host", "vllm_server_port", "vllm_server_timeout",
+             "vllm_group_port", "vllm_gpu_memory_utilization", "vllm_max_model_length", "vllm_tensor_parallel_size",
+             "vllm_importance_sampling_correction", "vllm_importance_sampling_mode",
+             "vllm_importance_sampling_clip_max", "vllm_importance_sampling_clip_min",
+             "vllm_importance_sampling_cap"),
+    "completion logging": ("log_completions", "num_completions_to_print", "log_unique_prompts",
+                           "log_completions_hub_repo", "log_multimodal"),
+    "reference-model sync": ("sync_ref_model", "ref_model_mixup_alpha", "ref_model_sync_steps"),
+}
 
 
 @dataclass
@@ -81,6 +98,14 @@ class CRRLConfig(GRPOConfig):
                                        "swamp the thought samples' effect on the reward and make the ratio noisy.",
                                        default=True)
 
+    def _refuse_unused_grpo_keys(self) -> None:
+        defaults = {f.name: f.default for f in dataclasses.fields(GRPOConfig)}
+        for meaning, names in UNUSED_GRPO_KEYS.items():
+            set_here = [name for name in names if name in defaults and getattr(self, name) != defaults[name]]
+            if set_here:
+                raise InputError(f"CRRL config: {', '.join(set_here)} ({meaning}) mean nothing here: CRRL samples "
+                                 "latent thoughts, not text (the KL reference is the starting policy); drop them")
+
     def __post_init__(self):
         # GRPOConfig raises ValueError for these; the CLI's contract is an InputError naming the setting.
         if self.num_generations is None or self.num_generations < 2:
@@ -104,8 +129,7 @@ class CRRLConfig(GRPOConfig):
         if self.train_lora and self.logprob == "gaussian":
             raise InputError("CRRL config: train_lora needs logprob=token_likelihood (the Gaussian log-prob does not "
                              "depend on the LoRA weights)")
-        if self.beta != 0.0 and self.sync_ref_model:
-            raise InputError("CRRL config: sync_ref_model is not supported; the KL reference is the starting policy")
+        self._refuse_unused_grpo_keys()
         if self.prefix_cache_size < 0:
             raise InputError(f"CRRL config: prefix_cache_size must be >= 0, got {self.prefix_cache_size}")
         for name in ("num_positives", "refresh_every", "encode_batch_size"):
