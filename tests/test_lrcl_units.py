@@ -182,3 +182,18 @@ def test_recipe_unknown_key_is_named(tmp_path):
 def test_bad_config_values(override, message):
     with pytest.raises(InputError, match=message):
         parse_recipe(LRCLConfig, ["--model_name_or_path", "m", *override])
+
+
+def test_trainingarguments_names_and_the_deprecated_one(tmp_path):
+    from reaemb_trl.lrcl import LRCLConfig
+
+    assert LRCLConfig(bf16=True).resolved_mixed_precision() == "bf16"
+    assert LRCLConfig(fp16=True).resolved_mixed_precision() == "fp16"
+    assert LRCLConfig(bf16=False).resolved_mixed_precision() == "no"
+    assert LRCLConfig(report_to="tensorboard,wandb").report_to == ["tensorboard", "wandb"]
+    assert LRCLConfig(report_to="none").report_to == [] and LRCLConfig(report_to=["none"]).report_to == []
+    with pytest.raises(InputError, match="bf16 and fp16 are both set"):
+        LRCLConfig(bf16=True, fp16=True)
+    with pytest.warns(FutureWarning, match="mixed_precision is deprecated"):
+        old = LRCLConfig(mixed_precision="fp16")
+    assert old.resolved_mixed_precision() == "fp16"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 
 from ..embedder.configuration import POOLING_MODES
@@ -80,8 +81,11 @@ class LRCLConfig:
                                                   default=64)
     gradient_accumulation_steps: int = help_field("Micro-steps per optimizer step.", default=2)
     max_grad_norm: float = help_field("Gradient clipping norm; 0 turns clipping off.", default=1.0)
-    mixed_precision: str = help_field(f"{MIXED_PRECISION_CHOICES}; auto = bf16 on GPUs that have it, else fp16 on GPU, "
-                                      "no on CPU (an `accelerate launch` setting wins).", default="auto")
+    bf16: bool | None = help_field("bfloat16 mixed precision (TrainingArguments' name). Neither bf16 nor fp16 set: "
+                                   "bf16 on GPUs that have it, else fp16 on GPU, fp32 on CPU (an `accelerate launch` "
+                                   "setting wins).", default=None)
+    fp16: bool | None = help_field("float16 mixed precision (TrainingArguments' name).", default=None)
+    mixed_precision: str = help_field(f"Deprecated, use bf16 / fp16: {MIXED_PRECISION_CHOICES}.", default="auto")
     seed: int = help_field("Seed of the initialisation, the item order, the views and the held-out items.", default=42)
 
     # Evaluation, logging, checkpoints
@@ -90,13 +94,24 @@ class LRCLConfig:
     eval_items: int = help_field("Items held out of training for evaluation.", default=256)
     eval_batch_size: int = help_field("Texts per forward pass during evaluation.", default=64)
     logging_steps: int = help_field("Log the training loss every N optimizer steps.", default=10)
-    report_to: str = help_field("Tracker for accelerate: tensorboard, wandb, ..., or none.", default="tensorboard")
+    report_to: list[str] = help_field("Trackers for accelerate (tensorboard, wandb, ...); none or an empty list for "
+                                      "none.", default_factory=lambda: ["tensorboard"])
+    run_name: str | None = help_field("Run name the trackers show (default: lrcl).", default=None)
+    logging_dir: str | None = help_field("Where trackers write (default: output_dir/logs).", default=None)
     save_steps: int = help_field("Checkpoint every N optimizer steps (0 = never).", default=500)
     save_total_limit: int = help_field("Checkpoints kept (the oldest are deleted).", default=2)
-    resume_from_checkpoint: str | None = help_field("A checkpoint folder, or `latest` for the newest one under "
-                                                    "output_dir/checkpoints.", default=None)
+    resume_from_checkpoint: str | None = help_field("A checkpoint-N folder, or `latest` / `true` for the newest "
+                                                    "one under output_dir.", default=None)
 
     def __post_init__(self):
+        if isinstance(self.report_to, str):
+            self.report_to = [name.strip() for name in self.report_to.split(",") if name.strip()]
+        self.report_to = [name for name in self.report_to if name != "none"]
+        if self.bf16 and self.fp16:
+            raise InputError("LRCL config: bf16 and fp16 are both set; choose one")
+        if self.mixed_precision != "auto":
+            warnings.warn("LRCL config: mixed_precision is deprecated; use bf16: true / fp16: true (TrainingArguments' "
+                          "names)", FutureWarning, stacklevel=2)
         if isinstance(self.lora_target_modules, str):
             self.lora_target_modules = [name.strip() for name in self.lora_target_modules.split(",") if name.strip()]
         choices = {"mixed_precision": MIXED_PRECISION_CHOICES, "quantization": QUANTIZATION_CHOICES,
@@ -129,6 +144,10 @@ class LRCLConfig:
 
     def resolved_mixed_precision(self) -> str | None:
         """The value for `Accelerator(mixed_precision=...)`; None lets an `accelerate launch` setting through."""
+        if self.bf16 or self.fp16:
+            return "bf16" if self.bf16 else "fp16"
+        if self.bf16 is False or self.fp16 is False:  # switched off explicitly: full precision
+            return "no"
         if self.mixed_precision != "auto":
             return self.mixed_precision
         if os.environ.get("ACCELERATE_MIXED_PRECISION"):

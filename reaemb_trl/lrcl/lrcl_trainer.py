@@ -171,14 +171,14 @@ class LRCLTrainer:
         self.dataset = dataset if dataset is not None else PreparedDataset.load(config.dataset_dir)
         self._split_items()
 
-        trackers = None if config.report_to in ("none", "", None) else config.report_to
+        trackers = config.report_to or None
         self.accelerator = Accelerator(
             cpu=gpu_less_multiprocess("LRCL"),
             gradient_accumulation_steps=config.gradient_accumulation_steps,
             mixed_precision=config.resolved_mixed_precision(),
             log_with=trackers,
             project_config=ProjectConfiguration(project_dir=str(self.output_dir),
-                                                logging_dir=str(self.output_dir / "logs")),
+                                                logging_dir=config.logging_dir or str(self.output_dir / "logs")),
             step_scheduler_with_optimizer=False,  # one schedule step per optimizer step, whatever the world size
         )
         self._check_output_dir()
@@ -418,9 +418,10 @@ class LRCLTrainer:
     def train(self) -> dict:
         """Run to `max_steps` (from a checkpoint if asked), then write the output folder. Returns the last metrics."""
         config, accelerator = self.config, self.accelerator
-        if config.report_to not in ("none", "", None):
-            accelerator.init_trackers("lrcl", config={k: v if isinstance(v, (int, float, str, bool)) else str(v)
-                                                      for k, v in config_to_dict(config).items()})
+        if config.report_to:
+            hyperparameters = {k: v if isinstance(v, (int, float, str, bool)) else str(v)
+                               for k, v in config_to_dict(config).items()}
+            accelerator.init_trackers(config.run_name or "lrcl", config=hyperparameters)
         if config.resume_from_checkpoint:
             self.resume(config.resume_from_checkpoint)
         if self.global_step == 0:
