@@ -10,7 +10,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "reaemb_trl"
 SHARED = {"errors", "io_utils"}  # every layer may use these
-TRAINING = {"recipe", "training_state", "launch"}  # the stages that parse recipes, launch, write checkpoints
+TRAINING = {"recipe", "training_state", "launch", "hub"}  # the stages that parse recipes, launch, write checkpoints
 # layer -> the reaemb_trl layers it may import (besides itself and SHARED)
 ALLOWED = {
     "data": set(),

@@ -153,6 +153,10 @@ def test_cli_writes_an_embedder_folder_and_resumes(lrcl_folder, prepared_sample,
     for folder in (output, output / "checkpoint-1"):
         assert not (folder / "training_args.bin").exists()
         assert json.loads((folder / "training_args.json").read_text())["learning_rate"] == 0.01
+    # The folder's model card is this model's, not TRL's text-generation card.
+    card = (output / "README.md").read_text()
+    assert "library_name: reaemb_trl" in card and "# Item embedder (CRRL)" in card and "eval_cooc_ndcg" in card
+    assert "text-generation" not in card and "from_pretrained(" in card and "learning_rate: 0.01" in card
     trained = LatentReasoningEmbedder.from_pretrained(output)
     start = LatentReasoningEmbedder.from_pretrained(lrcl_folder)
     assert not torch.equal(trained.thought_module.q_proj.weight, start.thought_module.q_proj.weight)

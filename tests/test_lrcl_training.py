@@ -90,6 +90,10 @@ def test_resume_gives_the_same_parameters_as_a_straight_run(prepared_sample, tin
     losses_b = [e["loss"] for e in json.loads((tmp_path / "b" / "trainer_state.json").read_text())["log_history"]]
     assert losses_a == losses_b and len(losses_a) == 4  # the resumed run carries the first half of the curve over
     assert any(not torch.equal(p, torch.zeros_like(p)) for n, p in got.items() if "lora_B" in n)  # it trained
+    card = (tmp_path / "a" / "README.md").read_text()
+    dataset_sha256 = json.loads((tmp_path / "a" / "lrcl_config.json").read_text())["dataset_sha256"]
+    assert "# Item embedder (LRCL)" in card and f"`{tiny_decoder}`" in card and dataset_sha256 in card
+    assert "| eval_loss (start) |" in card and "| eval_loss (end) |" in card and "max_steps: 4" in card
 
     # A checkpoint without its optimizer state is refused, naming the missing file.
     shutil.copytree(tmp_path / "a" / "checkpoint-2", tmp_path / "d" / "checkpoint-2")

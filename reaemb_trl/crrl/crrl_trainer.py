@@ -20,6 +20,7 @@ from trl.trainer.utils import nanstd
 from ..embedder import LatentReasoningEmbedder, PrefixCache, pad_prompts
 from ..embedder.serialization import load_thought_weights
 from ..errors import InputError
+from ..hub import write_model_card
 from ..rewards import get_reward
 from ..training_state import SafeCheckpointMixin, has_state, load_state, save_state
 from .crrl_config import CRRLConfig
@@ -318,3 +319,16 @@ class EmbeddingGRPOTrainer(SafeCheckpointMixin, GRPOTrainer):
         embedder = self.accelerator.unwrap_model(model if model is not None else self.model)
         load_thought_weights(embedder, resume_from_checkpoint, with_adapter=self.args.train_lora)
 
+
+    def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None,
+                          tags: str | list[str] | None = None) -> None:
+        """This model's card (not TRL's text-generation one): TRL writes it with every checkpoint and push."""
+        if not self.is_world_process_zero():
+            return
+        evaluations = [entry for entry in self.state.log_history if any(k.startswith("eval_") for k in entry)]
+        metrics = {key: value for entry in evaluations[-1:] for key, value in entry.items()
+                   if key.startswith("eval_") and isinstance(value, float)}
+        embedder = self.accelerator.unwrap_model(self.model)
+        write_model_card(self.args.output_dir, stage="crrl", backbone=embedder.config.backbone_name_or_path,
+                         settings=self.args.to_dict(), dataset_sha256=self.reward_model.dataset_sha256,
+                         metrics=metrics, repo_id=self.args.hub_model_id)

@@ -48,6 +48,7 @@ class CooccurrenceRewardModel:
     ):
         if isinstance(source, (str, os.PathLike)):
             source = PreparedDataset.load(source)
+        self.dataset_sha256 = source.sha256 if isinstance(source, PreparedDataset) else None  # for the model card
         if isinstance(source, PreparedDataset):
             cooccurrence = source.cooccurrence
             item_texts = source.item_texts if item_texts is None else item_texts

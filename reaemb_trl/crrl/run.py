@@ -83,4 +83,5 @@ def run(args: CRRLConfig) -> dict:
         trainer.save_state()
         write_json(output / "crrl_config.json", args.to_dict())
         write_json(output / "crrl_metrics.json", metrics)
+        trainer.create_model_card()
     return metrics

@@ -49,6 +49,7 @@ from .serialization import (
     ADAPTER_DIR,
     CONFIG_FILE,
     THOUGHT_MODULE_FILE,
+    embedder_folder,
     load_thought_weights,
     save_thought_weights,
 )
@@ -552,12 +553,12 @@ class LatentReasoningEmbedder(PreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *, is_trainable: bool = False, dtype: Any = None,
+                        revision: str | None = None, cache_dir: str | None = None,
                         **unused) -> "LatentReasoningEmbedder":
         """Inverse of `save_pretrained`: reloads the backbone from `backbone_name_or_path`, the adapter (trainable if
-        `is_trainable`), the thought module and thought-token embeddings, and the tokenizer."""
-        folder = Path(pretrained_model_name_or_path)
-        if not folder.is_dir():
-            raise InputError(f"{folder}: embedder folder not found")
+        `is_trainable`), the thought module and thought-token embeddings, and the tokenizer. A name that is not a
+        local folder is a Hub id: its `revision` is fetched (or, offline, taken from the Hub cache)."""
+        folder = embedder_folder(pretrained_model_name_or_path, revision, cache_dir)
         for name in (CONFIG_FILE, THOUGHT_MODULE_FILE):
             if not (folder / name).is_file():
                 raise InputError(f"{folder}: missing {name}; not a LatentReasoningEmbedder folder "

@@ -18,6 +18,25 @@ ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors"  # what peft's save_pretraine
 _MODULE_PREFIX = "thought_module."
 
 
+def embedder_folder(name_or_path: str | os.PathLike, revision: str | None = None,
+                    cache_dir: str | os.PathLike | None = None) -> Path:
+    """The local folder of an embedder: the path itself, or the snapshot of a Hub id (downloaded, or with
+    HF_HUB_OFFLINE=1 taken from the cache)."""
+    folder = Path(name_or_path)
+    if folder.is_dir():
+        return folder
+    if folder.is_absolute() or str(name_or_path).count("/") != 1:
+        raise InputError(f"{folder}: embedder folder not found (and not a Hub id of the form owner/name)")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    try:
+        return Path(snapshot_download(str(name_or_path), revision=revision, cache_dir=cache_dir))
+    except (LocalEntryNotFoundError, RepositoryNotFoundError, HfHubHTTPError, ValueError) as err:
+        raise InputError(f"{name_or_path}: not a local embedder folder, and the Hub id (revision {revision or 'main'}) "
+                         f"could not be fetched or found in the cache ({type(err).__name__})") from err
+
+
 def save_thought_weights(embedder, folder: str | os.PathLike) -> None:
     """The thought module and the thought-token embeddings, as one safetensors file."""
     tensors = {f"{_MODULE_PREFIX}{k}": v for k, v in embedder.thought_module.state_dict().items()}

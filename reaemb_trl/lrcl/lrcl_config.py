@@ -97,6 +97,10 @@ class LRCLConfig:
     report_to: list[str] = help_field("Trackers for accelerate (tensorboard, wandb, ...); none or an empty list for "
                                       "none.", default_factory=lambda: ["tensorboard"])
     run_name: str | None = help_field("Run name the trackers show (default: lrcl).", default=None)
+    push_to_hub: bool = help_field("Upload the output folder (with its model card, without checkpoints) to the Hub "
+                                   "at the end.", default=False)
+    hub_model_id: str | None = help_field("Hub repository for push_to_hub (default: the output folder's name).",
+                                          default=None)
     logging_dir: str | None = help_field("Where trackers write (default: output_dir/logs).", default=None)
     save_steps: int = help_field("Checkpoint every N optimizer steps (0 = never).", default=500)
     save_total_limit: int = help_field("Checkpoints kept (the oldest are deleted).", default=2)

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from ..data import PreparedDataset
 from ..errors import InputError
+from ..hub import write_model_card
 from ..io_utils import atomic_path, sha256_json, staged_update, write_json
 from ..launch import gpu_less_multiprocess
 from ..recipe import config_to_dict
@@ -526,6 +527,10 @@ class LRCLTrainer:
                     "dataset_sha256": getattr(self.dataset, "sha256", None),
                     "train_items": len(self.train_item_ids), "eval_item_ids": self.eval_item_ids.tolist()})
                 plot_losses(self.history, staging / "loss.png")
+                write_model_card(staging, stage="lrcl", backbone=self.config.model_name_or_path,
+                                 settings=config_to_dict(self.config),
+                                 dataset_sha256=getattr(self.dataset, "sha256", None),
+                                 metrics=_heldout_metrics(self.history["eval"]), repo_id=self.config.hub_model_id)
                 write_json(staging / "trainer_state.json", {
                     "global_step": self.global_step, "max_steps": self.config.max_steps,
                     "items_per_step": (self.config.per_device_train_batch_size * accelerator.num_processes
@@ -534,6 +539,14 @@ class LRCLTrainer:
                     "log_history": self.history["train"], "eval_history": self.history["eval"]})
         accelerator.wait_for_everyone()
         return self.output_dir
+
+
+def _heldout_metrics(evaluations: list[dict]) -> dict[str, float]:
+    """Held-out loss and view top-1 before and after training, for the model card."""
+    if not evaluations:
+        return {}
+    return {f"{key} ({when})": evaluations[index][key] for when, index in (("start", 0), ("end", -1))
+            for key in ("eval_loss", "eval_top1") if key in evaluations[index]}
 
 
 def plot_losses(history: dict[str, list[dict]], path: Path) -> None:
