@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -30,7 +31,7 @@ from reaemb_trl.downstream import DownstreamConfig
 from reaemb_trl.downstream.evaluate import load_table, run_records
 from reaemb_trl.embedder import LatentReasoningEmbedder
 from reaemb_trl.export import export_item_table
-from reaemb_trl.io_utils import write_json
+from reaemb_trl.io_utils import atomic_path, write_json
 from reaemb_trl.lrcl import LRCLConfig, LRCLTrainer
 from reaemb_trl.pipeline import PipelineConfig
 
@@ -109,6 +110,32 @@ def downstream_stage(recipe: PipelineConfig, dataset: PreparedDataset, table_pat
             "seconds": sum(r["wall_time_s"] for r in per_seed)}
 
 
+def levers_markdown(results: dict) -> str:
+    """One row per variant: time of each stage, LRCL's held-out top-1, validation and test NDCG@10 (mean ± std over
+    seeds) and the test difference to the `recipe` variant paired by seed; CRRL's held-out movement where run."""
+    baseline = results["variants"].get("recipe")
+    lines = ["| variant | change | LRCL s | export s | held-out top-1 | valid NDCG@10 | test NDCG@10 | "
+             "test vs recipe (paired) | tail NDCG@10 | CRRL cooc_ndcg start -> end |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def spread(values):
+        return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}" if len(values) > 1 else \
+            f"{values[0]:.4f}"
+
+    for name, row in results["variants"].items():
+        paired = "-"
+        if baseline is not None and name != "recipe":
+            diffs = [a - b for a, b in zip(row["test_NDCG@10"], baseline["test_NDCG@10"])]
+            paired = f"{statistics.mean(diffs):+.4f} ({', '.join(f'{d:+.4f}' for d in diffs)})"
+        crrl = row.get("crrl")
+        moved = f"{crrl['start']:.4f} -> {crrl['end']:.4f} ({crrl['change']:+.4f})" if crrl else "-"
+        change = ", ".join(f"{k}={v}" for k, v in row["overrides"].items()) or "(the recipe)"
+        lines.append(f"| {name} | {change} | {row['lrcl_seconds']:.0f} | {row['export_seconds']:.0f} | "
+                     f"{row['lrcl_heldout']['eval_top1_end']:.3f} | {spread(row['valid_NDCG@10'])} | "
+                     f"{spread(row['test_NDCG@10'])} | {paired} | {spread(row['tail_NDCG@10'])} | {moved} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     logging.getLogger("reaemb_trl.embedder.prompts").setLevel(logging.ERROR)
@@ -141,6 +168,8 @@ def main(argv=None) -> dict:
                 row["crrl"] = crrl_stage(recipe, out / name / "lrcl", data, out / name / "crrl", args.crrl_steps)
             variants[name] = row
             write_json(results_path, results)
+            with atomic_path(out / "levers.md") as tmp:
+                tmp.write_text(levers_markdown(results), encoding="utf-8")
     print(json.dumps(results) if args.json else json.dumps(results, indent=2))
     return results
 

@@ -56,6 +56,9 @@ def test_bench_levers_end_to_end_on_a_tiny_recipe(tmp_path):
     # the two variants differ only in pooling, so their tables differ
     assert result["variants"]["recipe"]["test_NDCG@10"] != result["variants"]["pooling_mean"]["test_NDCG@10"]
     assert json.loads((out / "levers.json").read_text()) == result
+    table = (out / "levers.md").read_text().splitlines()
+    assert [line.split(" | ")[0] for line in table[2:]] == ["| recipe", "| pooling_mean", "| lora_all_layers"]
+    assert "pooling=mean" in table[3] and "(the recipe)" in table[2] and table[4].endswith("| - |")  # no CRRL there
 
     again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900, check=False)
     assert again.returncode == 0, again.stderr[-4000:]
