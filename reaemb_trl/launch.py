@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import warnings
 
 import torch
@@ -19,3 +20,28 @@ def gpu_less_multiprocess(stage: str) -> bool:
     if gpu_less and engine:
         warnings.warn(f"{stage}: {engine} was asked for but no accelerator is available: training as DDP on the CPU")
     return gpu_less
+
+
+class StopRequests:
+    """While active (`with StopRequests() as stop:`), SIGTERM and SIGINT only record that a stop was asked for;
+    a training loop checks `stop.requested` between optimizer steps, writes a checkpoint and stops, so a resume loses
+    at most the step that was running. Outside the main thread (no signals there) it records nothing."""
+
+    def __init__(self):
+        self.requested: str | None = None  # the signal's name once one arrived
+        self._previous: dict[int, object] = {}
+
+    def _record(self, signum, frame) -> None:
+        self.requested = signal.Signals(signum).name
+
+    def __enter__(self) -> "StopRequests":
+        try:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self._previous[signum] = signal.signal(signum, self._record)
+        except ValueError:  # not the main thread
+            self._previous.clear()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)

@@ -6,8 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from transformers import TrainerCallback
+
 from ..errors import InputError
 from ..io_utils import write_json
+from ..launch import StopRequests
 from ..training_state import resolve_resume
 from .crrl_config import CRRLConfig
 
@@ -60,6 +63,19 @@ def build_trainer(args: CRRLConfig):
     )
 
 
+class _StopAfterStep(TrainerCallback):
+    """Turns a recorded SIGTERM / SIGINT into a checkpoint at the end of the running step and a stop."""
+
+    def __init__(self, stop: StopRequests):
+        self.stop = stop
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.stop.requested:
+            control.should_save = True
+            control.should_training_stop = True
+        return control
+
+
 def run(args: CRRLConfig) -> dict:
     """Train, evaluate before and after on the held-out items, save the embedder folder; returns the metrics."""
     output = Path(args.output_dir)
@@ -75,7 +91,12 @@ def run(args: CRRLConfig) -> dict:
                "skipped_items": reward_model.num_items - len(reward_model.items_with_positives())}
     if heldout:
         metrics["start"] = trainer.evaluate(metric_key_prefix="eval_start")
-    trainer.train(resume_from_checkpoint=resolve_resume(args.resume_from_checkpoint, output))
+    with StopRequests() as stop:  # SIGTERM / SIGINT: checkpoint after the running step, then stop
+        trainer.add_callback(_StopAfterStep(stop))
+        trainer.train(resume_from_checkpoint=resolve_resume(args.resume_from_checkpoint, output))
+    if stop.requested:
+        raise KeyboardInterrupt(f"{stop.requested}: CRRL stopped after step {trainer.state.global_step} and saved its "
+                                "checkpoint; resume with --resume_from_checkpoint latest")
     if heldout:
         metrics["end"] = trainer.evaluate()
     trainer.save_model(args.output_dir)

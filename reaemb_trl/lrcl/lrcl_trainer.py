@@ -28,7 +28,7 @@ from ..data import PreparedDataset
 from ..errors import InputError
 from ..hub import write_model_card
 from ..io_utils import atomic_path, sha256_json, staged_update, write_json
-from ..launch import gpu_less_multiprocess
+from ..launch import StopRequests, gpu_less_multiprocess
 from ..recipe import config_to_dict
 from ..training_state import (
     CHECKPOINT_MARKER,
@@ -435,48 +435,57 @@ class LRCLTrainer:
                           * config.gradient_accumulation_steps)
         window_losses, window_start = [], time.perf_counter()
         self.model.train()
-        while self.global_step < config.max_steps:
-            step_start = time.perf_counter()
-            step_loss = torch.zeros((), device=accelerator.device)
-            for micro in range(config.gradient_accumulation_steps):
-                positions = self.micro_batch_positions(self.global_step * config.gradient_accumulation_steps + micro)
-                texts_a, texts_b = self.view_texts(positions)
-                batch = self._tokenize(texts_a + texts_b)
-                with accelerator.accumulate(self.model):
-                    loss = self.model(**batch)
-                    accelerator.backward(loss)
-                    if accelerator.sync_gradients and config.max_grad_norm > 0:
-                        accelerator.clip_grad_norm_(trainable, config.max_grad_norm)
-                    self.optimizer.step()
-                    if accelerator.sync_gradients:
-                        self.scheduler.step()
-                    self.optimizer.zero_grad()
-                step_loss += loss.detach() / config.gradient_accumulation_steps
-            self.global_step += 1
-            step_loss = float(accelerator.reduce(step_loss, reduction="mean"))
-            step_seconds = time.perf_counter() - step_start
-            self.train_seconds += step_seconds
-            if not math.isfinite(step_loss):
-                raise RuntimeError(f"LRCL: the loss became {step_loss} at step {self.global_step}; lower the "
-                                   "learning rate or use bf16 instead of fp16")
-            temperature = self.accelerator.unwrap_model(self.model).loss.temperature().item()
-            self.history["train"].append({"step": self.global_step, "loss": step_loss,
-                                          "learning_rate": self.scheduler.get_last_lr()[0],
-                                          "temperature": temperature, "seconds": step_seconds})
-            window_losses.append(step_loss)
-            progress.update(1)
-            progress.set_postfix(loss=f"{step_loss:.4f}")
-            if self.global_step % config.logging_steps == 0 or self.global_step == config.max_steps:
-                elapsed = time.perf_counter() - window_start
-                accelerator.log({"train_loss": float(np.mean(window_losses)), "temperature": temperature,
-                                 "learning_rate": self.scheduler.get_last_lr()[0],
-                                 "items_per_second": len(window_losses) * items_per_step / max(elapsed, 1e-9)},
-                                step=self.global_step)
-                window_losses, window_start = [], time.perf_counter()
-            if config.eval_steps > 0 and self.global_step % config.eval_steps == 0:
-                self._record_eval()
-            if config.save_steps > 0 and self.global_step % config.save_steps == 0:
-                self.save_checkpoint()
+        with StopRequests() as stop:  # SIGTERM / SIGINT: checkpoint after the running step, then stop
+            while self.global_step < config.max_steps:
+                step_start = time.perf_counter()
+                step_loss = torch.zeros((), device=accelerator.device)
+                for micro in range(config.gradient_accumulation_steps):
+                    micro_step = self.global_step * config.gradient_accumulation_steps + micro
+                    positions = self.micro_batch_positions(micro_step)
+                    texts_a, texts_b = self.view_texts(positions)
+                    batch = self._tokenize(texts_a + texts_b)
+                    with accelerator.accumulate(self.model):
+                        loss = self.model(**batch)
+                        accelerator.backward(loss)
+                        if accelerator.sync_gradients and config.max_grad_norm > 0:
+                            accelerator.clip_grad_norm_(trainable, config.max_grad_norm)
+                        self.optimizer.step()
+                        if accelerator.sync_gradients:
+                            self.scheduler.step()
+                        self.optimizer.zero_grad()
+                    step_loss += loss.detach() / config.gradient_accumulation_steps
+                self.global_step += 1
+                step_loss = float(accelerator.reduce(step_loss, reduction="mean"))
+                step_seconds = time.perf_counter() - step_start
+                self.train_seconds += step_seconds
+                if not math.isfinite(step_loss):
+                    raise RuntimeError(f"LRCL: the loss became {step_loss} at step {self.global_step}; lower the "
+                                       "learning rate or use bf16 instead of fp16")
+                temperature = self.accelerator.unwrap_model(self.model).loss.temperature().item()
+                self.history["train"].append({"step": self.global_step, "loss": step_loss,
+                                              "learning_rate": self.scheduler.get_last_lr()[0],
+                                              "temperature": temperature, "seconds": step_seconds})
+                window_losses.append(step_loss)
+                progress.update(1)
+                progress.set_postfix(loss=f"{step_loss:.4f}")
+                if self.global_step % config.logging_steps == 0 or self.global_step == config.max_steps:
+                    elapsed = time.perf_counter() - window_start
+                    accelerator.log({"train_loss": float(np.mean(window_losses)), "temperature": temperature,
+                                     "learning_rate": self.scheduler.get_last_lr()[0],
+                                     "items_per_second": len(window_losses) * items_per_step / max(elapsed, 1e-9)},
+                                    step=self.global_step)
+                    window_losses, window_start = [], time.perf_counter()
+                if config.eval_steps > 0 and self.global_step % config.eval_steps == 0:
+                    self._record_eval()
+                saved = config.save_steps > 0 and self.global_step % config.save_steps == 0
+                if saved:
+                    self.save_checkpoint()
+                if self._stop_agreed(stop):
+                    if not saved:
+                        self.save_checkpoint()
+                    progress.close()
+                    raise KeyboardInterrupt(f"{stop.requested or 'stop'}: LRCL stopped after step {self.global_step} "
+                                            "and saved its checkpoint; resume with --resume_from_checkpoint latest")
         progress.close()
         if not self.history["eval"] or self.history["eval"][-1]["step"] != self.global_step:
             self._record_eval()
@@ -486,6 +495,13 @@ class LRCLTrainer:
         last_eval = self.history["eval"][-1] if self.history["eval"] else {}
         return {"global_step": self.global_step, "train_loss": last_train.get("loss"),
                 "train_seconds": self.train_seconds, **last_eval}
+
+    def _stop_agreed(self, stop: StopRequests) -> bool:
+        """Whether any process was asked to stop: every process must agree, or the checkpoint's collectives hang."""
+        asked = torch.tensor(float(stop.requested is not None), device=self.accelerator.device)
+        if self.accelerator.num_processes > 1:
+            asked = self.accelerator.reduce(asked, reduction="sum")
+        return bool(asked > 0)
 
     # ---------------------------------------------------------------- output
     def _unsharded_embedder(self):
