@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from ..errors import InputError
+from .models import MODELS
 from .protocol import PROTOCOLS
 
-# The recommenders a run can train; `models.MODELS` maps each to its class.
-RECOMMENDERS = ("sasrec", "gru4rec", "bert4rec", "pop")
+# The recommenders a run can train: every model class registered in `models.MODELS`, and the popularity baseline.
+RECOMMENDERS = (*MODELS, "pop")
 
 
 @dataclass

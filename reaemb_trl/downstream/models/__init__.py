@@ -1,5 +1,5 @@
 """The recommenders evaluated downstream, one per file, and the factory that builds one from its config: adding a
-recommender is one file here plus one entry in MODELS (and its name in `config.RECOMMENDERS`)."""
+recommender is one file here plus its entry in MODELS (the configs and the CLI take their choices from it)."""
 
 from __future__ import annotations
 
