@@ -242,12 +242,12 @@ def test_keep_repeats_option_and_the_filters_record(tmp_path, capsys):
 
     inter = write_lines(tmp_path / "inter.csv", ["user,item,timestamp", "u1,A,1", "u1,B,2", "u1,A,3", "u2,B,1"])
     reference = write_lines(tmp_path / "inter.txt", ["1 10", "1 20", "1 10", "2 20"])
-    runs = {"csv": (inter, []), "csv-keep": (inter, ["--keep-repeats"]), "reaemb": (reference, []),
-            "reaemb-no-keep": (reference, ["--no-keep-repeats"])}
+    runs = {"csv": (inter, []), "csv-keep": (inter, ["--keep-repeats", "true"]), "reaemb": (reference, []),
+            "reaemb-no-keep": (reference, ["--keep-repeats", "false"])}
     with pytest.warns(UserWarning, match="empty text"):
         for name, (path, flags) in runs.items():
             assert main(["prepare", name.split("-")[0], "--interactions", str(path), "--output",
-                         str(tmp_path / name), "--no-progress", *flags]) == 0
+                         str(tmp_path / name), "--no-show-progress", *flags]) == 0
     sequences = {name: [seq.tolist() for seq in PreparedDataset.load(tmp_path / name).sequences] for name in runs}
     assert sequences == {"csv": [[1, 2], [2]], "csv-keep": [[1, 2, 1], [2]], "reaemb": [[1, 2, 1], [2]],
                          "reaemb-no-keep": [[1, 2], [2]]}
