@@ -56,3 +56,30 @@ def test_model_card_names_backbone_stage_data_metrics_and_use():
     assert 'LatentReasoningEmbedder.from_pretrained("me/office-embedder")' in card
     local = model_card(stage="lrcl", backbone="/models/mine", settings={}, dataset_sha256=None, metrics={})
     assert "base_model" not in local and "| (none) | |" in local
+
+
+def test_a_folder_saved_with_a_relative_backbone_moves_with_it(tmp_path):
+    """`relative_backbone=True`: the two folders copied elsewhere (another machine) load and embed the same."""
+    backbone = save_tiny_decoder(tmp_path / "here" / "backbone", arch="qwen2")
+    embedder = LatentReasoningEmbedder.from_backbone(backbone, max_length=48, attn_implementation="eager")
+    embedder.save_pretrained(tmp_path / "here" / "embedder", relative_backbone=True)
+    assert embedder.config.backbone_name_or_path == str(backbone.resolve())  # the live config is unchanged
+    shutil.copytree(tmp_path / "here", tmp_path / "there")
+    shutil.rmtree(tmp_path / "here")
+    moved = LatentReasoningEmbedder.from_pretrained(tmp_path / "there" / "embedder")
+    assert moved.config.backbone_name_or_path == "../backbone"
+    assert moved.config.attn_implementation == "eager" and moved.config.trust_remote_code is False
+    assert moved.backbone_model.config._attn_implementation == "eager"
+    texts = ["title is Pilot G2 Gel Pen"]
+    torch.testing.assert_close(moved.encode(texts, show_progress=False), embedder.encode(texts, show_progress=False))
+
+
+def test_backbone_dtype_and_options_reach_transformers(tmp_path):
+    from reaemb_trl.embedder.backbone import torch_dtype
+
+    backbone = save_tiny_decoder(tmp_path / "backbone", arch="llama")
+    embedder = LatentReasoningEmbedder.from_backbone(backbone, max_length=48, dtype="bfloat16")
+    assert {p.dtype for p in embedder.backbone_model.parameters()} == {torch.bfloat16}
+    assert torch_dtype("float16") is torch.float16 and torch_dtype("auto") == "auto" and torch_dtype(None) is None
+    with pytest.raises(InputError, match="not a torch dtype"):
+        torch_dtype("float65")

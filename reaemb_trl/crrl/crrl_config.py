@@ -42,6 +42,9 @@ class CRRLConfig(GRPOConfig):
     model_name_or_path: str | None = help_field("LRCL output folder (an embedder folder) to start from.", default=None)
     backbone: str | None = help_field("Backbone the LRCL folder must be built on (its name or path, as LRCL "
                                       "recorded it); None accepts any.", default=None)
+    model_revision: str | None = help_field("Hub revision of model_name_or_path when it is a Hub id.", default=None)
+    dtype: str | None = help_field("dtype the backbone is loaded in (float32, bfloat16, float16, auto; default "
+                                   "float32).", default=None)
     dataset_dir: str | None = help_field("Prepared dataset folder with cooccurrence.npz.", default=None)
     max_length: int | None = help_field("Longest tokenised prompt; None keeps the embedder's setting.", default=None)
 

@@ -26,10 +26,12 @@ def _same_backbone(expected: str, recorded: str | None) -> bool:
 def load_policy(args: CRRLConfig):
     """The LRCL embedder named by `args.model_name_or_path`, checked against `args.backbone` before loading."""
     from ..embedder import LatentReasoningEmbedder
+    from ..embedder.backbone import torch_dtype
+    from ..embedder.serialization import embedder_folder
 
     if not args.model_name_or_path:
         raise InputError("CRRL: model_name_or_path (the LRCL output folder) is required")
-    folder = Path(args.model_name_or_path)
+    folder = embedder_folder(args.model_name_or_path, args.model_revision)
     config_file = folder / "config.json"
     if not config_file.is_file():
         raise InputError(f"{folder}: not an LRCL output folder (config.json is missing)")
@@ -37,7 +39,8 @@ def load_policy(args: CRRLConfig):
     if args.backbone is not None and not _same_backbone(args.backbone, recorded):
         raise InputError(f"{config_file}: the LRCL model was built on backbone {recorded!r}, "
                          f"but the recipe says backbone={args.backbone!r}")
-    embedder = LatentReasoningEmbedder.from_pretrained(folder, is_trainable=args.train_lora)
+    embedder = LatentReasoningEmbedder.from_pretrained(folder, is_trainable=args.train_lora,
+                                                       dtype=torch_dtype(args.dtype))
     if args.max_length is not None:
         embedder.set_max_length(args.max_length)
     return embedder

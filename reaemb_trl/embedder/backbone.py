@@ -163,17 +163,35 @@ def is_causal_config(config) -> bool:
     return model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 
-def load_tokenizer(name_or_path: str, gguf_file: str | None = None):
-    return AutoTokenizer.from_pretrained(resolve_backbone(name_or_path, gguf_file))
+def load_tokenizer(name_or_path: str, gguf_file: str | None = None, revision: str | None = None,
+                   trust_remote_code: bool = False):
+    return AutoTokenizer.from_pretrained(resolve_backbone(name_or_path, gguf_file), revision=revision,
+                                         trust_remote_code=trust_remote_code)
+
+
+def torch_dtype(name: Any) -> Any:
+    """`"bfloat16"` -> torch.bfloat16; None and "auto" pass through (transformers reads them)."""
+    if name is None or name == "auto" or isinstance(name, torch.dtype):
+        return name
+    dtype = getattr(torch, str(name), None)
+    if not isinstance(dtype, torch.dtype):
+        raise InputError(f"dtype {name!r} is not a torch dtype (e.g. float32, bfloat16, float16, auto)")
+    return dtype
 
 
 def load_backbone(name_or_path: str, quantization: BitsAndBytesConfig | None = None, dtype: Any = None,
-                  gguf_file: str | None = None):
-    """The transformers model behind a backbone name (AutoModelForCausalLM for decoders, AutoModel otherwise)."""
+                  gguf_file: str | None = None, revision: str | None = None, attn_implementation: str | None = None,
+                  trust_remote_code: bool = False):
+    """The transformers model behind a backbone name (AutoModelForCausalLM for decoders, AutoModel otherwise).
+    `trust_remote_code` runs code from the model's repository: off unless the user turns it on."""
     path = resolve_backbone(name_or_path, gguf_file)
-    config = AutoConfig.from_pretrained(path)
+    config = AutoConfig.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
     model_cls = AutoModelForCausalLM if is_causal_config(config) else AutoModel
-    kwargs = {} if dtype is None else {"dtype": dtype}
+    kwargs = {"revision": revision, "trust_remote_code": trust_remote_code}
+    if dtype is not None:
+        kwargs["dtype"] = torch_dtype(dtype)
+    if attn_implementation is not None:
+        kwargs["attn_implementation"] = attn_implementation
     if quantization is not None:
         kwargs["quantization_config"] = quantization
     model = model_cls.from_pretrained(path, **kwargs)

@@ -39,6 +39,12 @@ class LatentReasoningConfig(PretrainedConfig):
     instruction: str = field(default=DEFAULT_INSTRUCTION, metadata={"help": "Instruction placed before the text."})
     system_prompt: str | None = field(default=None, metadata={
         "help": "System message of chat templates: None keeps the template's default, a string (even '') replaces it."})
+    backbone_revision: str | None = field(default=None, metadata={
+        "help": "Hub revision (branch, tag or commit) of the backbone."})
+    attn_implementation: str | None = field(default=None, metadata={
+        "help": "transformers attention implementation of the backbone (eager, sdpa, flash_attention_2, ...)."})
+    trust_remote_code: bool = field(default=False, metadata={
+        "help": "Run code from the backbone's repository when loading it (off unless asked for)."})
     gguf_file: str | None = field(default=None, metadata={
         "help": "GGUF file inside the backbone folder to load (converted once into a cached transformers folder)."})
     max_length: int = field(default=1024, metadata={"help": "Prompt length limit; the item text is truncated."})

@@ -145,6 +145,9 @@ class LatentReasoningEmbedder(PreTrainedModel):
         use_thought: bool = True,
         gguf_file: str | None = None,
         system_prompt: str | None = None,
+        revision: str | None = None,
+        attn_implementation: str | None = None,
+        trust_remote_code: bool = False,
     ) -> "LatentReasoningEmbedder":
         """Wrap a backbone given as a bundled name (`bundled-smollm2`, `bundled-minilm`), a folder (with `gguf_file`
         for a GGUF checkpoint in it) or hub id (loaded here), or as a model object (adopted, not copied).
@@ -155,12 +158,16 @@ class LatentReasoningEmbedder(PreTrainedModel):
         or a LoraConfig. `seed` draws the thought module's q/k initialisation. `use_thought=False` makes the plain
         one-pass embedding (no latent thought) the default of `forward` / `encode` / export, saved in config.json.
         `system_prompt`: None keeps the chat template's default system message; a string (even "") replaces it,
-        which shortens every prompt of templates that add a default one.
+        which shortens every prompt of templates that add a default one. `revision`, `attn_implementation`,
+        `trust_remote_code` (off unless asked for) and `dtype` are passed to transformers when loading; the first
+        three are saved, so `from_pretrained` loads the backbone the same way.
         """
         if isinstance(model_or_path, (str, os.PathLike)):
             path = str(model_or_path)
-            tokenizer = tokenizer if tokenizer is not None else load_tokenizer(path, gguf_file)
-            backbone = load_backbone(path, quantization, dtype, gguf_file)
+            tokenizer = (tokenizer if tokenizer is not None
+                         else load_tokenizer(path, gguf_file, revision, trust_remote_code))
+            backbone = load_backbone(path, quantization, dtype, gguf_file, revision, attn_implementation,
+                                     trust_remote_code)
             portable = path in BUNDLED_BACKBONES or not Path(path).is_dir()  # a bundled name or a hub id
             name = backbone_name_or_path or (path if portable else str(Path(path).resolve()))
         else:
@@ -190,6 +197,9 @@ class LatentReasoningEmbedder(PreTrainedModel):
             quantization=quantization.to_dict() if quantization is not None else None,
             gguf_file=gguf_file,
             system_prompt=system_prompt,
+            backbone_revision=revision,
+            attn_implementation=attn_implementation,
+            trust_remote_code=trust_remote_code,
         )
         add_thought_tokens(backbone, tokenizer, config.thought_tokens)
         if quantization is not None:
@@ -527,8 +537,13 @@ class LatentReasoningEmbedder(PreTrainedModel):
         return self
 
     # ----------------------------------------------------------------------------------------------- save / load
-    def save_pretrained(self, save_directory, state_dict=None, safe_serialization=None, **unused) -> None:
+    def save_pretrained(self, save_directory, state_dict=None, safe_serialization=None, relative_backbone: bool = False,
+                        **unused) -> None:
         """Write config.json, tokenizer files, thought_module.safetensors and adapter/ (when LoRA is used).
+
+        A backbone loaded from a local folder is recorded by its absolute path, unless `relative_backbone`: then by
+        its path relative to the saved folder, so that the two folders can move together to another machine.
+        Bundled names and Hub ids are recorded as they are.
 
         `state_dict` / `safe_serialization` (passed by HF Trainer / TRL) are ignored: the backbone is stored by
         reference and only the small trained parts are written. Everything is written to a staging folder first and
@@ -547,7 +562,11 @@ class LatentReasoningEmbedder(PreTrainedModel):
                 for adapter in self.backbone.peft_config.values():
                     adapter.base_model_name_or_path = self.config.backbone_name_or_path
                 self.backbone.save_pretrained(staging / ADAPTER_DIR, save_embedding_layers=False)
-            self.config.save_pretrained(staging)
+            config = copy.deepcopy(self.config)
+            if relative_backbone and Path(config.backbone_name_or_path).is_dir():
+                relative = os.path.relpath(Path(config.backbone_name_or_path).resolve(), target.resolve())
+                config.backbone_name_or_path = relative if relative.startswith("..") else os.path.join(".", relative)
+            config.save_pretrained(staging)
             if not (staging / ADAPTER_DIR).exists() and (target / ADAPTER_DIR).exists():
                 shutil.rmtree(target / ADAPTER_DIR)  # a stale adapter would be loaded with this model
 
@@ -566,7 +585,9 @@ class LatentReasoningEmbedder(PreTrainedModel):
         config = LatentReasoningConfig.from_json_file(str(folder / CONFIG_FILE))
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
         quantization = BitsAndBytesConfig.from_dict(config.quantization) if config.quantization else None
-        backbone = load_backbone(config.backbone_name_or_path, quantization, dtype, config.gguf_file)
+        backbone = load_backbone(_backbone_location(config.backbone_name_or_path, folder), quantization, dtype,
+                                 config.gguf_file, config.backbone_revision, config.attn_implementation,
+                                 config.trust_remote_code)
         add_thought_tokens(backbone, tokenizer, config.thought_tokens)
         if quantization is not None:
             backbone = prepare_model_for_kbit_training(backbone, use_gradient_checkpointing=False)
@@ -578,6 +599,15 @@ class LatentReasoningEmbedder(PreTrainedModel):
         embedder.to(backbone.get_input_embeddings().weight.device)
         embedder._attach(backbone, tokenizer)
         return embedder
+
+
+def _backbone_location(recorded: str, folder: Path) -> str:
+    """A backbone recorded relative to the embedder folder (`save_pretrained(relative_backbone=True)`) resolves
+    against that folder; bundled names, Hub ids and absolute paths stay as they are."""
+    beside = folder / recorded
+    if not Path(recorded).is_absolute() and recorded.startswith((".", "..")) and beside.is_dir():
+        return str(beside.resolve())
+    return recorded
 
 
 __all__ = ["EmbedderOutput", "LatentReasoningEmbedder"]

@@ -24,6 +24,15 @@ class LRCLConfig:
     # Inputs and outputs
     model_name_or_path: str | None = help_field("Backbone: bundled-smollm2, bundled-minilm, a local folder (decoder or "
                                                 "encoder) or a hub name.", default=None)
+    dtype: str | None = help_field("dtype the backbone is loaded in (float32, bfloat16, float16, auto; default "
+                                   "float32: LoRA and the thought module train in full precision under autocast).",
+                                   default=None)
+    attn_implementation: str | None = help_field("transformers attention implementation (eager, sdpa, "
+                                                 "flash_attention_2, ...; default: transformers' choice).",
+                                                 default=None)
+    model_revision: str | None = help_field("Hub revision (branch, tag or commit) of the backbone.", default=None)
+    trust_remote_code: bool = help_field("Run code from the backbone's repository (off unless you trust it).",
+                                         default=False)
     gguf_file: str | None = help_field("A GGUF file inside the model_name_or_path folder to load (converted once "
                                        "into a cached transformers folder).", default=None)
     dataset_dir: str | None = help_field("Prepared dataset folder (`reaemb-trl prepare`).", default=None)

@@ -110,7 +110,9 @@ def build_embedder(config: LRCLConfig):
     embedder = LatentReasoningEmbedder.from_backbone(
         config.model_name_or_path, num_thought_tokens=config.num_thought_tokens, pooling=config.pooling,
         lora=lora, quantization=quantization, max_length=config.max_length, seed=config.seed,
-        gguf_file=config.gguf_file, system_prompt=config.system_prompt, **kwargs)
+        gguf_file=config.gguf_file, system_prompt=config.system_prompt, dtype=config.dtype,
+        revision=config.model_revision, attn_implementation=config.attn_implementation,
+        trust_remote_code=config.trust_remote_code, **kwargs)
     if config.no_thought:
         # Recorded in the saved config so that export embeds the same way; frozen, so DDP does not wait for
         # gradients that never come.
