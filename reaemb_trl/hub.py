@@ -72,13 +72,26 @@ def write_model_card(folder: str | os.PathLike, **card: Any) -> Path:
     return path
 
 
+def files_to_push(folder: str | os.PathLike) -> list[str]:
+    """The files of an embedder folder that a push uploads: everything but checkpoints, tracker logs and hidden
+    files (paths relative to the folder, sorted)."""
+    folder = Path(folder)
+    kept = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        parts = path.relative_to(folder).parts
+        if parts[0].startswith(("checkpoint-", "logs", ".")) or any(part.startswith(".") for part in parts):
+            continue
+        kept.append(path.relative_to(folder).as_posix())
+    return kept
+
+
 def push_folder(folder: str | os.PathLike, repo_id: str, revision: str | None = None, private: bool | None = None,
                 token: str | None = None) -> str:
-    """Upload an embedder folder (without its checkpoints and logs) to the Hub; returns the commit URL."""
+    """Upload `files_to_push(folder)` to the Hub repository `repo_id`; returns the commit URL."""
     from huggingface_hub import HfApi
 
     api = HfApi(token=token)
     api.create_repo(repo_id, exist_ok=True, private=private)
     commit = api.upload_folder(folder_path=str(folder), repo_id=repo_id, revision=revision,
-                               ignore_patterns=["checkpoint-*", "logs/*", ".*"])
+                               allow_patterns=files_to_push(folder))
     return commit.commit_url

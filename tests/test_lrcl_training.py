@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 
 from reaemb_trl.cli import main as cli_main
 from reaemb_trl.errors import InputError
+from reaemb_trl.hub import files_to_push
 from reaemb_trl.lrcl import LRCLConfig, LRCLTrainer
 from reaemb_trl.testing import save_tiny_decoder
 from reaemb_trl.training_state import checkpoint_folders
@@ -94,6 +95,11 @@ def test_resume_gives_the_same_parameters_as_a_straight_run(prepared_sample, tin
     dataset_sha256 = json.loads((tmp_path / "a" / "lrcl_config.json").read_text())["dataset_sha256"]
     assert "# Item embedder (LRCL)" in card and f"`{tiny_decoder}`" in card and dataset_sha256 in card
     assert "| eval_loss (start) |" in card and "| eval_loss (end) |" in card and "max_steps: 4" in card
+    # what a push uploads: the embedder folder and its card, no checkpoint
+    pushed = files_to_push(tmp_path / "a")
+    assert {"README.md", "config.json", "thought_module.safetensors", "adapter/adapter_model.safetensors",
+            "lrcl_config.json"} <= set(pushed)
+    assert not [name for name in pushed if name.startswith("checkpoint-")]
 
     # A checkpoint without its optimizer state is refused, naming the missing file.
     shutil.copytree(tmp_path / "a" / "checkpoint-2", tmp_path / "d" / "checkpoint-2")
