@@ -95,6 +95,8 @@ def test_kcore_is_iterative(tmp_path):
     ("inter.txt", "1 1\n\n\n1 9999\n", "inter.txt, line 4: item 9999 is outside 1..2420"),  # blank lines count
     ("inter.txt", "1 1\n\n3 1\n", "inter.txt, line 3: users must be numbered"),
     ("inter.txt", b"1 1\n\n1 \xff\n", "inter.txt, line 3: bytes that are not valid utf-8"),
+    ("dataset.json", "{}", "dataset.json: not written by `reaemb-trl prepare` \\(no 'sha256'\\)"),
+    ("dataset.json", "", "dataset.json: empty input"),
 ])
 def test_load_rejects_broken_folders(prepared_sample, tmp_path, name, content, message):
     broken = tmp_path / "broken"

@@ -168,6 +168,12 @@ def test_bad_input(prepared_sample, tiny_decoder, tmp_path, capsys):
         no_text = prepare_dataset("seqjson", interactions=inter, output=tmp_path / "no-text")
     with pytest.raises(InputError, match="LRCL needs item text"):
         LRCLTrainer(tiny_config(tiny_decoder, no_text, tmp_path / "o2"))
+    (tmp_path / "two.json").write_text('{"u1": [1, 2, 1], "u2": [2, 1, 2]}')
+    (tmp_path / "two_items.json").write_text('{"1": {"title": "Pen"}, "2": {"title": "Stapler"}}')
+    two = prepare_dataset("seqjson", interactions=tmp_path / "two.json", items=tmp_path / "two_items.json",
+                          output=tmp_path / "two")
+    with pytest.raises(InputError, match="2 items have text; with 1 held out for evaluation, 1 remain"):
+        LRCLTrainer(tiny_config(tiny_decoder, two, tmp_path / "o4"))
 
     recipe = tmp_path / "lrcl.yaml"
     recipe.write_text(f"model_name_or_path: {tiny_decoder}\ndataset_dir: {prepared_sample}\nmax_step: 3\n")

@@ -83,6 +83,10 @@ class PreparedDataset:
             if not (path / name).is_file():
                 raise InputError(f"{path}: not a prepared dataset folder ({name} is missing)")
         metadata = load_json_document(path / "dataset.json")
+        missing = [key for key in ("sha256", "counts") if not isinstance(metadata, dict) or key not in metadata]
+        if missing:
+            raise InputError(f"{path / 'dataset.json'}: not written by `reaemb-trl prepare` (no {missing[0]!r}); "
+                             "prepare the dataset again")
         source_ids, fields, texts = _read_items(path / "items.jsonl")
         sequences = _read_sequences(path / "inter.txt", len(source_ids))
         return cls(path, metadata, source_ids, fields, texts, sequences)

@@ -225,7 +225,9 @@ class LRCLTrainer:
         with_text = np.array([i for i in range(1, ds.num_items + 1) if attributes[i]], dtype=np.int64)
         num_eval = min(config.eval_items, len(with_text) // 2)
         if len(with_text) - num_eval < 2:
-            raise InputError(f"{where}: only {len(with_text)} items have text; LRCL needs at least 2 to train on")
+            raise InputError(f"{where}: {len(with_text)} items have text; with {num_eval} held out for evaluation, "
+                             f"{len(with_text) - num_eval} remain and LRCL needs at least 2 to train on "
+                             "(lower eval_items or add item text)")
         order = np.random.default_rng([config.seed, _EVAL_SPLIT]).permutation(with_text)
         self.eval_item_ids = np.sort(order[:num_eval])
         self.train_item_ids = np.sort(order[num_eval:])
