@@ -103,6 +103,13 @@ def test_export_refusals(small_dataset, model_dir, tmp_path, capsys):
     assert cli_main(["export", "--model", str(tmp_path / "empty_model"), "--data", str(small_dataset),
                      "--output", str(tmp_path / "z")]) == 1
     assert "missing config.json" in capsys.readouterr().err
+    (tmp_path / "a_folder").mkdir()
+    (tmp_path / "a_file").write_text("")
+    for output, message in ((tmp_path / "a_folder", "the output path is a folder"),
+                            (tmp_path / "a_file" / "t.safetensors", "a_file is a file, not a folder")):
+        assert cli_main(["export", "--model", str(model_dir), "--data", str(small_dataset), "--output",
+                         str(output)]) == 1
+        assert message in capsys.readouterr().err
     assert not list(tmp_path.glob("*.safetensors")) and not (tmp_path / "y").exists()
 
 

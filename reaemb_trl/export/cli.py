@@ -8,8 +8,9 @@ from __future__ import annotations
 import argparse
 
 from ..errors import InputError
+from ..io_utils import check_writable_file
 from .export import check_dataset, default_device, export_item_tables
-from .formats import FORMATS, check_output, recbole_config_path
+from .formats import FORMATS, check_output, recbole_config_path, table_path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                          "give one --output per --model")
     for output in args.output:  # export_item_tables checks them too, but only after the models have loaded
         check_output(args.table_format, output, args.pca)
+        check_writable_file(table_path(args.table_format, output))
     dataset = PreparedDataset.load(args.data)
     check_dataset(dataset, args.num_items)  # before the models load, which takes seconds to minutes
     if not args.show_progress:
