@@ -66,6 +66,24 @@ def smollm2_backbone():
     return load_backbone(BUNDLED_SMOLLM2), load_tokenizer(BUNDLED_SMOLLM2)
 
 
+@pytest.fixture(scope="session")
+def small_dataset(tmp_path_factory):
+    """The first 6 users of the bundled Office sample and their few dozen items, prepared."""
+    return prepared_sample_subset(tmp_path_factory.mktemp("small"), 6)
+
+
+@pytest.fixture(scope="session")
+def tiny_embedder_folder(tmp_path_factory):
+    """A saved embedder on a tiny random Llama decoder with LoRA (what the export tests read)."""
+    from reaemb_trl.embedder import LatentReasoningEmbedder
+    from reaemb_trl.testing import save_tiny_decoder
+
+    root = tmp_path_factory.mktemp("tiny_embedder")
+    backbone = save_tiny_decoder(root / "backbone", arch="llama")
+    LatentReasoningEmbedder.from_backbone(backbone, lora=True, max_length=96).save_pretrained(root / "embedder")
+    return root / "embedder"
+
+
 def prepared_sample_subset(folder, num_users: int):
     """The first `num_users` users of the bundled sample and the items they touch, prepared in `folder`."""
     import json

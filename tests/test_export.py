@@ -6,7 +6,6 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import prepared_sample_subset
 from safetensors import safe_open
 
 from reaemb_trl.cli import main as cli_main
@@ -18,18 +17,8 @@ from reaemb_trl.testing import save_tiny_decoder
 
 
 @pytest.fixture(scope="module")
-def small_dataset(tmp_path_factory):
-    """The first 6 users of the bundled Office sample and their few dozen items, prepared."""
-    return prepared_sample_subset(tmp_path_factory.mktemp("small"), 6)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("export_model")
-    backbone = save_tiny_decoder(root / "backbone", arch="llama")
-    embedder = LatentReasoningEmbedder.from_backbone(backbone, lora=True, max_length=96)
-    embedder.save_pretrained(root / "embedder")
-    return root / "embedder"
+def model_dir(tiny_embedder_folder):
+    return tiny_embedder_folder
 
 
 def test_cli_export_writes_the_table_and_pca(small_dataset, model_dir, tmp_path):

@@ -5,6 +5,7 @@ when it is installed."""
 import importlib.util
 import json
 import re
+import shutil
 import subprocess
 import sys
 
@@ -13,7 +14,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from conftest import prepared_sample_subset
 from safetensors import safe_open
 
 from reaemb_trl.cli import main as cli_main
@@ -28,25 +28,17 @@ from reaemb_trl.io_utils import write_json
 from reaemb_trl.lrcl import LRCLConfig
 from reaemb_trl.lrcl.losses import LOSSES
 from reaemb_trl.recipe import config_to_dict
-from reaemb_trl.testing import save_tiny_decoder
 
 HEADER_KEYS = ["model", "execution_path", "pooling", "dim", "num_items", "dataset_sha256"]
 
 
 @pytest.fixture(scope="module")
-def small_dataset(tmp_path_factory):
-    return prepared_sample_subset(tmp_path_factory.mktemp("small"), 6)
-
-
-@pytest.fixture(scope="module")
-def lrcl_dir(tmp_path_factory):
-    """A tiny embedder folder with the lrcl_config.json an LRCL run writes beside it (soft_clip: dot products)."""
-    root = tmp_path_factory.mktemp("formats_model")
-    backbone = save_tiny_decoder(root / "backbone", arch="llama")
-    embedder = LatentReasoningEmbedder.from_backbone(backbone, lora=True, max_length=96)
-    embedder.save_pretrained(root / "lrcl")
-    (root / "lrcl" / "lrcl_config.json").write_text(json.dumps({"loss": "soft_clip", "max_steps": 3}))
-    return root / "lrcl"
+def lrcl_dir(tiny_embedder_folder, tmp_path_factory):
+    """The tiny embedder folder with the lrcl_config.json an LRCL run writes beside it (soft_clip: dot products)."""
+    folder = tmp_path_factory.mktemp("formats_model") / "lrcl"
+    shutil.copytree(tiny_embedder_folder, folder)
+    (folder / "lrcl_config.json").write_text(json.dumps({"loss": "soft_clip", "max_steps": 3}))
+    return folder
 
 
 @pytest.fixture(scope="module")
