@@ -108,16 +108,21 @@ def ensure_replaceable(path: str | os.PathLike, marker: str, inputs: Sequence[st
                          "choose a new output folder or empty this one yourself")
 
 
+def check_creatable(path: str | os.PathLike) -> None:
+    """Refuse, before any work, an output path that lies under a file or in a folder that is not writable."""
+    parent = Path(path).absolute().parent
+    existing = next(folder for folder in (parent, *parent.parents) if folder.exists())
+    if not existing.is_dir():
+        raise InputError(f"{path}: cannot write here, {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"{path}: cannot write here, {existing} is not writable")
+
+
 def check_writable_file(path: str | os.PathLike) -> None:
-    """Refuse, before any work, an output file path that is a folder, lies under a file, or cannot be written."""
-    path = Path(path)
-    if path.is_dir():
+    """`check_creatable`, and the path must not be a folder."""
+    if Path(path).is_dir():
         raise InputError(f"{path}: the output path is a folder; name a file")
-    parent = next((p for p in path.parents if p.exists()), Path("."))
-    if not parent.is_dir():
-        raise InputError(f"{path}: cannot write here: {parent} is a file, not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(f"{path}: cannot write here: {parent} is not writable")
+    check_creatable(path)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

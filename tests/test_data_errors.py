@@ -246,7 +246,7 @@ def test_output_under_a_file_is_refused_before_reading(tmp_path, capsys):
     out = tmp_path / "notes.txt" / "sub" / "out"
     code = main(["prepare", "reaemb", "--interactions", str(inter), "--output", str(out)])
     err = capsys.readouterr().err
-    assert code == 1 and f"{out}: cannot create the output folder, {tmp_path / 'notes.txt'} is a file" in err
+    assert code == 1 and f"{out}: cannot write here, {tmp_path / 'notes.txt'} is a file" in err
     assert (tmp_path / "notes.txt").read_text() == "mine\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["inter.txt", "notes.txt"]
 
@@ -264,7 +264,7 @@ def test_output_in_a_folder_that_is_not_writable_is_refused_before_reading(tmp_p
     finally:
         locked.chmod(0o755)
     err = capsys.readouterr().err
-    assert code == 1 and f"cannot create the output folder, {locked} is not writable" in err
+    assert code == 1 and f"cannot write here, {locked} is not writable" in err
     assert list(locked.iterdir()) == []
 
 

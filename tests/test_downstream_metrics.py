@@ -106,5 +106,5 @@ def test_sampled_negatives_exclude_history_and_repeat_with_seed():
     # A small catalogue takes the exact path (sampling from the complement) and still excludes the history.
     small = sample_negatives([np.arange(1, 31)], np.array([0]), 150, num_negatives=100, seed=0)
     assert small.min() > 30 and len(set(small[0].tolist())) == 100
-    with pytest.raises(InputError, match="user 0: only 20 items"):
+    with pytest.raises(InputError, match="user on line 1 of the interactions: only 20 items"):
         sample_negatives([np.arange(1, 31)], np.array([0]), 50, num_negatives=100)

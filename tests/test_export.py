@@ -95,7 +95,7 @@ def test_export_refusals(small_dataset, model_dir, tmp_path, capsys):
     (tmp_path / "a_folder").mkdir()
     (tmp_path / "a_file").write_text("")
     for output, message in ((tmp_path / "a_folder", "the output path is a folder"),
-                            (tmp_path / "a_file" / "t.safetensors", "a_file is a file, not a folder")):
+                            (tmp_path / "a_file" / "t.safetensors", "a_file is a file")):
         assert cli_main(["export", "--model", str(model_dir), "--data", str(small_dataset), "--output",
                          str(output)]) == 1
         assert message in capsys.readouterr().err

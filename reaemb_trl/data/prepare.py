@@ -12,7 +12,14 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import InputError
-from ..io_utils import atomic_output_dir, ensure_replaceable, sha256_file, sha256_json, write_json
+from ..io_utils import (
+    atomic_output_dir,
+    check_creatable,
+    ensure_replaceable,
+    sha256_file,
+    sha256_json,
+    write_json,
+)
 from .cooccurrence import HOLDOUT, build_cooccurrence
 from .readers import RawInteractions, RawItems, SourceFormat, get_format
 from .sources import check_encoding, detect_encoding, existing_file
@@ -181,17 +188,6 @@ def _describe_input(path: Path | None, encoding: str) -> dict | None:
             "encoding": encoding}
 
 
-def _check_output_location(output: Path) -> None:
-    """Before the (long) reading: the output folder must be creatable, and its parent must take the temporary
-    folder it is written to."""
-    parent = output.absolute().parent
-    existing = next(folder for folder in (parent, *parent.parents) if folder.exists())
-    if not existing.is_dir():
-        raise InputError(f"{output}: cannot create the output folder, {existing} is a file")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise InputError(f"{output}: cannot create the output folder, {existing} is not writable")
-
-
 def _encodings(source: SourceFormat, items_path: Path | None, encoding: str | None) -> tuple[str, str]:
     """(interactions, items) encodings: the one given, else utf-8, else the source's legacy encoding for an item
     file that does not decode as utf-8 (a utf-8 movies.dat read as latin-1 would turn "é" into "Ã©")."""
@@ -215,7 +211,7 @@ def prepare_dataset(format: str, interactions: str | os.PathLike, items: str | o
     output = Path(output)
     # before the (long) reading
     ensure_replaceable(output, "dataset.json", [p for p in (inter_path, items_path) if p is not None], overwrite)
-    _check_output_location(output)
+    check_creatable(output)  # before the (long) reading
     keep_repeats = source.keeps_repeats if opts.keep_repeats is None else opts.keep_repeats
     inter_encoding, items_encoding = _encodings(source, items_path, opts.encoding)
 
