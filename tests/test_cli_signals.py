@@ -99,6 +99,10 @@ def test_sigterm_in_training_checkpoints_the_step_and_the_resume_ends_like_a_str
     resumed = _launch([*crrl, "--resume_from_checkpoint", "latest"], tmp_path / "crrl_resumed.log")
     assert resumed.wait(timeout=600) == 0, (tmp_path / "crrl_resumed.log").read_text()[-3000:]
     assert json.loads((tmp_path / "crrl" / "trainer_state.json").read_text())["global_step"] == 40
+    straight = _launch([*crrl, "--output_dir", str(tmp_path / "crrl_straight")], tmp_path / "crrl_straight.log")
+    assert straight.wait(timeout=600) == 0, (tmp_path / "crrl_straight.log").read_text()[-3000:]
+    expected, got = (load_file(str(tmp_path / run / "thought_module.safetensors")) for run in ("crrl_straight", "crrl"))
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
 
 
 @pytest.mark.slow
