@@ -52,6 +52,15 @@ def encode_sharing_pass1(embedders: Sequence, texts: Sequence[str], batch_size: 
         if not shares_pass1(first, other, texts):
             raise ValueError(f"embedder {index} does not share pass 1 with embedder 0 (different backbone weights, "
                              "prompts or pooling settings): encode them separately")
+    return encode_checked_group(embedders, texts, batch_size, show_progress)
+
+
+@torch.no_grad()
+def encode_checked_group(embedders: Sequence, texts: Sequence[str], batch_size: int = 32,
+                         show_progress: bool = True) -> list[torch.Tensor]:
+    """`encode_sharing_pass1` for embedders already checked with `shares_pass1` (the check tokenizes every text and
+    compares every backbone weight, so it runs once)."""
+    first = embedders[0]
     prompts = first.prompts.build(texts)
     results = [torch.empty(len(prompts), e.config.hidden_size, dtype=torch.float32) for e in embedders]
     modes = [e.training for e in embedders]

@@ -12,7 +12,7 @@ import torch
 from sklearn.decomposition import PCA
 
 from ..data import PreparedDataset
-from ..embedder import encode_sharing_pass1, shares_pass1
+from ..embedder.shared_pass import encode_checked_group, shares_pass1
 from ..errors import InputError
 from .formats import check_output, write_table
 from .similarity import trained_similarity
@@ -58,15 +58,16 @@ def export_item_tables(embedders: Sequence, dataset: PreparedDataset, outputs: S
         raise ValueError(f"{len(embedders)} embedders but {len(outputs)} outputs")
     for output in outputs:
         check_output(table_format, output, pca, dataset.source_ids)
+    texts = check_dataset(dataset, num_items)
     for embedder in embedders:
-        texts = _checked_texts(embedder, dataset, pca, num_items)
+        _check_pca(embedder, dataset, pca)
     first = embedders[0]
     # pass 1 is worth sharing on the fast path (a decoder's KV cache); encoders run whole passes
     worth_sharing = first.resolve_execution_path(execution_path) == "fast"
     group = [first, *(e for e in embedders[1:] if worth_sharing and shares_pass1(first, e, texts))]
     shared = {}
     if len(group) > 1:
-        shared = dict(zip(map(id, group), encode_sharing_pass1(group, texts, batch_size, show_progress)))
+        shared = dict(zip(map(id, group), encode_checked_group(group, texts, batch_size, show_progress)))
     written = []
     for embedder, output, name in zip(embedders, outputs, model_names or [None] * len(embedders)):
         resolved_path = embedder.resolve_execution_path(execution_path)
@@ -93,12 +94,10 @@ def check_dataset(dataset: PreparedDataset, num_items: int | None = None) -> lis
     return texts
 
 
-def _checked_texts(embedder, dataset: PreparedDataset, pca: int | None, num_items: int | None) -> list[str]:
-    texts = check_dataset(dataset, num_items)
+def _check_pca(embedder, dataset: PreparedDataset, pca: int | None) -> None:
     if pca is not None and not 1 <= pca <= min(dataset.num_items, embedder.config.hidden_size):
         raise InputError(f"--pca {pca}: must be between 1 and min(num_items, hidden size) = "
                          f"{min(dataset.num_items, embedder.config.hidden_size)}")
-    return texts
 
 
 def _write_tables(embedder, dataset: PreparedDataset, output: str | os.PathLike, embeddings: np.ndarray,
