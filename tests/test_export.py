@@ -12,7 +12,7 @@ from reaemb_trl.cli import main as cli_main
 from reaemb_trl.data import PreparedDataset, load_embedding_table, prepare_dataset
 from reaemb_trl.embedder import LatentReasoningEmbedder
 from reaemb_trl.errors import InputError
-from reaemb_trl.export import export_item_table, pca_path
+from reaemb_trl.export import export_item_table, export_item_tables, pca_path
 from reaemb_trl.testing import save_tiny_decoder
 
 
@@ -147,6 +147,38 @@ def test_folders_sharing_pass1_are_exported_from_one_pass(small_dataset, model_d
 
     assert cli_main(["export", "--data", str(small_dataset), "--model", str(model_dir), "--output", "a",
                      "--output", "b"]) == 1
+
+
+def test_export_in_blocks_gives_the_one_block_tables(small_dataset, model_dir, tmp_path, monkeypatch):
+    """Blocks bound an export's memory and change nothing else: a block size that splits the catalogue unevenly
+    gives the tables of one block, for a pair sharing pass 1, in a format without the padding row too."""
+    import reaemb_trl.export.export as export_module
+
+    encoded = []
+    original = export_module.encode_checked_group
+    monkeypatch.setattr(export_module, "encode_checked_group",
+                        lambda group, texts, *a: encoded.append(len(texts)) or original(group, texts, *a))
+    dataset = PreparedDataset.load(small_dataset)
+    crrl_like = LatentReasoningEmbedder.from_pretrained(model_dir)
+    with torch.no_grad():
+        crrl_like.thought_module.v_proj.weight.mul_(2.0)
+    embedders = [LatentReasoningEmbedder.from_pretrained(model_dir), crrl_like]
+    block_size = 10
+    assert dataset.num_items % block_size and dataset.num_items > 3 * block_size
+    for table_format in ("safetensors", "npy"):
+        whole = export_item_tables(embedders, dataset, [tmp_path / "whole_a", tmp_path / "whole_b"],
+                                   batch_size=4, show_progress=False, table_format=table_format)
+        assert encoded == [dataset.num_items]
+        encoded.clear()
+        blocks = export_item_tables(embedders, dataset, [tmp_path / "blocks_a", tmp_path / "blocks_b"],
+                                    batch_size=4, show_progress=False, table_format=table_format,
+                                    block_size=block_size)
+        assert encoded == [min(block_size, dataset.num_items - start)
+                           for start in range(0, dataset.num_items, block_size)]  # never more than one block
+        encoded.clear()
+        for one, split in zip(whole, blocks):
+            read = load_embedding_table if table_format == "safetensors" else lambda path: (np.load(path), None)
+            np.testing.assert_allclose(read(split)[0], read(one)[0], rtol=1e-5, atol=1e-6)
 
 
 def test_a_damaged_folder_or_textless_dataset_is_refused_clearly(small_dataset, model_dir, tmp_path, capsys,

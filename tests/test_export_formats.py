@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from safetensors import safe_open
+from safetensors.numpy import load_file as safetensors_load_file
 
 from reaemb_trl.cli import main as cli_main
 from reaemb_trl.crrl import CRRLConfig
@@ -22,7 +23,7 @@ from reaemb_trl.data import PreparedDataset, load_embedding_table
 from reaemb_trl.embedder import LatentReasoningEmbedder
 from reaemb_trl.errors import InputError
 from reaemb_trl.export import export_item_table, trained_similarity
-from reaemb_trl.export.formats import write_table
+from reaemb_trl.export.formats import table_path, table_writer, write_table
 from reaemb_trl.export.similarity import LOSS_SIMILARITY
 from reaemb_trl.io_utils import write_json
 from reaemb_trl.lrcl import LRCLConfig
@@ -255,6 +256,35 @@ def test_every_format_reproduces_exact_float32_values(tmp_path):
     parsed = np.array([[float(v) for v in line.split("\t")[1].split(" ")] for line in lines], dtype=np.float32)
     np.testing.assert_array_equal(parsed, table[1:])
     assert _no_temporary_files(tmp_path)
+
+
+@pytest.mark.parametrize("table_format", ["safetensors", "npy", "parquet", "recbole"])
+def test_a_table_written_in_blocks_is_the_table_written_at_once(table_format, tmp_path):
+    """Export streams its rows: blocks of any size give the file of one write; a writer left before the last
+    row raises and leaves no table behind."""
+    rng = np.random.default_rng(1)
+    table = rng.normal(size=(12, 3)).astype(np.float32)
+    table[0] = 0
+    ids = [f"i{k}" for k in range(1, 12)]
+    whole = write_table(table_format, tmp_path / "whole", table, ids, {"model": "m"}, {"similarity": "dot"})
+    with table_writer(table_format, tmp_path / "blocks", 3, ids, {"model": "m"}, {"similarity": "dot"}) as append:
+        for start, stop in ((1, 2), (2, 7), (7, 7), (7, 12)):
+            append(table[start:stop])
+    split = whole.with_name(whole.name.replace("whole", "blocks"))
+    if table_format == "parquet":  # one row group per block: the same table, in other bytes
+        assert pq.read_table(split).equals(pq.read_table(whole), check_metadata=True)
+    else:
+        assert split.read_bytes() == whole.read_bytes()
+    if table_format == "safetensors":
+        np.testing.assert_array_equal(safetensors_load_file(split)["embeddings"], table)  # the library's reader
+
+    with pytest.raises(ValueError, match=r"[56] of 1[12] rows were written"):
+        with table_writer(table_format, tmp_path / "short", 3, ids, {"model": "m"}, {}) as append:
+            append(table[1:6])
+    with pytest.raises(ValueError, match="does not fit"):
+        with table_writer(table_format, tmp_path / "wide", 3, ids, {"model": "m"}, {}) as append:
+            append(np.zeros((2, 4), dtype=np.float32))
+    assert not table_path(table_format, tmp_path / "short").exists() and _no_temporary_files(tmp_path)
 
 
 RECBOLE_LOADER = """

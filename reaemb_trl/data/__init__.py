@@ -2,7 +2,7 @@
 
 from .candidates import Candidates, sample_candidates
 from .cooccurrence import build_cooccurrence, training_popularity
-from .embedding_table import load_embedding_table, save_embedding_table
+from .embedding_table import embedding_table_writer, load_embedding_table, save_embedding_table
 from .prepare import PrepareOptions, prepare_dataset, sample_dataset_files
 from .prepared import PreparedDataset
 from .readers import FORMATS
@@ -14,6 +14,7 @@ __all__ = [
     "PrepareOptions",
     "PreparedDataset",
     "build_cooccurrence",
+    "embedding_table_writer",
     "item_attributes",
     "join_attributes",
     "load_embedding_table",

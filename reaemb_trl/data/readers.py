@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from ..errors import InputError
 from .sources import load_json_document, parse_record, read_lines, require, text_lines
@@ -192,6 +192,29 @@ def _first(names: tuple[str, ...], row: dict) -> str | None:
     return next((name for name in names if name in row), None)
 
 
+def _interaction_columns(path: Path, rows: Iterable[tuple[int, dict[str, str]]],
+                         columns: Callable[[dict[str, str]], tuple[str, str, str | None, str | None]]
+                         ) -> RawInteractions:
+    """(line number, row) pairs of a delimited file streamed into `RawInteractions`; `columns(first row)` names the
+    user, item, time and rating columns (None: absent). Only the values are kept, one string per distinct id: a
+    dict per row would take about 9 GB for a log of 20M rows."""
+    raw = RawInteractions(path, lines=[])
+    distinct: dict[str, str] = {}
+    for number, row in rows:
+        if not raw.lines:
+            user, item, time, rating = columns(row)
+            raw.timestamps = [] if time else None
+            raw.ratings = [] if rating else None
+        raw.lines.append(number)
+        raw.users.append(distinct.setdefault(value := require(row, user, path, number), value))
+        raw.items.append(distinct.setdefault(value := require(row, item, path, number), value))
+        if time:
+            raw.timestamps.append(_number(row[time], path, number, time))
+        if rating:
+            raw.ratings.append(_number(row[rating], path, number, rating))
+    return raw
+
+
 # -------------------------------------------------------------------------------------------- RecBole atomic files
 def _recbole_rows(path: Path, encoding: str, show_progress: bool, required: tuple[str, ...]):
     """(line number, {column: value}) for a typed-header file such as `user_id:token<TAB>item_id:token`."""
@@ -205,15 +228,9 @@ def _recbole_rows(path: Path, encoding: str, show_progress: bool, required: tupl
 
 
 def _read_recbole_inter(path: Path, encoding: str, show_progress: bool) -> RawInteractions:
-    rows = list(_recbole_rows(path, encoding, show_progress, ("user_id", "item_id")))
-    raw = RawInteractions(path, lines=[number for number, _ in rows])
-    raw.users = [require(row, "user_id", path, number) for number, row in rows]
-    raw.items = [require(row, "item_id", path, number) for number, row in rows]
-    if rows and "timestamp" in rows[0][1]:
-        raw.timestamps = [_number(row["timestamp"], path, number, "timestamp") for number, row in rows]
-    if rows and "rating" in rows[0][1]:
-        raw.ratings = [_number(row["rating"], path, number, "rating") for number, row in rows]
-    return raw
+    rows = _recbole_rows(path, encoding, show_progress, ("user_id", "item_id"))
+    return _interaction_columns(path, rows, lambda row: ("user_id", "item_id", "timestamp" if "timestamp" in row
+                                                         else None, "rating" if "rating" in row else None))
 
 
 def _read_recbole_items(path: Path, encoding: str, show_progress: bool) -> RawItems:
@@ -249,20 +266,9 @@ def _csv_rows(path: Path, encoding: str, show_progress: bool, required: Sequence
 
 
 def _read_csv_inter(path: Path, encoding: str, show_progress: bool) -> RawInteractions:
-    rows = list(_csv_rows(path, encoding, show_progress, (USER_COLUMNS, ITEM_COLUMNS)))
-    raw = RawInteractions(path, lines=[number for number, _ in rows])
-    if not rows:
-        return raw
-    header = rows[0][1]
-    user, item, time, rating = (_first(names, header) for names in (USER_COLUMNS, ITEM_COLUMNS, TIME_COLUMNS,
-                                                                      ("rating",)))
-    raw.users = [require(row, user, path, number) for number, row in rows]
-    raw.items = [require(row, item, path, number) for number, row in rows]
-    if time:
-        raw.timestamps = [_number(row[time], path, number, time) for number, row in rows]
-    if rating:
-        raw.ratings = [_number(row[rating], path, number, rating) for number, row in rows]
-    return raw
+    rows = _csv_rows(path, encoding, show_progress, (USER_COLUMNS, ITEM_COLUMNS))
+    return _interaction_columns(path, rows, lambda header: tuple(
+        _first(names, header) for names in (USER_COLUMNS, ITEM_COLUMNS, TIME_COLUMNS, ("rating",))))
 
 
 def _read_csv_items(path: Path, encoding: str, show_progress: bool) -> RawItems:

@@ -3,6 +3,7 @@ with PCA, written in one of the formats of `formats.py`."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Sequence
@@ -10,12 +11,17 @@ from typing import Sequence
 import numpy as np
 import torch
 from sklearn.decomposition import PCA
+from tqdm.auto import tqdm
 
-from ..data import PreparedDataset
+from ..data import PreparedDataset, load_embedding_table
 from ..embedder.shared_pass import encode_checked_group, shares_pass1
 from ..errors import InputError
-from .formats import check_output, write_table
+from .formats import check_output, table_path, table_writer, write_table
 from .similarity import trained_similarity
+
+# Items encoded and written per block: bounds the memory of an export, while batches inside a block are still
+# grouped by prompt length.
+BLOCK_SIZE = 1024
 
 
 def default_device() -> str:
@@ -32,9 +38,9 @@ def pca_path(output: str | os.PathLike, dim: int) -> Path:
 def export_item_table(embedder, dataset: PreparedDataset, output: str | os.PathLike, pca: int | None = None,
                       batch_size: int = 32, execution_path: str | None = None, num_items: int | None = None,
                       model_name: str | None = None, show_progress: bool = True, table_format: str = "safetensors",
-                      normalize: bool = False) -> list[Path]:
+                      normalize: bool = False, block_size: int = BLOCK_SIZE) -> list[Path]:
     """Embed items 1..N with `embedder.encode` and write the table in `table_format` (safetensors: row 0 zeros,
-    with `save_embedding_table`), with the source-id map and metadata beside it (docs/export_formats.md).
+    the file `load_embedding_table` reads), with the source-id map and metadata beside it (docs/export_formats.md).
 
     `num_items`, when given, is the item count the caller expects (e.g. the dataset the model was trained on): a
     dataset of another size is refused. With `pca` (safetensors only), a second file (`pca_path`) holds the reduced
@@ -43,17 +49,22 @@ def export_item_table(embedder, dataset: PreparedDataset, output: str | os.PathL
     are normalised again). Returns the paths of the tables.
     """
     return export_item_tables([embedder], dataset, [output], pca, batch_size, execution_path, num_items,
-                              None if model_name is None else [model_name], show_progress, table_format, normalize)
+                              None if model_name is None else [model_name], show_progress, table_format, normalize,
+                              block_size)
 
 
 def export_item_tables(embedders: Sequence, dataset: PreparedDataset, outputs: Sequence[str | os.PathLike],
                        pca: int | None = None, batch_size: int = 32, execution_path: str | None = None,
                        num_items: int | None = None, model_names: Sequence[str] | None = None,
                        show_progress: bool = True, table_format: str = "safetensors",
-                       normalize: bool = False) -> list[Path]:
+                       normalize: bool = False, block_size: int = BLOCK_SIZE) -> list[Path]:
     """`export_item_table` for several embedders, one output each. On the fast path, the embedders that share
     pass 1 with the first (`shares_pass1`: an LRCL folder and the CRRL folder trained from it) are encoded from one
-    pass 1 per batch, which gives the same tables; the others are encoded on their own."""
+    pass 1 per batch, which gives the same tables; the others are encoded on their own.
+
+    Items are encoded and written `block_size` at a time (batches of similar length inside a block), so memory
+    holds one block of rows per table whatever the catalogue's size; only `pca` reads a whole table back to fit.
+    """
     if len(embedders) != len(outputs):
         raise ValueError(f"{len(embedders)} embedders but {len(outputs)} outputs")
     for output in outputs:
@@ -65,18 +76,28 @@ def export_item_tables(embedders: Sequence, dataset: PreparedDataset, outputs: S
     # pass 1 is worth sharing on the fast path (a decoder's KV cache); encoders run whole passes
     worth_sharing = first.resolve_execution_path(execution_path) == "fast"
     group = [first, *(e for e in embedders[1:] if worth_sharing and shares_pass1(first, e, texts))]
-    shared = {}
-    if len(group) > 1:
-        shared = dict(zip(map(id, group), encode_checked_group(group, texts, batch_size, show_progress)))
+    names = list(model_names or [None] * len(embedders))
+    with contextlib.ExitStack() as stack:
+        appends = [stack.enter_context(_table_writer(embedder, dataset, output, execution_path, name, table_format,
+                                                     normalize))
+                   for embedder, output, name in zip(embedders, outputs, names)]
+        progress = stack.enter_context(tqdm(total=len(texts), desc="export", unit="item", disable=not show_progress))
+        for start in range(0, len(texts), block_size):
+            block = texts[start : start + block_size]
+            encoded = dict(zip(map(id, group), encode_checked_group(group, block, batch_size, False)
+                               if len(group) > 1 else []))
+            for embedder, append in zip(embedders, appends):
+                rows = encoded.get(id(embedder))
+                if rows is None:
+                    rows = embedder.encode(block, batch_size=batch_size, execution_path=execution_path,
+                                           show_progress=False)
+                append(_unit_rows(rows.numpy()) if normalize else rows.numpy())
+            progress.update(len(block))
     written = []
-    for embedder, output, name in zip(embedders, outputs, model_names or [None] * len(embedders)):
-        resolved_path = embedder.resolve_execution_path(execution_path)
-        embeddings = shared.get(id(embedder))
-        if embeddings is None:
-            embeddings = embedder.encode(texts, batch_size=batch_size, execution_path=resolved_path,
-                                         show_progress=show_progress)
-        written += _write_tables(embedder, dataset, output, embeddings.numpy(), pca, resolved_path, name,
-                                 table_format, normalize)
+    for embedder, output, name in zip(embedders, outputs, names):
+        written.append(table_path(table_format, output))
+        if pca is not None:
+            written.append(_write_pca(embedder, dataset, output, pca, execution_path, name, normalize))
     return written
 
 
@@ -100,39 +121,45 @@ def _check_pca(embedder, dataset: PreparedDataset, pca: int | None) -> None:
                          f"{min(dataset.num_items, embedder.config.hidden_size)}")
 
 
-def _write_tables(embedder, dataset: PreparedDataset, output: str | os.PathLike, embeddings: np.ndarray,
-                  pca: int | None, resolved_path: str, model_name: str | None, table_format: str,
-                  normalize: bool) -> list[Path]:
-    if normalize:
-        embeddings = _unit_rows(embeddings)
-    table = np.zeros((dataset.num_items + 1, embeddings.shape[1]), dtype=np.float32)
-    table[1:] = embeddings
+def _table_metadata(embedder, dataset: PreparedDataset, execution_path: str | None, model_name: str | None,
+                    normalize: bool) -> tuple[dict, dict]:
+    """(metadata, usage) of an exported table: where its rows come from, and how to compare them."""
     folder = model_name or embedder.name_or_path
     metadata = {
         "model": folder or embedder.config.backbone_name_or_path,
-        "execution_path": resolved_path,
+        "execution_path": embedder.resolve_execution_path(execution_path),
         "pooling": embedder.config.pooling,
-        "dim": table.shape[1],
+        "dim": embedder.config.hidden_size,
         "num_items": dataset.num_items,
         "dataset_sha256": dataset.sha256,
     }
-    usage = {"similarity": trained_similarity(folder), "normalized": "true" if normalize else "false"}
-    written = [write_table(table_format, output, table, dataset.source_ids, metadata, usage)]
-    if pca is not None:
-        reducer = PCA(n_components=pca, random_state=0).fit(embeddings)
-        reduced = np.zeros((dataset.num_items + 1, pca), dtype=np.float32)
-        projected = reducer.transform(embeddings)
-        reduced[1:] = _unit_rows(projected) if normalize else projected
-        extra = {
-            "pca_components": reducer.components_.astype(np.float32),
-            "pca_mean": reducer.mean_.astype(np.float32),
-            "pca_explained_variance": reducer.explained_variance_.astype(np.float32),
-        }
-        pca_metadata = {**metadata, "dim": pca, "pca_from_dim": table.shape[1],
-                        "pca_explained_variance_ratio": f"{reducer.explained_variance_ratio_.sum():.6f}"}
-        written.append(write_table(table_format, pca_path(output, pca), reduced, dataset.source_ids, pca_metadata,
-                                   usage, extra_tensors=extra))
-    return written
+    return metadata, {"similarity": trained_similarity(folder), "normalized": "true" if normalize else "false"}
+
+
+def _table_writer(embedder, dataset: PreparedDataset, output, execution_path: str | None, model_name: str | None,
+                  table_format: str, normalize: bool):
+    metadata, usage = _table_metadata(embedder, dataset, execution_path, model_name, normalize)
+    return table_writer(table_format, output, embedder.config.hidden_size, dataset.source_ids, metadata, usage)
+
+
+def _write_pca(embedder, dataset: PreparedDataset, output, pca: int, execution_path: str | None,
+               model_name: str | None, normalize: bool) -> Path:
+    """The reduced table beside the exported one (safetensors), with the scikit-learn PCA parameters."""
+    embeddings = load_embedding_table(output, dataset.num_items)[0][1:]
+    reducer = PCA(n_components=pca, random_state=0).fit(embeddings)
+    reduced = np.zeros((dataset.num_items + 1, pca), dtype=np.float32)
+    projected = reducer.transform(embeddings)
+    reduced[1:] = _unit_rows(projected) if normalize else projected
+    extra = {
+        "pca_components": reducer.components_.astype(np.float32),
+        "pca_mean": reducer.mean_.astype(np.float32),
+        "pca_explained_variance": reducer.explained_variance_.astype(np.float32),
+    }
+    metadata, usage = _table_metadata(embedder, dataset, execution_path, model_name, normalize)
+    metadata = {**metadata, "dim": pca, "pca_from_dim": embeddings.shape[1],
+                "pca_explained_variance_ratio": f"{reducer.explained_variance_ratio_.sum():.6f}"}
+    return write_table("safetensors", pca_path(output, pca), reduced, dataset.source_ids, metadata, usage,
+                       extra_tensors=extra)
 
 
 def _unit_rows(embeddings: np.ndarray) -> np.ndarray:

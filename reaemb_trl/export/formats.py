@@ -1,20 +1,22 @@
 """Table writers, one per `--format`; docs/export_formats.md describes the files each one writes.
 
-Every writer gets the full table (row 0 = padding, row i = item i) and the source item ids of items 1..N. The
-safetensors table keeps the padding row, as downstream evaluation reads it; the others hold items 1..N only, the
-layout LLM-ESR-style code expects before it inserts its own padding row. No writer uses pickle, and every file goes
+Every writer takes the rows of items 1..N block by block, in item order, with the source item ids of items 1..N,
+so that an export never holds a whole catalogue's table. The safetensors table keeps the padding row, as downstream
+evaluation reads it; the others hold items 1..N only, the layout LLM-ESR-style code expects before it inserts its
+own padding row. No writer uses pickle, and every file goes
 through `atomic_path`. The files beside a table are written before it, so a table on disk has its companions.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from ..data import save_embedding_table
+from ..data import embedding_table_writer
 from ..errors import InputError
 from ..io_utils import atomic_path, write_json
 
@@ -67,9 +69,13 @@ def recbole_config_path(itememb: str | os.PathLike) -> Path:
     return itememb.with_name(_name(itememb, "recbole") + RECBOLE_CONFIG_SUFFIX)
 
 
-def write_table(table_format: str, output: str | os.PathLike, table: np.ndarray, source_ids: list[str],
-                metadata: dict, usage: dict, extra_tensors: dict[str, np.ndarray] | None = None) -> Path:
-    """Write `table` (N+1, d) in `table_format` and return the table file's path.
+@contextlib.contextmanager
+def table_writer(table_format: str, output: str | os.PathLike, dim: int, source_ids: Sequence[str], metadata: dict,
+                 usage: dict, extra_tensors: dict[str, np.ndarray] | None = None
+                 ) -> Iterator[Callable[[np.ndarray], None]]:
+    """Write a table of items 1..N (N = len(source_ids)) in `table_format` block by block: yields `append(rows)`,
+    to be called with consecutive [k, dim] blocks of item rows, item 1 first; the padding row is the writer's
+    business. The table file replaces its name only when all N rows came.
 
     `metadata` describes where the rows come from (model, dataset, ...), `usage` how to compare them (similarity,
     normalized); every format records both, plus the format and the padding-row rule, as strings.
@@ -80,42 +86,91 @@ def write_table(table_format: str, output: str | os.PathLike, table: np.ndarray,
     described = {**metadata, **usage, "format": table_format,
                  "padding_row": "included" if include_padding else "excluded"}
     described = {str(key): str(value) for key, value in described.items()}
+    if extra_tensors and not include_padding:
+        raise ValueError(f"extra tensors need the safetensors format, not {table_format}")
     if include_padding:
         write_json(companion_path(path, IDS_SUFFIX), [None, *source_ids])
         write_json(companion_path(path, META_SUFFIX), described)
         # The header keeps the keys safetensors tables have always carried; META_SUFFIX has them all.
-        save_embedding_table(path, table, metadata, extra_tensors=extra_tensors)
+        with embedding_table_writer(path, len(source_ids) + 1, dim, metadata, extra_tensors) as append:
+            append(np.zeros((1, dim), dtype=np.float32))
+            yield append
     else:
-        WRITERS[table_format](path, np.ascontiguousarray(table[1:], dtype=np.float32), source_ids, described)
-    return path
+        with WRITERS[table_format](path, dim, source_ids, described) as append:
+            yield append
 
 
-def _write_npy(path: Path, rows: np.ndarray, source_ids: list[str], metadata: dict[str, str]) -> None:
-    write_json(companion_path(path, IDS_SUFFIX), source_ids)
+def write_table(table_format: str, output: str | os.PathLike, table: np.ndarray, source_ids: list[str],
+                metadata: dict, usage: dict, extra_tensors: dict[str, np.ndarray] | None = None) -> Path:
+    """`table_writer` for a table in memory, (N+1, d) with row 0 the padding row; returns the table file's path."""
+    with table_writer(table_format, output, table.shape[1], source_ids, metadata, usage, extra_tensors) as append:
+        append(table[1:])
+    return table_path(table_format, output)
+
+
+class _RowBlocks:
+    """Hands consecutive row blocks to `write(rows, ids)` with the source ids of those rows; `finish` checks that
+    every item came (raised inside the writer's atomic block, so no partial file is kept)."""
+
+    def __init__(self, path: Path, dim: int, source_ids: Sequence[str],
+                 write: Callable[[np.ndarray, Sequence[str]], object]):
+        self.path, self.dim, self.source_ids, self.write, self.done = path, dim, source_ids, write, 0
+
+    def append(self, rows: np.ndarray) -> None:
+        rows = np.ascontiguousarray(rows, dtype=np.float32)
+        if rows.ndim != 2 or rows.shape[1] != self.dim or self.done + rows.shape[0] > len(self.source_ids):
+            raise ValueError(f"{self.path}: a block of shape {rows.shape} does not fit the "
+                             f"({len(self.source_ids)}, {self.dim}) table after {self.done} rows")
+        self.write(rows, self.source_ids[self.done : self.done + rows.shape[0]])
+        self.done += rows.shape[0]
+
+    def finish(self) -> None:
+        if self.done != len(self.source_ids):
+            raise ValueError(f"{self.path}: {self.done} of {len(self.source_ids)} rows were written")
+
+
+@contextlib.contextmanager
+def _npy_writer(path: Path, dim: int, source_ids: Sequence[str], metadata: dict[str, str]):
+    write_json(companion_path(path, IDS_SUFFIX), list(source_ids))
     write_json(companion_path(path, META_SUFFIX), metadata)
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:  # np.save on a path would append ".npy" to it
-        np.save(handle, rows, allow_pickle=False)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:  # the header first: np.save needs the whole array
+        np.lib.format.write_array_header_1_0(handle, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
+                                                      "fortran_order": False, "shape": (len(source_ids), dim)})
+        blocks = _RowBlocks(path, dim, source_ids, lambda rows, ids: handle.write(rows.tobytes()))
+        yield blocks.append
+        blocks.finish()
 
 
-def _write_parquet(path: Path, rows: np.ndarray, source_ids: list[str], metadata: dict[str, str]) -> None:
+@contextlib.contextmanager
+def _parquet_writer(path: Path, dim: int, source_ids: Sequence[str], metadata: dict[str, str]):
     import pyarrow as pa  # a dependency of `datasets`
     import pyarrow.parquet as pq
 
-    vectors = pa.FixedSizeListArray.from_arrays(pa.array(rows.reshape(-1)), rows.shape[1])
-    table = pa.table({"item_id": pa.array(source_ids, type=pa.string()), "embedding": vectors})
-    with atomic_path(path) as tmp:
-        pq.write_table(table.replace_schema_metadata(metadata), tmp)
+    schema = pa.schema([("item_id", pa.string()), ("embedding", pa.list_(pa.float32(), dim))], metadata=metadata)
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema) as handle:
+        def write(rows: np.ndarray, ids: Sequence[str]) -> None:  # one row group per block
+            vectors = pa.FixedSizeListArray.from_arrays(pa.array(rows.reshape(-1)), dim)
+            handle.write_table(pa.table({"item_id": pa.array(ids, type=pa.string()), "embedding": vectors},
+                                        schema=schema))
+
+        blocks = _RowBlocks(path, dim, source_ids, write)
+        yield blocks.append
+        blocks.finish()
 
 
-def _write_recbole(path: Path, rows: np.ndarray, source_ids: list[str], metadata: dict[str, str]) -> None:
+@contextlib.contextmanager
+def _recbole_writer(path: Path, dim: int, source_ids: Sequence[str], metadata: dict[str, str]):
     _check_recbole_ids(source_ids)
     write_json(companion_path(path, META_SUFFIX), metadata)
     with atomic_path(recbole_config_path(path)) as tmp:
         tmp.write_text(_recbole_config(path), encoding="utf-8")
-    row_format = " ".join(["%.9g"] * rows.shape[1])  # 9 significant digits give back the exact float32
+    row_format = " ".join(["%.9g"] * dim)  # 9 significant digits give back the exact float32
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as handle:
         handle.write("iid:token\titem_emb:float_seq\n")
-        handle.writelines(f"{item}\t{row_format % tuple(row.tolist())}\n" for item, row in zip(source_ids, rows))
+        blocks = _RowBlocks(path, dim, source_ids, lambda rows, ids: handle.writelines(
+            f"{item}\t{row_format % tuple(row.tolist())}\n" for item, row in zip(ids, rows)))
+        yield blocks.append
+        blocks.finish()
 
 
 def _check_recbole_ids(source_ids: Sequence[str]) -> None:
@@ -149,6 +204,5 @@ def _name(path: Path, table_format: str) -> str:
 
 
 
-WRITERS: dict[str, Callable[[Path, np.ndarray, list[str], dict[str, str]], None]] = {
-    "npy": _write_npy, "parquet": _write_parquet, "recbole": _write_recbole,
-}
+# The formats without a padding row: (path, dim, source_ids, metadata) -> a context yielding `append`.
+WRITERS = {"npy": _npy_writer, "parquet": _parquet_writer, "recbole": _recbole_writer}

@@ -1,0 +1,236 @@
+"""Catalogue scale: `prepare`, CRRL candidate sampling and `export` on synthetic power-law logs of growing size.
+
+For each catalogue size (default 10k, 100k and 1M items, about 20 interactions per item) the script writes a raw
+CSV log (Zipf item popularity, Pareto user lengths, every item at least once), then runs each step in a fresh
+process and reports its seconds and peak resident memory:
+
+    prepare     `reaemb-trl prepare --format csv`: reading, filtering, id mapping, item texts, co-occurrence
+    candidates  `sample_candidates` on the prepared co-occurrence matrix (CRRL's defaults: 1 positive, 10 in all)
+    export      `export_item_table` of every item with a tiny random decoder (safetensors)
+
+plus the growth exponent between consecutive sizes, log(value ratio) / log(size ratio): 1 is linear. Export
+streams its table in blocks, so its working memory (peak minus what the loaded dataset and model already hold) stays
+flat while the catalogue grows; `table_mib` is what a whole table held in memory would have added.
+
+    python benchmarks/bench_scale.py --json [--sizes 10000 100000 1000000] [--output outputs/scale]
+
+With --json the last stdout line is one JSON object (also written to OUTPUT/scale.json, with scale.md and
+scale.png beside it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from bench_cooccurrence import synthetic_log  # beside this script
+
+from reaemb_trl.io_utils import atomic_path, write_json
+
+STEPS = ("prepare", "candidates", "export")
+WORDS = ("paper", "stapler", "blue", "black", "pen", "desk", "office", "printer", "ink", "folder", "binder", "label",
+         "tape", "marker", "pack", "large", "small", "classic", "premium", "refill", "notebook", "envelope", "clip",
+         "chair", "lamp", "storage", "box", "sheet", "letter", "card")
+TINY_DECODER = {"arch": "llama", "hidden_size": 64, "num_layers": 2}
+
+
+def _peak_mib() -> float:
+    """Peak resident memory of this process. VmHWM, not ru_maxrss: a process started by fork + exec keeps in
+    ru_maxrss the peak of the parent it was forked from."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        line = next(line for line in status.read_text().splitlines() if line.startswith("VmHWM:"))
+        return int(line.split()[1]) / 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux units (KiB) elsewhere too
+
+
+def write_logs(folder: Path, num_items: int, per_item: int, seed: int = 0) -> tuple[Path, Path]:
+    """A raw CSV log of about `per_item * num_items` interactions and an item CSV; every item occurs."""
+    sequences = synthetic_log(per_item * num_items, num_items, seed=seed)
+    seen = np.zeros(num_items + 1, dtype=bool)
+    for seq in sequences:
+        seen[seq] = True
+    rng = np.random.default_rng(seed + 1)
+    missing = np.flatnonzero(~seen[1:]) + 1
+    for item, user in zip(missing, rng.integers(0, len(sequences), size=missing.size)):
+        sequences[user] = np.append(sequences[user], item)  # a tail item's single visit, at a user's end
+    folder.mkdir(parents=True, exist_ok=True)
+    inter, items = folder / "interactions.csv", folder / "items.csv"
+    with atomic_path(inter) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        handle.write("user_id,item_id,timestamp\n")
+        clock = 0
+        for user, seq in enumerate(sequences):
+            handle.writelines(f"u{user},i{item},{clock + step}\n" for step, item in enumerate(seq.tolist()))
+            clock += len(seq)
+    words = np.array(WORDS)
+    title_words = rng.integers(0, len(words), size=(num_items, 6))
+    with atomic_path(items) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        handle.write("item_id,title,category\n")
+        handle.writelines(f"i{item},{' '.join(words[title_words[item - 1]])},{words[item % len(words)]}\n"
+                          for item in range(1, num_items + 1))
+    return inter, items
+
+
+# ---------------------------------------------------------------------------------------------- one step, alone
+def run_worker(step: str, folder: Path) -> dict:
+    """One step in this (fresh) process; what it measures is what the step itself costs."""
+    if step == "prepare":
+        from reaemb_trl.data import prepare_dataset
+
+        start = time.perf_counter()
+        prepare_dataset("csv", interactions=folder / "interactions.csv", items=folder / "items.csv",
+                        output=folder / "prepared", overwrite=True, show_progress=False)
+        seconds = time.perf_counter() - start
+        counts = json.loads((folder / "prepared" / "dataset.json").read_text())["counts"]
+        return {"seconds": seconds, "peak_mib": _peak_mib(), "items": counts["items"], "users": counts["users"],
+                "interactions": counts["interactions"]}
+    if step == "candidates":
+        import scipy.sparse as sp
+
+        from reaemb_trl.data import sample_candidates
+
+        cooc = sp.load_npz(folder / "prepared" / "cooccurrence.npz").tocsr()
+        loaded = _peak_mib()
+        start = time.perf_counter()
+        candidates = sample_candidates(cooc, num_positives=1, num_candidates=10)
+        seconds = time.perf_counter() - start
+        assert candidates.item_ids.shape == (cooc.shape[0], 10)
+        return {"seconds": seconds, "peak_mib": _peak_mib(), "loaded_mib": loaded,
+                "cooccurrence_nonzeros": int(cooc.nnz)}
+    if step == "export":
+        import torch
+
+        from reaemb_trl.data import PreparedDataset
+        from reaemb_trl.embedder import LatentReasoningEmbedder
+        from reaemb_trl.export import export_item_table
+
+        torch.manual_seed(0)
+        dataset = PreparedDataset.load(folder / "prepared")
+        embedder = LatentReasoningEmbedder.from_pretrained(folder.parent / "embedder")
+        loaded = _peak_mib()
+        start = time.perf_counter()
+        export_item_table(embedder, dataset, folder / "items.safetensors", batch_size=128, show_progress=False)
+        seconds = time.perf_counter() - start
+        return {"seconds": seconds, "peak_mib": _peak_mib(), "loaded_mib": loaded,
+                "working_mib": _peak_mib() - loaded,
+                "table_mib": (dataset.num_items + 1) * embedder.config.hidden_size * 4 / 2**20}
+    raise ValueError(f"unknown step {step!r}")
+
+
+def _measure(step: str, folder: Path) -> dict:
+    command = [sys.executable, __file__, "--worker", step, "--output", str(folder)]
+    run = subprocess.run(command, capture_output=True, text=True, check=False)
+    if run.returncode:
+        raise RuntimeError(f"step {step} on {folder} failed:\n{run.stderr[-4000:]}")
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def growth(sizes: list[int], values: list[float]) -> list[float | None]:
+    """Exponent b of value ~ size^b between each pair of consecutive sizes."""
+    return [round(math.log(b / a) / math.log(n / m), 2) if a > 0 and b > 0 else None
+            for (m, a), (n, b) in zip(zip(sizes, values), zip(sizes[1:], values[1:]))]
+
+
+def _markdown(result: dict) -> str:
+    sizes = result["sizes"]
+    lines = [f"| step | measure | {' | '.join(f'{n:,} items' for n in sizes)} | growth exponents |",
+             f"|---|---|{'---|' * len(sizes)}---|"]
+    for step in STEPS:
+        for key, label in (("seconds", "seconds"), ("peak_mib", "peak MiB"), ("working_mib", "working MiB")):
+            values = result["steps"][step].get(key)
+            if values is not None:
+                exponents = result["growth"][step].get(key, [])
+                lines.append(f"| {step} | {label} | {' | '.join(f'{v:,.1f}' for v in values)} | "
+                             f"{', '.join('-' if e is None else f'{e:.2f}' for e in exponents)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    sizes = result["sizes"]
+    for step in STEPS:
+        left.loglog(sizes, result["steps"][step]["seconds"], marker="o", label=step)
+        right.loglog(sizes, result["steps"][step]["peak_mib"], marker="o", label=f"{step} peak")
+    right.loglog(sizes, result["steps"]["export"]["working_mib"], marker="s", linestyle="--",
+                 label="export working")
+    right.loglog(sizes, result["steps"]["export"]["table_mib"], linestyle=":", color="grey",
+                 label="one whole table")
+    for axis, label in ((left, "seconds"), (right, "MiB")):
+        axis.set_xlabel("items in the catalogue")
+        axis.set_ylabel(label)
+        axis.grid(True, which="both", alpha=0.3)
+        axis.legend(fontsize=8)
+    figure.suptitle(f"bench_scale.py: about {result['interactions_per_item']} interactions per item")
+    figure.tight_layout()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=110)
+    plt.close(figure)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", action="store_true", help="Print the result as one JSON object on the last line.")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000],
+                        help="Catalogue sizes (items), smallest first.")
+    parser.add_argument("--interactions-per-item", type=int, default=20)
+    parser.add_argument("--output", default="outputs/scale", help="Working folder (logs, prepared data, tables).")
+    parser.add_argument("--worker", choices=STEPS, help=argparse.SUPPRESS)  # one step in a fresh process
+    args = parser.parse_args()
+    output = Path(args.output)
+    if args.worker:
+        print(json.dumps(run_worker(args.worker, output)))
+        return 0
+    if sorted(args.sizes) != args.sizes or len(set(args.sizes)) != len(args.sizes) or args.sizes[0] < 100:
+        parser.error("--sizes must be distinct, at least 100, smallest first")
+
+    from reaemb_trl.embedder import LatentReasoningEmbedder
+    from reaemb_trl.testing import save_tiny_decoder
+
+    backbone = save_tiny_decoder(output / "backbone", **TINY_DECODER)
+    LatentReasoningEmbedder.from_backbone(backbone, max_length=64).save_pretrained(output / "embedder")
+    steps: dict = {step: {} for step in STEPS}
+    generate_seconds = []
+    for size in args.sizes:
+        folder = output / f"items_{size}"
+        start = time.perf_counter()
+        write_logs(folder, size, args.interactions_per_item)
+        generate_seconds.append(round(time.perf_counter() - start, 2))
+        for step in STEPS:
+            measured = _measure(step, folder)
+            print(f"[scale] {size:,} items, {step}: {measured['seconds']:.1f} s, peak {measured['peak_mib']:.0f} MiB",
+                  file=sys.stderr, flush=True)
+            for key, value in measured.items():
+                steps[step].setdefault(key, []).append(round(value, 2) if isinstance(value, float) else value)
+    result = {
+        "sizes": args.sizes,
+        "interactions_per_item": args.interactions_per_item,
+        "cpu_count": os.cpu_count(),
+        "generate_seconds": generate_seconds,
+        "steps": steps,
+        "growth": {step: {key: growth(args.sizes, steps[step][key])
+                          for key in ("seconds", "peak_mib", "working_mib") if key in steps[step]}
+                   for step in STEPS},
+    }
+    write_json(output / "scale.json", result)
+    with atomic_path(output / "scale.md") as tmp:
+        tmp.write_text(_markdown(result), encoding="utf-8")
+    _plot(result, output / "scale.png")
+    print(json.dumps(result) if args.json else _markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

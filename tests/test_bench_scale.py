@@ -1,0 +1,50 @@
+"""bench_scale.py end to end on two small catalogues: every step measured per size, the synthetic log covers every
+item, the exported table is complete, and the growth exponents are the log ratios of the numbers reported."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from reaemb_trl.data import PreparedDataset, load_embedding_table
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_bench_scale_measures_every_step_at_every_size(tmp_path):
+    sizes = [2000, 4000]
+    out = tmp_path / "scale"
+    command = [sys.executable, str(REPO / "benchmarks" / "bench_scale.py"), "--json", "--sizes", *map(str, sizes),
+               "--interactions-per-item", "10", "--output", str(out)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    run = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900, check=False)
+    assert run.returncode == 0, run.stderr[-4000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result == json.loads((out / "scale.json").read_text())
+    assert result["sizes"] == sizes and result["interactions_per_item"] == 10
+
+    steps = result["steps"]
+    assert steps["prepare"]["items"] == sizes  # every item of the synthetic catalogue occurs in the log
+    for size, interactions in zip(sizes, steps["prepare"]["interactions"]):
+        assert 8 * size <= interactions <= 12 * size
+    assert steps["candidates"]["cooccurrence_nonzeros"][1] > steps["candidates"]["cooccurrence_nonzeros"][0]
+    for step in ("prepare", "candidates", "export"):
+        assert len(steps[step]["seconds"]) == len(steps[step]["peak_mib"]) == 2
+        assert all(value > 0 for value in steps[step]["seconds"] + steps[step]["peak_mib"])
+        for key, exponents in result["growth"][step].items():
+            first, second = steps[step][key]
+            assert exponents == [round(math.log(second / first) / math.log(2), 2)]
+    export = steps["export"]
+    assert export["table_mib"] == [round((n + 1) * 64 * 4 / 2**20, 2) for n in sizes]
+    assert all(peak >= loaded for peak, loaded in zip(export["peak_mib"], export["loaded_mib"]))
+
+    dataset = PreparedDataset.load(out / "items_4000" / "prepared")
+    table, metadata = load_embedding_table(out / "items_4000" / "items.safetensors", num_items=dataset.num_items)
+    assert metadata["num_items"] == "4000" and np.abs(table[1:]).sum(axis=1).min() > 0
+    assert (out / "scale.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    markdown = (out / "scale.md").read_text()
+    assert "| export | working MiB |" in markdown and "4,000 items" in markdown
