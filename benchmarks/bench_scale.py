@@ -10,7 +10,8 @@ process and reports its seconds and peak resident memory:
 
 plus the growth exponent between consecutive sizes, log(value ratio) / log(size ratio): 1 is linear. Export
 streams its table in blocks, so its working memory (peak minus what the loaded dataset and model already hold) stays
-flat while the catalogue grows; `table_mib` is what a whole table held in memory would have added.
+flat while the catalogue grows; `table_mib` is what a whole table held in memory would have added. Memory is read
+from /proc (Linux): `loaded_mib` is what a step's inputs leave resident, `working_mib` the step's own peak above that.
 
     python benchmarks/bench_scale.py --json [--sizes 10000 100000 1000000] [--output outputs/scale]
 
@@ -24,7 +25,6 @@ import argparse
 import json
 import math
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -42,14 +42,26 @@ WORDS = ("paper", "stapler", "blue", "black", "pen", "desk", "office", "printer"
 TINY_DECODER = {"arch": "llama", "hidden_size": 64, "num_layers": 2}
 
 
-def _peak_mib() -> float:
-    """Peak resident memory of this process. VmHWM, not ru_maxrss: a process started by fork + exec keeps in
-    ru_maxrss the peak of the parent it was forked from."""
+def _memory_mib(key: str) -> float:
+    """VmRSS (now) or VmHWM (peak) of this process from /proc. Not ru_maxrss: a process started by fork + exec keeps
+    there the peak of the parent it was forked from, and only VmHWM can be reset (`_reset_peak`)."""
     status = Path("/proc/self/status")
-    if status.is_file():
-        line = next(line for line in status.read_text().splitlines() if line.startswith("VmHWM:"))
-        return int(line.split()[1]) / 1024  # kB
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux units (KiB) elsewhere too
+    if not status.is_file():
+        raise RuntimeError("bench_scale.py reads memory from /proc/self/status (Linux)")
+    line = next(line for line in status.read_text().splitlines() if line.startswith(f"{key}:"))
+    return int(line.split()[1]) / 1024  # kB
+
+
+def _reset_peak() -> None:
+    """Start VmHWM again from the current resident size (Linux 4.0+), so that a step's own peak is measured after
+    its inputs are loaded."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def _step_memory(loaded_peak: float, loaded: float) -> dict:
+    """Peak of the whole process, what loading the inputs left resident, and what the step itself added on top."""
+    step_peak = _memory_mib("VmHWM")
+    return {"peak_mib": max(loaded_peak, step_peak), "loaded_mib": loaded, "working_mib": step_peak - loaded}
 
 
 def write_logs(folder: Path, num_items: int, per_item: int, seed: int = 0) -> tuple[Path, Path]:
@@ -90,21 +102,21 @@ def run_worker(step: str, folder: Path) -> dict:
                         output=folder / "prepared", overwrite=True, show_progress=False)
         seconds = time.perf_counter() - start
         counts = json.loads((folder / "prepared" / "dataset.json").read_text())["counts"]
-        return {"seconds": seconds, "peak_mib": _peak_mib(), "items": counts["items"], "users": counts["users"],
-                "interactions": counts["interactions"]}
+        return {"seconds": seconds, "peak_mib": _memory_mib("VmHWM"), "items": counts["items"],
+                "users": counts["users"], "interactions": counts["interactions"]}
     if step == "candidates":
         import scipy.sparse as sp
 
         from reaemb_trl.data import sample_candidates
 
         cooc = sp.load_npz(folder / "prepared" / "cooccurrence.npz").tocsr()
-        loaded = _peak_mib()
+        loaded_peak, loaded = _memory_mib("VmHWM"), _memory_mib("VmRSS")
+        _reset_peak()
         start = time.perf_counter()
         candidates = sample_candidates(cooc, num_positives=1, num_candidates=10)
         seconds = time.perf_counter() - start
         assert candidates.item_ids.shape == (cooc.shape[0], 10)
-        return {"seconds": seconds, "peak_mib": _peak_mib(), "loaded_mib": loaded,
-                "cooccurrence_nonzeros": int(cooc.nnz)}
+        return {"seconds": seconds, **_step_memory(loaded_peak, loaded), "cooccurrence_nonzeros": int(cooc.nnz)}
     if step == "export":
         import torch
 
@@ -115,12 +127,12 @@ def run_worker(step: str, folder: Path) -> dict:
         torch.manual_seed(0)
         dataset = PreparedDataset.load(folder / "prepared")
         embedder = LatentReasoningEmbedder.from_pretrained(folder.parent / "embedder")
-        loaded = _peak_mib()
+        loaded_peak, loaded = _memory_mib("VmHWM"), _memory_mib("VmRSS")
+        _reset_peak()
         start = time.perf_counter()
         export_item_table(embedder, dataset, folder / "items.safetensors", batch_size=128, show_progress=False)
         seconds = time.perf_counter() - start
-        return {"seconds": seconds, "peak_mib": _peak_mib(), "loaded_mib": loaded,
-                "working_mib": _peak_mib() - loaded,
+        return {"seconds": seconds, **_step_memory(loaded_peak, loaded),
                 "table_mib": (dataset.num_items + 1) * embedder.config.hidden_size * 4 / 2**20}
     raise ValueError(f"unknown step {step!r}")
 
@@ -223,6 +235,12 @@ def main() -> int:
         "growth": {step: {key: growth(args.sizes, steps[step][key])
                           for key in ("seconds", "peak_mib", "working_mib") if key in steps[step]}
                    for step in STEPS},
+        # seconds against the work each step does: interactions read, co-occurrence entries scanned, items encoded
+        "seconds_growth_per_work": {
+            "prepare": growth(steps["prepare"]["interactions"], steps["prepare"]["seconds"]),
+            "candidates": growth(steps["candidates"]["cooccurrence_nonzeros"], steps["candidates"]["seconds"]),
+            "export": growth(steps["prepare"]["items"], steps["export"]["seconds"]),
+        },
     }
     write_json(output / "scale.json", result)
     with atomic_path(output / "scale.md") as tmp:

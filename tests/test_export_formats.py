@@ -23,7 +23,7 @@ from reaemb_trl.data import PreparedDataset, load_embedding_table
 from reaemb_trl.embedder import LatentReasoningEmbedder
 from reaemb_trl.errors import InputError
 from reaemb_trl.export import export_item_table, trained_similarity
-from reaemb_trl.export.formats import table_path, table_writer, write_table
+from reaemb_trl.export.formats import table_writer, write_table
 from reaemb_trl.export.similarity import LOSS_SIMILARITY
 from reaemb_trl.io_utils import write_json
 from reaemb_trl.lrcl import LRCLConfig
@@ -261,7 +261,7 @@ def test_every_format_reproduces_exact_float32_values(tmp_path):
 @pytest.mark.parametrize("table_format", ["safetensors", "npy", "parquet", "recbole"])
 def test_a_table_written_in_blocks_is_the_table_written_at_once(table_format, tmp_path):
     """Export streams its rows: blocks of any size give the file of one write; a writer left before the last
-    row raises and leaves no table behind."""
+    row raises and leaves no file behind, companions included."""
     rng = np.random.default_rng(1)
     table = rng.normal(size=(12, 3)).astype(np.float32)
     table[0] = 0
@@ -284,7 +284,8 @@ def test_a_table_written_in_blocks_is_the_table_written_at_once(table_format, tm
     with pytest.raises(ValueError, match="does not fit"):
         with table_writer(table_format, tmp_path / "wide", 3, ids, {"model": "m"}, {}) as append:
             append(np.zeros((2, 4), dtype=np.float32))
-    assert not table_path(table_format, tmp_path / "short").exists() and _no_temporary_files(tmp_path)
+    assert not list(tmp_path.glob("short*")) and not list(tmp_path.glob("wide*"))  # no table, no companions
+    assert _no_temporary_files(tmp_path)
 
 
 RECBOLE_LOADER = """

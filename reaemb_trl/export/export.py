@@ -81,16 +81,19 @@ def export_item_tables(embedders: Sequence, dataset: PreparedDataset, outputs: S
         appends = [stack.enter_context(_table_writer(embedder, dataset, output, execution_path, name, table_format,
                                                      normalize))
                    for embedder, output, name in zip(embedders, outputs, names)]
-        progress = stack.enter_context(tqdm(total=len(texts), desc="export", unit="item", disable=not show_progress))
+        # one block: the encoder's own bar counts batches; several: this bar counts blocks
+        per_batch = show_progress and len(texts) <= block_size
+        progress = stack.enter_context(tqdm(total=len(texts), desc="export", unit="item",
+                                            disable=not show_progress or per_batch))
         for start in range(0, len(texts), block_size):
             block = texts[start : start + block_size]
-            encoded = dict(zip(map(id, group), encode_checked_group(group, block, batch_size, False)
+            encoded = dict(zip(map(id, group), encode_checked_group(group, block, batch_size, per_batch)
                                if len(group) > 1 else []))
             for embedder, append in zip(embedders, appends):
                 rows = encoded.get(id(embedder))
                 if rows is None:
                     rows = embedder.encode(block, batch_size=batch_size, execution_path=execution_path,
-                                           show_progress=False)
+                                           show_progress=per_batch)
                 append(_unit_rows(rows.numpy()) if normalize else rows.numpy())
             progress.update(len(block))
     written = []

@@ -4,7 +4,8 @@ Every writer takes the rows of items 1..N block by block, in item order, with th
 so that an export never holds a whole catalogue's table. The safetensors table keeps the padding row, as downstream
 evaluation reads it; the others hold items 1..N only, the layout LLM-ESR-style code expects before it inserts its
 own padding row. No writer uses pickle, and every file goes
-through `atomic_path`. The files beside a table are written before it, so a table on disk has its companions.
+through `atomic_path`. The files beside a table are written once its last row is in, just before the table is
+renamed into place: a table on disk has its companions, and an interrupted export leaves no file behind.
 """
 
 from __future__ import annotations
@@ -89,12 +90,14 @@ def table_writer(table_format: str, output: str | os.PathLike, dim: int, source_
     if extra_tensors and not include_padding:
         raise ValueError(f"extra tensors need the safetensors format, not {table_format}")
     if include_padding:
-        write_json(companion_path(path, IDS_SUFFIX), [None, *source_ids])
-        write_json(companion_path(path, META_SUFFIX), described)
         # The header keeps the keys safetensors tables have always carried; META_SUFFIX has them all.
         with embedding_table_writer(path, len(source_ids) + 1, dim, metadata, extra_tensors) as append:
             append(np.zeros((1, dim), dtype=np.float32))
-            yield append
+            blocks = _RowBlocks(path, dim, source_ids, lambda rows, ids: append(rows))
+            yield blocks.append
+            blocks.finish()
+            write_json(companion_path(path, IDS_SUFFIX), [None, *source_ids])
+            write_json(companion_path(path, META_SUFFIX), described)
     else:
         with WRITERS[table_format](path, dim, source_ids, described) as append:
             yield append
@@ -131,14 +134,14 @@ class _RowBlocks:
 
 @contextlib.contextmanager
 def _npy_writer(path: Path, dim: int, source_ids: Sequence[str], metadata: dict[str, str]):
-    write_json(companion_path(path, IDS_SUFFIX), list(source_ids))
-    write_json(companion_path(path, META_SUFFIX), metadata)
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:  # the header first: np.save needs the whole array
         np.lib.format.write_array_header_1_0(handle, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
                                                       "fortran_order": False, "shape": (len(source_ids), dim)})
         blocks = _RowBlocks(path, dim, source_ids, lambda rows, ids: handle.write(rows.tobytes()))
         yield blocks.append
         blocks.finish()
+        write_json(companion_path(path, IDS_SUFFIX), list(source_ids))
+        write_json(companion_path(path, META_SUFFIX), metadata)
 
 
 @contextlib.contextmanager
@@ -161,9 +164,6 @@ def _parquet_writer(path: Path, dim: int, source_ids: Sequence[str], metadata: d
 @contextlib.contextmanager
 def _recbole_writer(path: Path, dim: int, source_ids: Sequence[str], metadata: dict[str, str]):
     _check_recbole_ids(source_ids)
-    write_json(companion_path(path, META_SUFFIX), metadata)
-    with atomic_path(recbole_config_path(path)) as tmp:
-        tmp.write_text(_recbole_config(path), encoding="utf-8")
     row_format = " ".join(["%.9g"] * dim)  # 9 significant digits give back the exact float32
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as handle:
         handle.write("iid:token\titem_emb:float_seq\n")
@@ -171,6 +171,9 @@ def _recbole_writer(path: Path, dim: int, source_ids: Sequence[str], metadata: d
             f"{item}\t{row_format % tuple(row.tolist())}\n" for item, row in zip(ids, rows)))
         yield blocks.append
         blocks.finish()
+        write_json(companion_path(path, META_SUFFIX), metadata)
+        with atomic_path(recbole_config_path(path)) as config:
+            config.write_text(_recbole_config(path), encoding="utf-8")
 
 
 def _check_recbole_ids(source_ids: Sequence[str]) -> None:
