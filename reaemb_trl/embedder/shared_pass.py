@@ -16,7 +16,8 @@ from .prompts import pad_prompts
 
 # Config fields that shape pass 1 or the pooling of its states, besides the prompts themselves.
 _PASS1_FIELDS = ("pooling", "padding_side", "num_thought_tokens", "hidden_size")
-_CHUNK = 1024
+# Texts tokenized (and, in export, encoded and written) at a time: bounds memory on a large catalogue.
+BLOCK_SIZE = 1024
 
 
 def length_batches(prompts: Sequence[Sequence[int]], batch_size: int,
@@ -35,7 +36,7 @@ def shares_pass1(first, other, texts: Sequence[str]) -> bool:
     if any(getattr(first.config, key) != getattr(other.config, key) for key in _PASS1_FIELDS):
         return False
     # compared a chunk at a time: the token ids of a whole catalogue would not fit in memory
-    chunks = (texts[start : start + _CHUNK] for start in range(0, len(texts), _CHUNK))
+    chunks = (texts[start : start + BLOCK_SIZE] for start in range(0, len(texts), BLOCK_SIZE))
     if any(first.prompts.build(chunk) != other.prompts.build(chunk) for chunk in chunks):
         return False
     mine, theirs = dict(first.backbone.named_parameters()), dict(other.backbone.named_parameters())

@@ -14,14 +14,10 @@ from sklearn.decomposition import PCA
 from tqdm.auto import tqdm
 
 from ..data import PreparedDataset, load_embedding_table
-from ..embedder.shared_pass import encode_checked_group, shares_pass1
+from ..embedder.shared_pass import BLOCK_SIZE, encode_checked_group, shares_pass1
 from ..errors import InputError
 from .formats import check_output, table_path, table_writer, write_table
 from .similarity import trained_similarity
-
-# Items encoded and written per block: bounds the memory of an export, while batches inside a block are still
-# grouped by prompt length.
-BLOCK_SIZE = 1024
 
 
 def default_device() -> str:
@@ -87,8 +83,8 @@ def export_item_tables(embedders: Sequence, dataset: PreparedDataset, outputs: S
                                             disable=not show_progress or per_batch))
         for start in range(0, len(texts), block_size):
             block = texts[start : start + block_size]
-            encoded = dict(zip(map(id, group), encode_checked_group(group, block, batch_size, per_batch)
-                               if len(group) > 1 else []))
+            shared = encode_checked_group(group, block, batch_size, per_batch) if len(group) > 1 else []
+            encoded = dict(zip(map(id, group), shared))
             for embedder, append in zip(embedders, appends):
                 rows = encoded.get(id(embedder))
                 if rows is None:
