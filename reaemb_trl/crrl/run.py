@@ -46,17 +46,23 @@ def load_policy(args: CRRLConfig):
     return embedder
 
 
-def build_trainer(args: CRRLConfig):
-    """The trainer of a recipe: reward model over `args.dataset_dir`, items split into train / held-out (eval)."""
-    from .crrl_trainer import EmbeddingGRPOTrainer, item_dataset
+def build_reward_model(args: CRRLConfig):
+    """The recipe's `CooccurrenceRewardModel` over `args.dataset_dir` (candidates as the recipe says)."""
     from .reward_model import CooccurrenceRewardModel
 
     if not args.dataset_dir:
         raise InputError("CRRL: dataset_dir (a prepared dataset folder) is required")
-    reward_model = CooccurrenceRewardModel(
+    return CooccurrenceRewardModel(
         args.dataset_dir, num_positives=args.num_positives, num_candidates=args.num_candidates,
         similarity=args.similarity, refresh_every=args.refresh_every, seed=args.seed,
     )
+
+
+def build_trainer(args: CRRLConfig):
+    """The trainer of a recipe: reward model over `args.dataset_dir`, items split into train / held-out (eval)."""
+    from .crrl_trainer import EmbeddingGRPOTrainer, item_dataset
+
+    reward_model = build_reward_model(args)
     train_items, heldout_items = reward_model.split_items(args.eval_items, seed=args.seed)
     embedder = load_policy(args)
     return EmbeddingGRPOTrainer(
