@@ -115,7 +115,7 @@ def reference_step(embedder, optimizer, texts, cooc, args, generator: torch.Gene
     items = torch.randint(1, len(texts), (args.reference_items,), generator=generator)
     candidates = reward_model.candidates(0)
     candidate_ids = torch.from_numpy(candidates.item_ids[items.numpy()]).repeat_interleave(group, 0)  # per sample
-    positive_weights = torch.from_numpy(candidates.counts[items.numpy()]).repeat_interleave(group, 0)
+    positive_weights = torch.from_numpy(candidates.weights[items.numpy()]).repeat_interleave(group, 0)
     positive_weights = positive_weights / positive_weights.sum(1, keepdim=True)
     samples = embedder.tokenize([texts[i] for i in items.tolist() for _ in range(group)])
     with torch.no_grad():

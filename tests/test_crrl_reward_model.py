@@ -130,3 +130,41 @@ def test_bad_settings_are_input_errors():
         CooccurrenceRewardModel(cooccurrence(), num_positives=3, num_candidates=3, item_texts=TEXTS)
     with pytest.raises(InputError, match="refresh_every"):
         CooccurrenceRewardModel(cooccurrence(), refresh_every=0, item_texts=TEXTS)
+
+
+def test_hard_negatives_are_the_closest_never_cooccurring_items_of_the_current_table():
+    # Item 4's table row sits next to items 7 and 8 and far from 6; 4 co-occurs with 5 only.
+    table = torch.zeros(9, 3)
+    table[1:] = torch.tensor([[0, 0, 1.0]] * 8)
+    table[4], table[5] = torch.tensor([1.0, 0, 0]), torch.tensor([0.0, 1, 0])
+    table[7], table[8], table[6] = torch.tensor([1.0, 0.1, 0]), torch.tensor([1.0, 0.2, 0]), torch.tensor([-1.0, 0, 0])
+    model = CooccurrenceRewardModel(cooccurrence(), num_candidates=4, item_texts=TEXTS, seed=0,
+                                    num_hard_negatives=2)
+    encoder = TableEncoder(table)
+    scored = model.score(torch.tensor([4, 4, 1]), torch.randn(3, 3), encoder, step=0)
+    ids = scored.candidate_ids
+    assert ids[0].tolist() == ids[1].tolist() and ids[0, 0] == 5
+    random_negative = ids[0, 1].item()  # the kept random slot; hard ones are the closest of the rest
+    closest = [i for i in (7, 8, 1, 2, 3) if i != random_negative][:2]  # 1, 2, 3 are orthogonal, 6 opposite
+    assert ids[0, 2:].tolist() == closest
+    assert len(set(ids[0].tolist())) == 4 and 4 not in ids[0].tolist()
+    dense = cooccurrence().toarray()
+    assert all(dense[1, n] == 0 and n != 1 for n in ids[2, 1:].tolist()) and len(set(ids[2].tolist())) == 4
+    assert encoder.calls[0] == list(range(1, 9))  # the whole table is embedded once, then cached
+
+    # The table moves: after a refresh the hard negatives follow the current model.
+    moved = table.clone()
+    moved[7], moved[6] = torch.tensor([-1.0, 0, 0]), torch.tensor([1.0, 0.05, 0])
+    ids = model.score(torch.tensor([4]), torch.randn(1, 3), TableEncoder(moved), step=1).candidate_ids
+    assert ids[0, 2:].tolist() == [i for i in (6, 8, 1, 2, 3) if i != random_negative][:2]
+    with pytest.raises(InputError, match="num_hard_negatives must be in 0..3"):
+        CooccurrenceRewardModel(cooccurrence(), num_candidates=4, item_texts=TEXTS, num_hard_negatives=4)
+
+
+def test_reward_bounds_are_the_random_floor_and_the_perfect_ranking():
+    model = CooccurrenceRewardModel(cooccurrence(), num_candidates=4, item_texts=TEXTS, seed=0)
+    floor, ceiling = model.reward_bounds([1, 2, 3, 4, 5, 6], get_reward("cooc_ndcg"), draws=2000)
+    expected_floor = np.mean([1 / (1 + np.log2(rank + 2)) for rank in range(4)])
+    assert floor == pytest.approx(expected_floor, abs=0.01) and ceiling == pytest.approx(0.5)
+    soft_floor, soft_ceiling = model.reward_bounds([1, 2], get_reward("cooc_softmax"))
+    assert soft_floor < soft_ceiling <= 0  # log-softmax: 0 only with an infinite margin

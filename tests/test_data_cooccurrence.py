@@ -69,27 +69,27 @@ def cooc():
 def test_positives_are_the_top_counts_and_negatives_never_cooccur(cooc):
     cand = sample_candidates(cooc, num_positives=2, num_candidates=8, seed=0)
     dense = cooc.toarray()
-    assert cand.item_ids.shape == (61, 8) and cand.item_ids.dtype == np.int64 and cand.counts.dtype == np.float32
-    assert not cand.item_ids[0].any() and not cand.counts[0].any() and cand.num_positives[0] == 0
+    assert cand.item_ids.shape == (61, 8) and cand.item_ids.dtype == np.int64 and cand.weights.dtype == np.float32
+    assert not cand.item_ids[0].any() and not cand.weights[0].any() and cand.num_positives[0] == 0
     for item in range(1, 61):
         partners = np.flatnonzero(dense[item])
-        ranked = sorted(partners, key=lambda j: (-dense[item, j], j))[:2]
+        top_counts = sorted(dense[item, partners], reverse=True)[:2]
         m = cand.num_positives[item]
-        assert m == len(ranked)
-        assert cand.item_ids[item, :m].tolist() == ranked
-        assert cand.counts[item, :m].tolist() == [dense[item, j] for j in ranked]
+        assert m == len(top_counts)
+        positives = cand.item_ids[item, :m]
+        assert dense[item, positives].tolist() == top_counts  # the top counts, best first (ties in any order)
+        assert cand.weights[item, :m].tolist() == top_counts
         negatives = cand.item_ids[item, m:]
         assert len(set(negatives.tolist())) == len(negatives)
         assert (negatives >= 1).all() and (negatives != item).all()
-        assert not dense[item, negatives].any() and not cand.counts[item, m:].any()
+        assert not dense[item, negatives].any() and not cand.weights[item, m:].any()
 
 
 def test_candidates_are_seeded_and_redrawn_each_epoch(cooc):
     first = sample_candidates(cooc, seed=3, epoch=0)
     np.testing.assert_array_equal(first.item_ids, sample_candidates(cooc, seed=3, epoch=0).item_ids)
     other_epoch = sample_candidates(cooc, seed=3, epoch=1)
-    np.testing.assert_array_equal(first.item_ids[:, 0][first.num_positives == 1],
-                                  other_epoch.item_ids[:, 0][first.num_positives == 1])  # positives stay
+    np.testing.assert_array_equal(first.weights[:, 0], other_epoch.weights[:, 0])  # the same top scores
     assert (first.item_ids[:, 1:] != other_epoch.item_ids[:, 1:]).mean() > 0.5
     assert (first.item_ids != sample_candidates(cooc, seed=4, epoch=0).item_ids).any()
 
@@ -98,7 +98,7 @@ def test_item_without_cooccurrence_gets_only_negatives():
     sequences = [np.array([1, 2, 3, 4, 5]), np.array([2, 1, 6, 7, 8])]  # item 9: no interaction at all
     cand = sample_candidates(build_cooccurrence(sequences, 9), num_positives=1, num_candidates=4, seed=0)
     for item in (4, 5, 7, 8, 9):  # 4, 5, 7, 8 sit only in validation / test positions
-        assert cand.num_positives[item] == 0 and not cand.counts[item].any()
+        assert cand.num_positives[item] == 0 and not cand.weights[item].any()
         assert len(set(cand.item_ids[item].tolist())) == 4 and item not in cand.item_ids[item]
     assert cand.item_ids[1, 0] == 2 and cand.num_positives[1] == 1
 

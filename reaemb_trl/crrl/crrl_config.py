@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from trl import GRPOConfig
 
+from ..data.association import POSITIVE_RULES
 from ..embedder.configuration import SIMILARITIES
 from ..errors import InputError
 from ..launch import gpu_less_multiprocess
@@ -64,8 +65,18 @@ class CRRLConfig(GRPOConfig):
     rewards: list[str] = help_field("Reward names (registry, entry point or module:function); weights in "
                                     "reward_weights.",
                                     default_factory=lambda: ["cooc_ndcg"])
-    num_positives: int = help_field("Positive candidates per item (most co-occurring first).", default=1)
+    num_positives: int = help_field("Positive candidates per item (best-associated first), weighted by their "
+                                    "positive_rule score.", default=1)
+    positive_rule: str = help_field(f"How positives are picked from the co-occurrence counts: {POSITIVE_RULES}. "
+                                    "`count` is the paper's (ties and hub items dominate on sparse data); `cosine` "
+                                    "and `pmi` discount popular items (README: choosing the reward's positives).",
+                                    default="count")
+    positive_min_count: int | None = help_field("Pairs co-occurring fewer times are never positives; None: the "
+                                                "rule's default (2 for pmi, else 1).", default=None)
     num_candidates: int = help_field("Candidates per item, positives included.", default=10)
+    num_hard_negatives: int = help_field("How many of each item's negatives are hard: the never-co-occurring items "
+                                         "that the current model places closest to it (every item is embedded at "
+                                         "each candidate refresh); the rest are random (the paper: 0).", default=0)
     similarity: str = help_field(f"Similarity of embeddings to candidates: {SIMILARITIES}.", default="cosine")
     refresh_every: int = help_field("Recompute a cached candidate embedding once it is this many steps old "
                                     "(1 = exact).",
@@ -114,7 +125,7 @@ class CRRLConfig(GRPOConfig):
         if self.num_generations is None or self.num_generations < 2:
             raise InputError(f"CRRL config: num_generations must be >= 2 (a group needs a baseline), "
                              f"got {self.num_generations}")
-        choices = {"logprob": LOGPROB_CHOICES, "logprob_reduction": LOGPROB_REDUCTIONS,
+        choices = {"logprob": LOGPROB_CHOICES, "logprob_reduction": LOGPROB_REDUCTIONS, "positive_rule": POSITIVE_RULES,
                    "advantage": ADVANTAGE_CHOICES, "similarity": SIMILARITIES, "loss_type": LOSS_TYPES}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -141,6 +152,11 @@ class CRRLConfig(GRPOConfig):
         if self.num_candidates <= self.num_positives:
             raise InputError(f"CRRL config: num_candidates ({self.num_candidates}) must exceed num_positives "
                              f"({self.num_positives})")
+        if not 0 <= self.num_hard_negatives <= self.num_candidates - self.num_positives:
+            raise InputError(f"CRRL config: num_hard_negatives must be in 0..{self.num_candidates - self.num_positives}"
+                             f" (num_candidates - num_positives), got {self.num_hard_negatives}")
+        if self.positive_min_count is not None and self.positive_min_count < 1:
+            raise InputError(f"CRRL config: positive_min_count must be >= 1, got {self.positive_min_count}")
         if not self.use_cpu and gpu_less_multiprocess("CRRL"):
             self.use_cpu = True
         try:

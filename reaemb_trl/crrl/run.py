@@ -55,6 +55,8 @@ def build_reward_model(args: CRRLConfig):
     return CooccurrenceRewardModel(
         args.dataset_dir, num_positives=args.num_positives, num_candidates=args.num_candidates,
         similarity=args.similarity, refresh_every=args.refresh_every, seed=args.seed,
+        positive_rule=args.positive_rule, positive_min_count=args.positive_min_count,
+        num_hard_negatives=args.num_hard_negatives,
     )
 
 

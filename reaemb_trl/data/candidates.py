@@ -1,4 +1,5 @@
-"""CRRL candidates: per item, its top co-occurring items (positives) and random never-co-occurring ones."""
+"""CRRL candidates: per item, its best-associated items (positives, by a rule of `association`) and random
+never-co-occurring ones (negatives)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import InputError
+from .association import association_scores
 
 # Rows whose item co-occurs with at least this share of the catalogue draw their negatives exactly from the
 # complement; the others draw with rejection, which then accepts at least half of the draws.
@@ -16,30 +18,24 @@ _EXACT_DRAW_SHARE = 0.5
 
 @dataclass
 class Candidates:
-    """Row i (item i): positives first, by count descending, then negatives; row 0 (padding) is all zero."""
+    """Row i (item i): positives first, by score descending, then negatives; row 0 (padding) is all zero."""
 
     item_ids: np.ndarray  # [N+1, K] int64
-    counts: np.ndarray  # [N+1, K] float32, co-occurrence count of each candidate with the row's item (0: negative)
+    weights: np.ndarray  # [N+1, K] float32: the positive rule's score with the row's item (0: a negative)
     num_positives: np.ndarray  # [N+1] int64
 
 
-def _top_positives(cooc: sp.csr_matrix, num_positives: int, item_ids: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Fill the first slots with each row's largest counts (ties: smaller item id first); one pass per rank."""
-    size = cooc.shape[0]
-    degree = np.diff(cooc.indptr)
-    rows = np.repeat(np.arange(size, dtype=np.int32), degree)
-    remaining = cooc.data.astype(np.int64)  # a copy: taken entries are zeroed (every stored count is >= 1)
-    nonempty = np.flatnonzero(degree)
-    row_max = np.zeros(size, dtype=np.int64)
-    for rank in range(min(num_positives, int(degree.max(initial=0)))):
-        row_max[nonempty] = np.maximum.reduceat(remaining, cooc.indptr[nonempty])
-        at_max = np.flatnonzero((remaining == row_max[rows]) & (remaining > 0))
-        at_max_rows = rows[at_max]
-        first = at_max[np.r_[True, at_max_rows[1:] != at_max_rows[:-1]]]  # indices are sorted within a row
-        item_ids[rows[first], rank] = cooc.indices[first]
-        counts[rows[first], rank] = remaining[first]
-        remaining[first] = 0
-    return np.minimum(degree, num_positives).astype(np.int64)
+def _top_positives(scores: sp.csr_matrix, num_positives: int, rng: np.random.Generator, item_ids: np.ndarray,
+                   weights: np.ndarray) -> np.ndarray:
+    """Fill the first slots of each row with its highest-scoring items; equal scores are ordered at random (an
+    item id says nothing about an item, so it must not break ties)."""
+    rows = np.repeat(np.arange(scores.shape[0]), np.diff(scores.indptr))
+    order = np.lexsort((rng.random(rows.size), -scores.data, rows))  # by row, score descending, then at random
+    rank = np.arange(rows.size) - scores.indptr[rows[order]]
+    taken = order[rank < num_positives]
+    item_ids[rows[taken], rank[rank < num_positives]] = scores.indices[taken]
+    weights[rows[taken], rank[rank < num_positives]] = scores.data[taken]
+    return np.minimum(np.diff(scores.indptr), num_positives).astype(np.int64)
 
 
 def _duplicate_slots(item_ids: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -54,8 +50,9 @@ def _duplicate_slots(item_ids: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 
 def sample_candidates(cooc: sp.spmatrix, num_positives: int = 1, num_candidates: int = 10, seed: int = 0,
-                      epoch: int = 0) -> Candidates:
-    """Candidates for every item at once; the negatives are redrawn for each (seed, epoch)."""
+                      epoch: int = 0, rule: str = "count", min_count: int | None = None) -> Candidates:
+    """Candidates for every item at once: positives by `rule` (`association.POSITIVE_RULES`, pairs counted at least
+    `min_count` times); ties among positives and the negatives are redrawn for each (seed, epoch)."""
     if not 0 <= num_positives <= num_candidates:
         raise ValueError(f"need 0 <= num_positives <= num_candidates, got {num_positives} and {num_candidates}")
     cooc = sp.csr_matrix(cooc)
@@ -64,8 +61,9 @@ def sample_candidates(cooc: sp.spmatrix, num_positives: int = 1, num_candidates:
     size, width = cooc.shape[0], num_candidates
     num_items = size - 1
     item_ids = np.zeros((size, width), dtype=np.int64)
-    counts = np.zeros((size, width), dtype=np.float32)
-    positives = _top_positives(cooc, num_positives, item_ids, counts)
+    weights = np.zeros((size, width), dtype=np.float32)
+    rng = np.random.default_rng((seed, epoch))
+    positives = _top_positives(association_scores(cooc, rule, min_count), num_positives, rng, item_ids, weights)
 
     degree = np.diff(cooc.indptr)
     needed = np.where(np.arange(size) > 0, width - positives, 0)
@@ -75,19 +73,18 @@ def sample_candidates(cooc: sp.spmatrix, num_positives: int = 1, num_candidates:
         raise InputError(f"item {item} co-occurs with {degree[item]} of the {num_items} items: too few "
                          f"never-co-occurring items for {needed[item]} negatives (lower num_candidates)")
 
-    rng = np.random.default_rng((seed, epoch))
     exact = (np.arange(size) > 0) & (degree >= _EXACT_DRAW_SHARE * num_items)
     slot_index = np.arange(width)
     todo = np.flatnonzero(((slot_index >= positives[:, None]) & (needed[:, None] > 0) & ~exact[:, None]).ravel())
     cooc_keys = np.repeat(np.arange(size, dtype=np.int64), degree) * size + cooc.indices  # sorted: CSR order
+    cooc_keys = np.append(cooc_keys, size * size)  # a sentinel above every key: a search always lands on an entry
     flat_ids = item_ids.reshape(-1)
     while todo.size:
         draws = rng.integers(1, size, size=todo.size)
         flat_ids[todo] = draws
         rows = todo // width
         keys = rows * size + draws
-        hit = np.searchsorted(cooc_keys, keys)
-        co_occurs = (hit < cooc_keys.size) & (cooc_keys[np.minimum(hit, cooc_keys.size - 1)] == keys)
+        co_occurs = cooc_keys[np.searchsorted(cooc_keys, keys)] == keys
         rejected = todo[(draws == rows) | co_occurs]
         duplicates = _duplicate_slots(item_ids, np.unique(rows))
         todo = np.union1d(rejected, duplicates)
@@ -96,4 +93,4 @@ def sample_candidates(cooc: sp.spmatrix, num_positives: int = 1, num_candidates:
         allowed = np.setdiff1d(np.arange(1, size), np.append(cooc.indices[cooc.indptr[item]:cooc.indptr[item + 1]],
                                                                item), assume_unique=True)
         item_ids[item, positives[item]:] = rng.choice(allowed, size=needed[item], replace=False)
-    return Candidates(item_ids=item_ids, counts=counts, num_positives=np.where(np.arange(size) > 0, positives, 0))
+    return Candidates(item_ids=item_ids, weights=weights, num_positives=np.where(np.arange(size) > 0, positives, 0))

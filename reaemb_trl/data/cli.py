@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from ..recipe import help_field, parse_recipe
 from .prepare import PrepareOptions, prepare_dataset
 from .readers import FORMATS
+from .reward_signal import describe_reward_signal
 
 
 @dataclass
@@ -34,8 +35,10 @@ def main(argv: list[str] | None = None) -> int:
                                  "inputs are read directly.")
     output = prepare_dataset(args.format, args.interactions, args.items, output=args.output,
                              overwrite=args.overwrite, **dataclasses.asdict(options))
-    counts = json.loads((output / "dataset.json").read_text(encoding="utf-8"))["counts"]
+    metadata = json.loads((output / "dataset.json").read_text(encoding="utf-8"))
+    counts = metadata["counts"]
     print(f"prepared {output}: {counts['users']:,} users, {counts['items']:,} items, "
           f"{counts['interactions']:,} interactions (sparsity {counts['sparsity']:.4%}, "
           f"mean length {counts['mean_length']:.2f})")
+    print(describe_reward_signal(metadata["reward_signal"]))
     return 0

@@ -22,6 +22,7 @@ from ..io_utils import (
 )
 from .cooccurrence import HOLDOUT, build_cooccurrence
 from .readers import RawInteractions, RawItems, SourceFormat, get_format
+from .reward_signal import reward_signal
 from .sources import check_encoding, detect_encoding, existing_file
 from .text import DEFAULT_MAX_VALUE_CHARS, item_attributes, join_attributes
 
@@ -250,7 +251,8 @@ def prepare_dataset(format: str, interactions: str | os.PathLike, items: str | o
         counts["items_with_text"] = _write_items(tmp / "items.jsonl", source_ids, item_fields,
                                                   opts.max_value_chars)
         _write_interactions(tmp / "inter.txt", sequences)
-        sp.save_npz(tmp / "cooccurrence.npz", build_cooccurrence(sequences, len(source_ids), opts.cooc_window))
+        cooccurrence = build_cooccurrence(sequences, len(source_ids), opts.cooc_window)
+        sp.save_npz(tmp / "cooccurrence.npz", cooccurrence)
         outputs = {name: sha256_file(tmp / name) for name in ("items.jsonl", "inter.txt", "cooccurrence.npz")}
         # The npz (a zip) carries write times, so the fingerprint rests on the text files and the window.
         fingerprint = sha256_json([outputs["items.jsonl"], outputs["inter.txt"], opts.cooc_window])
@@ -265,6 +267,7 @@ def prepare_dataset(format: str, interactions: str | os.PathLike, items: str | o
             "inputs": {"interactions": _describe_input(inter_path, inter_encoding),
                        "items": _describe_input(items_path, items_encoding)},
             "outputs": outputs,
+            "reward_signal": reward_signal(cooccurrence),
             "sha256": fingerprint,
         })
     return output
