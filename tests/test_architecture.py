@@ -10,7 +10,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "reaemb_trl"
 SHARED = {"errors", "io_utils"}  # every layer may use these
-TRAINING = {"recipe", "training_state", "launch", "hub"}  # the stages that parse recipes, launch, write checkpoints
+# the stages that parse recipes, launch, write checkpoints and plot their curves
+TRAINING = {"recipe", "training_state", "launch", "hub", "curves"}
 # layer -> the reaemb_trl layers it may import (besides itself and SHARED)
 ALLOWED = {
     "data": set(),

@@ -148,6 +148,14 @@ def test_cli_writes_an_embedder_folder_and_resumes(lrcl_folder, prepared_sample,
     assert main(["--config", str(recipe), "--learning_rate", "0.01"]) == 0
     metrics = json.loads((output / "crrl_metrics.json").read_text())
     assert metrics["heldout_items"] == 20 and "eval_cooc_ndcg" in metrics["end"]
+    # The start is reported against the reward's random floor and ceiling (0.301 and 0.5 with 10 candidates), and
+    # the noise-free reward is also measured on as many training items as held-out ones.
+    assert metrics["reward_floor"] == pytest.approx(0.3008, abs=0.01) and metrics["reward_ceiling"] == 0.5
+    floor, start = metrics["reward_floor"], metrics["start"]["eval_start_cooc_ndcg"]
+    assert metrics["start_above_floor"] == pytest.approx((start - floor) / (0.5 - floor))
+    assert 0 < metrics["end"]["eval_train_items_cooc_ndcg"] <= 0.5
+    curves = output / "crrl_curves.png"
+    assert curves.stat().st_size > 10_000 and curves.read_bytes()[:4] == b"\x89PNG"
     assert json.loads((output / "crrl_config.json").read_text())["learning_rate"] == 0.01
     # The trainer's arguments are kept as JSON, never as transformers' pickled training_args.bin.
     for folder in (output, output / "checkpoint-1"):

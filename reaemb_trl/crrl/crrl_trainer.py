@@ -12,6 +12,7 @@ import copy
 from typing import Any
 
 import datasets
+import numpy as np
 import torch
 from peft import PeftModel
 from trl import GRPOTrainer
@@ -58,8 +59,9 @@ class EmbeddingGRPOTrainer(SafeCheckpointMixin, GRPOTrainer):
     """GRPO on the thought module of a `LatentReasoningEmbedder`, rewarded by a `CooccurrenceRewardModel`.
 
     `train_dataset` / `eval_dataset` rows are {prompt: item text, item_id} (see `item_dataset`); evaluation is the
-    mean noise-free `args.eval_reward` over the eval items. `reward_funcs` defaults to `args.rewards` resolved
-    through the reward registry; each is called as `fn(scores, positive_weights, **kwargs)`.
+    mean noise-free `args.eval_reward` over the eval items, and over as many training items (a fixed sample), so the
+    curves show both what the policy is trained on and what it generalises to. `reward_funcs` defaults to
+    `args.rewards` resolved through the reward registry; each is called as `fn(scores, positive_weights, **kwargs)`.
     """
 
     _tag_names = ["trl", "grpo", "reaemb", "crrl"]
@@ -113,6 +115,9 @@ class EmbeddingGRPOTrainer(SafeCheckpointMixin, GRPOTrainer):
         self.reward_func_names = names
         if self.reference_thought_module is not None:
             self.reference_thought_module.to(self.accelerator.device)
+        sample_size = min(len(train_dataset), len(eval_dataset) if eval_dataset is not None else 0)
+        self.train_sample_ids = (np.random.default_rng(args.seed).choice(train_dataset["item_id"], sample_size,
+                                                                           replace=False) if sample_size else None)
         self._noise = torch.Generator(device=self.accelerator.device)
         self._noise.manual_seed(args.seed + self.accelerator.process_index)
         # Pass 1 depends on the backbone only, which trains only with train_lora.
@@ -281,8 +286,12 @@ class EmbeddingGRPOTrainer(SafeCheckpointMixin, GRPOTrainer):
         was_training = self.model.training
         self.model.eval()
         try:
-            value = self.reward_model.evaluate(dataset["item_id"], self._encode, get_reward(self.args.eval_reward))
-            metrics = {f"{metric_key_prefix}_{self.args.eval_reward}": value}
+            reward_fn = get_reward(self.args.eval_reward)
+            metrics = {f"{metric_key_prefix}_{self.args.eval_reward}":
+                       self.reward_model.evaluate(dataset["item_id"], self._encode, reward_fn)}
+            if self.train_sample_ids is not None:
+                metrics[f"{metric_key_prefix}_train_items_{self.args.eval_reward}"] = self.reward_model.evaluate(
+                    self.train_sample_ids, self._encode, reward_fn)
             self.log(metrics)
         finally:
             self.model.train(was_training)

@@ -4,15 +4,23 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from transformers import TrainerCallback
 
+from ..curves import plot_log_history
 from ..errors import InputError
 from ..io_utils import write_json
 from ..launch import StopRequests
+from ..rewards import get_reward
 from ..training_state import resolve_resume
 from .crrl_config import CRRLConfig
+
+logger = logging.getLogger(__name__)
+CURVES_FILE = "crrl_curves.png"
+# Warn when the starting reward covers less than this share of the floor-to-ceiling gap.
+LOW_START_SHARE = 0.2
 
 
 def _same_backbone(expected: str, recorded: str | None) -> bool:
@@ -74,6 +82,36 @@ def build_trainer(args: CRRLConfig):
     )
 
 
+def _reward_headroom(trainer, start: float) -> dict:
+    """The held-out reward's random-ranking floor and ceiling next to the starting table's reward, logged; a warning
+    when the start is so close to the floor that the reward barely tells this table from a random one."""
+    args = trainer.args
+    floor, ceiling = trainer.reward_model.reward_bounds(trainer.eval_dataset["item_id"], get_reward(args.eval_reward),
+                                                        seed=args.seed)
+    headroom = (start - floor) / (ceiling - floor) if ceiling > floor else float("nan")
+    trainer.log({"reward_floor": floor, "reward_ceiling": ceiling, "start_above_floor": headroom})
+    if headroom < LOW_START_SHARE:
+        logger.warning("CRRL: the starting table's held-out %s is %.4f, within %.0f%% of the gap between a random "
+                       "ranking (%.4f) and a perfect one (%.4f): the reward carries little signal for this table. "
+                       "Check the reward signal that `prepare` printed and consider positive_rule=cosine or pmi.",
+                       args.eval_reward, start, 100 * headroom, floor, ceiling)
+    return {"reward_floor": floor, "reward_ceiling": ceiling, "start_above_floor": headroom}
+
+
+def plot_curves(log_history: list[dict], eval_reward: str, path: Path, metrics: dict) -> bool:
+    """Reward (sampled and noise-free, training batches), held-out and training-item rewards at each evaluation, and
+    the clipped share of ratios, against the step; the floor and ceiling as dashed lines."""
+    bounds = {label: metrics[key] for label, key in (("random ranking", "reward_floor"),
+                                                     ("perfect ranking", "reward_ceiling")) if key in metrics}
+    panels = {
+        "training reward (batches)": ["reward", "reward_noise_free"],
+        f"noise-free {eval_reward}": [f"eval_start_{eval_reward}", f"eval_{eval_reward}",
+                                      f"eval_start_train_items_{eval_reward}", f"eval_train_items_{eval_reward}"],
+        "clipped ratios": ["clip_ratio/region_mean"],
+    }
+    return plot_log_history(log_history, panels, path, {f"noise-free {eval_reward}": bounds})
+
+
 class _StopAfterStep(TrainerCallback):
     """Turns a recorded SIGTERM / SIGINT into a checkpoint at the end of the running step and a stop."""
 
@@ -102,6 +140,7 @@ def run(args: CRRLConfig) -> dict:
                "skipped_items": reward_model.num_items - len(reward_model.items_with_positives())}
     if heldout:
         metrics["start"] = trainer.evaluate(metric_key_prefix="eval_start")
+        metrics.update(_reward_headroom(trainer, metrics["start"][f"eval_start_{args.eval_reward}"]))
     with StopRequests() as stop:  # SIGTERM / SIGINT: checkpoint after the running step, then stop
         trainer.add_callback(_StopAfterStep(stop))
         trainer.train(resume_from_checkpoint=resolve_resume(args.resume_from_checkpoint, output))
@@ -115,5 +154,6 @@ def run(args: CRRLConfig) -> dict:
         trainer.save_state()
         write_json(output / "crrl_config.json", args.to_dict())
         write_json(output / "crrl_metrics.json", metrics)
+        plot_curves(trainer.state.log_history, args.eval_reward, output / CURVES_FILE, metrics)
         trainer.create_model_card()
     return metrics

@@ -1,0 +1,214 @@
+"""Which CRRL reward settings help downstream: positive rule x negative kind x CRRL length, from one LRCL model.
+
+    python benchmarks/bench_rewards.py --json --lrcl LRCL_FOLDER --data PREPARED_DIR
+        [--recipe recipes/quality_smollm2.yaml] [--variants ...] [--recommenders sasrec gru4rec]
+        [--protocols full sampled] [--seeds 3] [--output outputs/rewards_bundled-smollm2]
+
+Each variant is the recipe's CRRL section with a few keys changed (VARIANTS), run from the same LRCL folder with the
+same seed. Every table (the LRCL table itself as `lrcl`, and one per variant) is exported in one pass (the CRRL
+folders share the LRCL backbone, so they share pass 1), then trained downstream once per recommender x seed (the
+same seeds for every table) and tested under every protocol; the first protocol's validation NDCG@10 picks the
+checkpoint. Reported per variant: CRRL's held-out noise-free reward start -> end with its floor and ceiling, CRRL
+seconds and items/s, validation and test NDCG@10 per seed, and the test difference to `lrcl` paired by seed. The
+variant to use is chosen on VALIDATION NDCG@10 (first protocol, overall, mean over recommenders and seeds), never on
+test. Results are written after every stage to OUTPUT/rewards.json, so a killed study resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import logging
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from reaemb_trl.crrl import CRRLConfig
+from reaemb_trl.crrl import run as run_crrl
+from reaemb_trl.data import PreparedDataset
+from reaemb_trl.downstream import DownstreamConfig
+from reaemb_trl.downstream.evaluate import load_table, run_records
+from reaemb_trl.embedder import LatentReasoningEmbedder
+from reaemb_trl.export import default_device, export_item_tables
+from reaemb_trl.io_utils import atomic_path, write_json
+from reaemb_trl.pipeline import PipelineConfig
+
+RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "quality_smollm2.yaml"
+BASELINE = "lrcl"  # the LRCL table, no CRRL
+# variant -> CRRL overrides of the recipe
+VARIANTS = {
+    "count": {"positive_rule": "count"},                                  # the paper's positives, random ties
+    "cosine": {"positive_rule": "cosine"},
+    "pmi": {"positive_rule": "pmi"},
+    "count_hard": {"positive_rule": "count", "num_hard_negatives": 5},
+    "cosine_hard": {"positive_rule": "cosine", "num_hard_negatives": 5},
+    "pmi_hard": {"positive_rule": "pmi", "num_hard_negatives": 5},
+    "pmi_3pos": {"positive_rule": "pmi", "num_positives": 3},
+    "pmi_epoch": {"positive_rule": "pmi", "max_steps": 60},               # about one pass over the training items
+}
+DEFAULT_VARIANTS = ("count", "cosine", "pmi", "pmi_hard")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lrcl", required=True, help="LRCL output folder every variant starts from.")
+    parser.add_argument("--data", required=True, help="The prepared folder the LRCL model was trained on.")
+    parser.add_argument("--recipe", default=str(RECIPE), help="Pipeline recipe whose crrl / export / compare sections "
+                        "are the baseline settings.")
+    parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--recommenders", nargs="+", default=["sasrec", "gru4rec"])
+    parser.add_argument("--protocols", nargs="+", default=["full", "sampled"],
+                        help="The first picks each model's checkpoint and the variant; all are reported.")
+    parser.add_argument("--seeds", type=int, default=3, help="Recommender seeds 0 .. N-1, the same for every table.")
+    parser.add_argument("--output", default="outputs/rewards_bundled-smollm2")
+    parser.add_argument("--json", action="store_true", help="Print rewards.json as the last stdout line.")
+    return parser.parse_args(argv)
+
+
+def crrl_stage(recipe: PipelineConfig, overrides: dict, lrcl: Path, data: Path, output: Path) -> dict:
+    """CRRL from `lrcl` with the recipe's settings and `overrides`: held-out reward, its bounds, time."""
+    settings = {**recipe.crrl, **overrides, "model_name_or_path": str(lrcl), "dataset_dir": str(data),
+                "seed": recipe.seed, "output_dir": str(output), "overwrite_output_dir": True, "save_strategy": "no",
+                "disable_tqdm": True}
+    settings.pop("save_steps", None)
+    config = CRRLConfig(**settings)
+    started = time.perf_counter()
+    metrics = run_crrl(config)
+    seconds = time.perf_counter() - started
+    items = config.max_steps * config.per_device_train_batch_size // config.num_generations
+    key = f"eval_{config.eval_reward}"
+    return {"start": metrics["start"][f"eval_start_{config.eval_reward}"], "end": metrics["end"][key],
+            "floor": metrics.get("reward_floor"), "ceiling": metrics.get("reward_ceiling"),
+            "train_items": metrics["train_items"], "steps": config.max_steps, "item_visits": items,
+            "seconds": seconds, "items_per_second": items / seconds}
+
+
+def downstream_stage(recipe: PipelineConfig, dataset: PreparedDataset, table_path: Path, recommenders, protocols,
+                     seeds: int, done: dict) -> dict:
+    """{recommender: {protocol: {"valid": [per seed], "test": [...], "tail": [...]}}} of NDCG@10 for the recommenders
+    not already in `done`."""
+    table = load_table(table_path, dataset)
+    result = {}
+    for recommender in recommenders:
+        if recommender in done:
+            continue
+        per_protocol = {protocol: {"valid": [], "test": [], "tail": []} for protocol in protocols}
+        for seed in range(seeds):
+            config = dataclasses.replace(DownstreamConfig(recommender=recommender, protocol=protocols[0], seed=seed,
+                                                          show_progress=False), **recipe.compare.options)
+            for record in run_records(config, dataset, table_path, table, protocols):
+                row = per_protocol[record["protocol"]]
+                row["valid"].append(record["valid"]["NDCG@10"])
+                row["test"].append(record["overall"]["NDCG@10"])
+                row["tail"].append(record["tail_items"]["NDCG@10"])
+        result[recommender] = per_protocol
+    return result
+
+
+def _mean(values) -> float:
+    return statistics.mean(values)
+
+
+def _spread(values) -> str:
+    return f"{_mean(values):.4f} ± {statistics.stdev(values):.4f}" if len(values) > 1 else f"{values[0]:.4f}"
+
+
+def selection_score(row: dict, protocol: str) -> float:
+    """Mean validation NDCG@10 under `protocol` over recommenders and seeds: the number a variant is chosen on."""
+    return _mean([value for by_protocol in row["downstream"].values() for value in by_protocol[protocol]["valid"]])
+
+
+def rewards_markdown(results: dict) -> str:
+    """One row per table: CRRL's movement, validation (selection) score, and per recommender x protocol the test
+    NDCG@10 (mean ± std over seeds) with its difference to `lrcl` paired by seed."""
+    tables = results["tables"]
+    protocols, selection = results["protocols"], results["protocols"][0]
+    baseline = tables.get(BASELINE)
+    columns = [(rec, protocol) for rec in results["recommenders"] for protocol in protocols]
+    lines = ["| table | changes | CRRL held-out reward start -> end (floor, ceiling) | CRRL s (items/s) | "
+             f"valid NDCG@10 ({selection}, selection) | "
+             + " | ".join(f"{rec} {protocol} test NDCG@10 (vs lrcl, paired)" for rec, protocol in columns) + " |",
+             "|---|---|---|---|---|" + "---|" * len(columns)]
+    for name, row in tables.items():
+        if set(row.get("downstream", {})) != set(results["recommenders"]):
+            continue
+        crrl = row.get("crrl")
+        moved = (f"{crrl['start']:.4f} -> {crrl['end']:.4f} ({crrl['floor']:.3f}, {crrl['ceiling']:.3f})"
+                 if crrl and crrl.get("floor") is not None else
+                 f"{crrl['start']:.4f} -> {crrl['end']:.4f}" if crrl else "-")
+        cost = f"{crrl['seconds']:.0f} ({crrl['items_per_second']:.2f})" if crrl else "-"
+        cells = []
+        for rec, protocol in columns:
+            test = row["downstream"][rec][protocol]["test"]
+            cell = _spread(test)
+            if baseline is not None and name != BASELINE and rec in baseline.get("downstream", {}):
+                diffs = [a - b for a, b in zip(test, baseline["downstream"][rec][protocol]["test"])]
+                cell += f" ({_mean(diffs):+.4f}: {', '.join(f'{d:+.4f}' for d in diffs)})"
+            cells.append(cell)
+        change = ", ".join(f"{k}={v}" for k, v in row.get("overrides", {}).items()) or "-"
+        lines.append(f"| {name} | {change} | {moved} | {cost} | {selection_score(row, selection):.4f} | "
+                     + " | ".join(cells) + " |")
+    if results.get("chosen"):
+        lines += ["", f"Chosen on validation: **{results['chosen']}**."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    logging.getLogger("reaemb_trl.embedder.prompts").setLevel(logging.ERROR)
+    recipe = PipelineConfig.from_yaml(args.recipe)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    results_path = out / "rewards.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    results.update({"recipe": str(args.recipe), "lrcl": str(args.lrcl), "data": str(args.data),
+                    "seeds": list(range(args.seeds)), "recommenders": list(args.recommenders),
+                    "protocols": list(args.protocols)})
+    tables = results.setdefault("tables", {})
+    lrcl, data = Path(args.lrcl), Path(args.data)
+
+    def save() -> None:
+        write_json(results_path, results)
+        with atomic_path(out / "rewards.md") as tmp:
+            tmp.write_text(rewards_markdown(results), encoding="utf-8")
+
+    with contextlib.redirect_stdout(sys.stderr):  # the trainers log to stdout; it carries the result only
+        dataset = PreparedDataset.load(data)
+        tables.setdefault(BASELINE, {"overrides": {}})
+        for name in args.variants:
+            row = tables.setdefault(name, {"overrides": VARIANTS[name]})
+            if "crrl" not in row:
+                print(f"[rewards] crrl {name}: {VARIANTS[name]}", file=sys.stderr, flush=True)
+                row["crrl"] = crrl_stage(recipe, VARIANTS[name], lrcl, data, out / name)
+                save()
+        names = [BASELINE, *args.variants]
+        paths = {name: out / "tables" / f"{name}.safetensors" for name in names}
+        missing = [name for name in names if not paths[name].is_file()]
+        if missing:  # one pass 1 for every table: they share the LRCL backbone
+            print(f"[rewards] export {missing}", file=sys.stderr, flush=True)
+            started = time.perf_counter()
+            folders = [lrcl if name == BASELINE else out / name for name in missing]
+            embedders = [LatentReasoningEmbedder.from_pretrained(folder).to(default_device()) for folder in folders]
+            export_item_tables(embedders, dataset, [paths[name] for name in missing],
+                               batch_size=recipe.export.batch_size, model_names=[str(f) for f in folders])
+            results.setdefault("export_seconds", {})[",".join(missing)] = time.perf_counter() - started
+        for recommender in args.recommenders:  # a study extended by a recommender trains only that one
+            for name in names:
+                done = tables[name].setdefault("downstream", {})
+                if recommender not in done:
+                    print(f"[rewards] downstream {name} {recommender}", file=sys.stderr, flush=True)
+                    done.update(downstream_stage(recipe, dataset, paths[name], [recommender], args.protocols,
+                                                 args.seeds, done))
+                    save()
+        ranked = [name for name in args.variants if tables[name].get("downstream")]
+        results["chosen"] = max(ranked, key=lambda name: selection_score(tables[name], args.protocols[0]))
+        save()
+    print(json.dumps(results) if args.json else rewards_markdown(results))
+    return results
+
+
+if __name__ == "__main__":
+    main()
