@@ -20,7 +20,7 @@ def _rank_gain(ranks: torch.Tensor) -> torch.Tensor:
 
 @register_reward("cooc_ndcg")
 def cooc_ndcg(scores: torch.Tensor, positive_weights: torch.Tensor, **kwargs) -> torch.Tensor:
-    """1 / (1 + log2(rank + 2)) of the most co-occurring positive; 0 for a row without positives."""
+    """1 / (1 + log2(rank + 2)) of the best positive (the largest weight); 0 for a row without positives."""
     top_positive = positive_weights.argmax(dim=1, keepdim=True)
     gain = _rank_gain(candidate_ranks(scores)).gather(1, top_positive).squeeze(1)
     return gain * (positive_weights.sum(dim=1) > 0)

@@ -6,7 +6,7 @@ Every reward has one signature::
         '''
         scores            [N, K] similarity of each sampled item embedding to each of its K candidates
                           (cosine or dot, as the reward model is configured; higher = closer).
-        positive_weights  [N, K] each positive candidate's share of the anchor item's co-occurrence count
+        positive_weights  [N, K] each positive candidate's share of the anchor item's positive-rule scores
                           (the shares of one row sum to 1), 0 for the negatives.
         kwargs            item_ids [N], candidate_ids [N, K], embeddings [N, d]; accept and ignore the rest.
         returns           [N] one reward per sample, higher is better.
