@@ -168,3 +168,23 @@ def test_reward_bounds_are_the_random_floor_and_the_perfect_ranking():
     assert floor == pytest.approx(expected_floor, abs=0.01) and ceiling == pytest.approx(0.5)
     soft_floor, soft_ceiling = model.reward_bounds([1, 2], get_reward("cooc_softmax"))
     assert soft_floor < soft_ceiling <= 0  # log-softmax: 0 only with an infinite margin
+
+
+def test_recipe_keys_choose_the_positive_rule_and_the_hard_negatives(prepared_sample, tmp_path):
+    from reaemb_trl.crrl import CRRLConfig
+    from reaemb_trl.crrl.run import build_reward_model
+    from reaemb_trl.recipe import parse_recipe
+
+    recipe = tmp_path / "crrl.yaml"
+    recipe.write_text(f"dataset_dir: {prepared_sample}\noutput_dir: {tmp_path / 'out'}\npositive_rule: pmi\n"
+                      "num_hard_negatives: 4\nnum_positives: 2\nuse_cpu: true\n")
+    args = parse_recipe(CRRLConfig, ["--config", str(recipe)], prog="reaemb-trl crrl")
+    model = build_reward_model(args)
+    assert (model.positive_rule, model.num_hard_negatives, model.num_positives) == ("pmi", 4, 2)
+    # PMI's default minimum count of 2: only items with a pair seen twice have a positive (1,853 of 2,420).
+    assert len(model.items_with_positives()) == 1853
+    for key, value, message in (("positive_rule", "jaccard", "positive_rule='jaccard' is not one of"),
+                                ("num_hard_negatives", "9", "num_hard_negatives must be in 0..8"),
+                                ("positive_min_count", "0", "positive_min_count must be >= 1")):
+        with pytest.raises(InputError, match=message):
+            parse_recipe(CRRLConfig, ["--config", str(recipe), f"--{key}", value], prog="reaemb-trl crrl")
