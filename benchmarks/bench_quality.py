@@ -1,6 +1,8 @@
-"""Item tables compared downstream: the pipeline (prepare -> LRCL -> CRRL -> export -> compare) on one recipe, then
-the arms id_only, raw, lrcl_no_thought, lrcl, lrcl_crrl per recommender x protocol over seeds, the paired-by-seed
-ordering raw < lrcl_no_thought < lrcl < lrcl_crrl, and quality.json / quality.md / quality.png in the output folder.
+"""Item tables compared downstream: the pipeline (prepare -> LRCL -> CRRL -> export -> compare) on one recipe with
+both opt-in arms on, then the arms id_only, raw, raw_mean, lrcl_no_thought, lrcl, lrcl_cooc_sft, lrcl_crrl per
+recommender x protocol over seeds, the paired-by-seed ordering raw < lrcl_no_thought < lrcl < lrcl_crrl with
+lrcl_crrl against the inference-only raw_mean and the supervised lrcl_cooc_sft, and quality.json / quality.md /
+quality.png in the output folder.
 
     python benchmarks/bench_quality.py --json [--data PREPARED_DIR] [--backbone NAME] [--recipe YAML]
         [--recommenders sasrec gru4rec] [--protocols sampled full] [--seeds N] [--output DIR]
@@ -22,7 +24,7 @@ from reaemb_trl.downstream.protocol import PROTOCOLS
 from reaemb_trl.downstream.quality import build_quality, quality_markdown, write_quality
 from reaemb_trl.errors import InputError
 from reaemb_trl.pipeline import PipelineConfig, PipelineRunner
-from reaemb_trl.pipeline.pipeline_config import CompareSection, DatasetSection
+from reaemb_trl.pipeline.pipeline_config import EXTRA_ARMS, CompareSection, DatasetSection
 from reaemb_trl.pipeline.runner import PipelineState
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
@@ -66,6 +68,7 @@ def pipeline_config(args: argparse.Namespace) -> PipelineConfig:
         config.dataset = DatasetSection(prepared=args.data)
     config.compare = CompareSection(recommenders=list(args.recommenders), seeds=args.seeds,
                                     protocols=list(args.protocols), options=config.compare.options)
+    config.extra_arms = list(EXTRA_ARMS)  # the baselines lrcl_crrl is measured against
     return config
 
 

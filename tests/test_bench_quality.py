@@ -1,5 +1,6 @@
-"""The quality benchmark: arms per seed from real compare records, the ordering statistics on known numbers, the
-markdown and PNG, the pipeline's compare protocols and prepared-folder input, and the script end to end."""
+"""The quality benchmark: arms per seed from real compare records, the ordering statistics on known numbers (the
+opt-in arms raw_mean and lrcl_cooc_sft with their steps, or absent), the markdown and PNG, the pipeline's compare
+protocols, opt-in arms and prepared-folder input, and the script end to end."""
 
 import json
 import math
@@ -28,7 +29,8 @@ from reaemb_trl.errors import InputError
 from reaemb_trl.pipeline.pipeline_config import CompareSection, PipelineConfig
 
 REPO = Path(__file__).resolve().parents[1]
-ARM_NAMES = ["id_only", "raw", "lrcl_no_thought", "lrcl", "lrcl_crrl"]
+ARM_NAMES = ["id_only", "raw", "lrcl_no_thought", "lrcl", "lrcl_crrl"]  # a pipeline run without extra_arms
+ALL_ARMS = ["id_only", "raw", "raw_mean", "lrcl_no_thought", "lrcl", "lrcl_cooc_sft", "lrcl_crrl"]
 GROUPS = ["overall", "tail_items", "short_users"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -65,7 +67,8 @@ def test_arms_follow_the_schema_and_the_records_seed_by_seed(compare_results, tm
                 for group in GROUPS:
                     assert set(quality["arms"][arm][rec][protocol][group]) == {"NDCG@10", "HR@10"}
     records = {(r["run"], r["recommender"], r["protocol"], r["seed"]): r for r in compare_results["runs"]}
-    for arm, run in ARMS.items():
+    for arm in ARM_NAMES:
+        run = ARMS[arm]
         for rec in ("sasrec", "gru4rec"):
             for protocol in ("sampled", "full"):
                 for group in GROUPS:
@@ -108,17 +111,23 @@ def _records(values: dict[str, list[float]], seeds=(0, 1, 2)) -> list[dict]:
     return records
 
 
+# Overall NDCG@10 per seed of the default arms, each step's verdict beside the arm it ends at.
+KNOWN = {
+    "id_only": [0.05, 0.05, 0.05],
+    "raw": [0.10, 0.12, 0.11],
+    "lrcl_no_thought": [0.12, 0.13, 0.14],  # diffs .02 .01 .03: mean .02 > std .01, all > 0: holds
+    "lrcl": [0.13, 0.12, 0.15],  # diffs .01 -.01 .01: one negative: does not hold
+    "lrcl_crrl": [0.131, 0.15, 0.152],  # diffs .001 .03 .002: all > 0 but mean .011 < std .0165: does not hold
+}
+
+
+def _results(values: dict[str, list[float]]) -> dict:
+    return {"seeds": [0, 1, 2], "recommenders": ["sasrec"], "protocols": ["sampled", "full"], "data": "d",
+            "dataset_sha256": "x", "runs": _records(values)}
+
+
 def test_ordering_statistics_on_known_numbers(tmp_path):
-    values = {
-        "id_only": [0.05, 0.05, 0.05],
-        "raw": [0.10, 0.12, 0.11],
-        "lrcl_no_thought": [0.12, 0.13, 0.14],  # diffs .02 .01 .03: mean .02 > std .01, all > 0: holds
-        "lrcl": [0.13, 0.12, 0.15],  # diffs .01 -.01 .01: one negative: does not hold
-        "lrcl_crrl": [0.131, 0.15, 0.152],  # diffs .001 .03 .002: all > 0 but mean .011 < std .0165: does not hold
-    }
-    results = {"seeds": [0, 1, 2], "recommenders": ["sasrec"], "protocols": ["sampled", "full"], "data": "d",
-               "dataset_sha256": "x", "runs": _records(values)}
-    quality = build_quality(results, "hand")
+    quality = build_quality(_results(KNOWN), "hand")
     steps = quality["ordering"]["sasrec"]["sampled"]["overall"]
 
     first = steps["raw<lrcl_no_thought"]
@@ -166,6 +175,69 @@ def test_ordering_statistics_on_known_numbers(tmp_path):
     assert (tmp_path / "quality.md").read_text() == markdown
 
 
+def test_opt_in_arms_and_their_steps_on_known_numbers(tmp_path):
+    values = {**KNOWN,
+              "raw_mean": [0.12, 0.14, 0.13],  # vs lrcl_crrl: diffs .011 .01 .022, mean .0143 > std .0067: holds
+              "lrcl_cooc_sft": [0.14, 0.13, 0.15]}  # vs lrcl_crrl: diffs -.009 .02 .002: does not hold
+    quality = build_quality(_results(values), "hand")
+    assert list(quality["arms"]) == ALL_ARMS
+    assert quality["arms"]["raw_mean"]["sasrec"]["full"]["overall"]["NDCG@10"] == pytest.approx([0.012, 0.014, 0.013])
+    steps = quality["ordering"]["sasrec"]["sampled"]["overall"]
+    assert list(steps) == ["raw<lrcl_no_thought", "lrcl_no_thought<lrcl", "lrcl<lrcl_crrl", "raw<lrcl_crrl",
+                           "raw_mean<lrcl_crrl", "lrcl_cooc_sft<lrcl_crrl"]
+    best_raw = steps["raw_mean<lrcl_crrl"]
+    assert best_raw["diffs"] == pytest.approx([0.011, 0.01, 0.022]) and best_raw["mean"] == pytest.approx(0.043 / 3)
+    assert best_raw["std"] == pytest.approx(0.006658, abs=1e-6) and best_raw["holds"] is True
+    control = steps["lrcl_cooc_sft<lrcl_crrl"]
+    assert control["diffs"] == pytest.approx([-0.009, 0.02, 0.002]) and control["holds"] is False
+    # the steps that were there before keep their numbers
+    before = build_quality(_results(KNOWN), "hand")["ordering"]["sasrec"]["sampled"]["overall"]
+    assert {step: steps[step] for step in before} == before
+    markdown = quality_markdown(quality)
+    assert "| raw_mean | 0.1300 ± 0.0100 |" in markdown and "| lrcl_cooc_sft | 0.1400 ± 0.0100 |" in markdown
+    row = "| sasrec | sampled | overall | raw_mean<lrcl_crrl | +0.0143 | 0.0067 | +0.0100 | +0.0220 | yes |"
+    assert row in markdown
+    write_quality(tmp_path, quality)
+    assert json.loads((tmp_path / "quality.json").read_text())["arms"].keys() == set(ALL_ARMS)
+
+    # a run with one opt-in arm: the other one and its step are simply absent
+    one = build_quality(_results({**KNOWN, "raw_mean": values["raw_mean"]}), "hand")
+    assert list(one["arms"]) == ["id_only", "raw", "raw_mean", "lrcl_no_thought", "lrcl", "lrcl_crrl"]
+    assert list(one["ordering"]["sasrec"]["full"]["tail_items"])[-1] == "raw_mean<lrcl_crrl"
+
+
+def test_extra_arms_are_opt_in_stages_that_leave_the_others_unchanged(tmp_path):
+    from reaemb_trl.pipeline import PipelineRunner
+    from reaemb_trl.pipeline.runner import table_runs
+
+    with pytest.raises(InputError, match=r"extra_arms: unknown arm\(s\) \['raw_max'\]; choose from \['raw_mean', "):
+        PipelineConfig(extra_arms=["raw_mean", "raw_max"])
+    with pytest.raises(InputError, match="must be a list"):
+        PipelineConfig(extra_arms="raw_mean")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump({"extra_arms": ["lrcl_cooc_sft"]}))
+    assert table_runs(PipelineConfig.from_yaml(recipe)) == ["raw_backbone", "lrcl_no_thought", "lrcl",
+                                                            "lrcl_cooc_sft", "lrcl_crrl"]
+
+    def plan(extra_arms):
+        config = PipelineConfig.from_yaml(REPO / "recipes" / "quality_smollm2.yaml", output_dir=str(tmp_path / "o"))
+        config.extra_arms = extra_arms
+        logged = []
+        runner = PipelineRunner(config, log=logged.append, dry_run=True)
+        runner.run()
+        assert logged == [f"[pipeline] {stage}: would be run" for stage in runner.hashes]
+        return runner.hashes
+
+    default, extra = plan([]), plan(["raw_mean", "lrcl_cooc_sft"])
+    assert list(default) == ["prepare", "raw_backbone", "lrcl_no_thought", "lrcl", "crrl", "export_raw_backbone",
+                             "export_lrcl_no_thought", "export_lrcl", "compare"]
+    assert list(extra) == ["prepare", "raw_backbone", "raw_mean", "lrcl_no_thought", "lrcl", "crrl", "cooc_sft",
+                           "export_raw_backbone", "export_raw_mean", "export_lrcl_no_thought", "export_lrcl", "compare"]
+    # only the stages that read the new tables run again when the arms are turned on
+    assert [stage for stage in default if default[stage] != extra[stage]] == ["export_lrcl", "compare"]
+    assert not (tmp_path / "o").exists()
+
+
 def test_compare_section_takes_one_or_several_protocols(tmp_path):
     assert CompareSection().protocol_list() == ["sampled"]
     assert CompareSection(protocol="full").protocol_list() == ["full"]
@@ -196,8 +268,8 @@ def test_prepared_dataset_folder_is_checked_before_any_stage(tmp_path):
 
 @pytest.mark.slow
 def test_bench_quality_script_end_to_end_on_a_tiny_recipe(tmp_path):
-    """The script on a tiny random decoder, a prepared 200-user folder and 2 steps per stage; a re-run reuses
-    every trained stage."""
+    """The script on a tiny random decoder, a prepared 200-user folder and 2 steps per stage, with both opt-in arms;
+    a re-run reuses every trained stage."""
     from reaemb_trl.testing import save_tiny_decoder
 
     backbone = save_tiny_decoder(tmp_path / "backbone", arch="qwen2", hidden_size=32, num_layers=1)
@@ -222,8 +294,8 @@ def test_bench_quality_script_end_to_end_on_a_tiny_recipe(tmp_path):
     line = run.stdout.strip().splitlines()[-1]
     quality = json.loads(line)
     assert quality["backbone"] == str(backbone) and quality["seeds"] == [0, 1]
-    assert list(quality["arms"]) == ARM_NAMES
-    for arm in ARM_NAMES:
+    assert list(quality["arms"]) == ALL_ARMS
+    for arm in ALL_ARMS:
         assert list(quality["arms"][arm]) == ["sasrec", "gru4rec"]
         for rec in ("sasrec", "gru4rec"):
             assert list(quality["arms"][arm][rec]) == ["sampled", "full"]
@@ -233,7 +305,18 @@ def test_bench_quality_script_end_to_end_on_a_tiny_recipe(tmp_path):
     assert json.loads((out / "quality.json").read_text()) == quality
     assert (out / "quality.png").read_bytes()[:8] == PNG_MAGIC
     assert "raw<lrcl_no_thought" in (out / "quality.md").read_text()
-    assert {"prepare", "lrcl", "crrl", "compare"} <= set(quality["stage_seconds"])
+    assert list(quality["ordering"]["gru4rec"]["full"]["overall"])[-2:] == ["raw_mean<lrcl_crrl",
+                                                                            "lrcl_cooc_sft<lrcl_crrl"]
+    assert {"prepare", "lrcl", "crrl", "raw_mean", "cooc_sft", "export_raw_mean", "compare"} <= set(
+        quality["stage_seconds"])
+    # the opt-in arms' tables, the SFT's from the LRCL folder with CRRL's recipe and item visits (2 steps x 8 / 2)
+    assert sorted(p.name for p in (out / "tables").glob("*.safetensors")) == sorted(
+        f"{run}.safetensors" for run in ("raw_backbone", "raw_mean", "lrcl_no_thought", "lrcl", "lrcl_cooc_sft",
+                                         "lrcl_crrl"))
+    assert json.loads((out / "raw_mean" / "config.json").read_text())["pooling"] == "mean"
+    sft_metrics = json.loads((out / "cooc_sft" / "cooc_sft_metrics.json").read_text())
+    assert sft_metrics["item_visits"] == 2 * 4 and sft_metrics["heldout_items"] == 16
+    assert yaml.safe_load((out / "recipes" / "cooc_sft.yaml").read_text())["model_name_or_path"] == str(out / "lrcl")
     # the prepared folder is used in place: nothing copied into the output, nothing written into it
     assert not (out / "data").exists() and sorted(p.name for p in data.iterdir()) == before
     results = json.loads((out / "compare" / "results.json").read_text())
@@ -242,5 +325,5 @@ def test_bench_quality_script_end_to_end_on_a_tiny_recipe(tmp_path):
 
     again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900, cwd=tmp_path, check=False)
     assert again.returncode == 0, again.stderr[-4000:]
-    assert again.stderr.count("done earlier with the same config, skipped") == 9  # every stage
+    assert again.stderr.count("done earlier with the same config, skipped") == 12  # every stage
     assert json.loads(again.stdout.strip().splitlines()[-1])["arms"] == quality["arms"]

@@ -1,5 +1,6 @@
 """The quality benchmark's numbers: per-seed test metrics of each arm (item table) from `compare` records, the
-paired-by-seed statistics of the ordering raw < lrcl_no_thought < lrcl < lrcl_crrl, and quality.json / .md / .png.
+paired-by-seed statistics of the ordering raw < lrcl_no_thought < lrcl < lrcl_crrl and of lrcl_crrl against its two
+baselines (the inference-only raw_mean, the supervised lrcl_cooc_sft), and quality.json / .md / .png.
 
 Reads only compare results (`results.json`), like the rest of the downstream layer.
 """
@@ -18,12 +19,16 @@ from .compare import ID_ONLY, POPULARITY, _mean_std
 from .plots import plot_ndcg_by_group
 
 # Arm -> run name in the compare records (the pipeline's runs: `id-only` + reaemb_trl.pipeline.runner.TABLE_RUNS).
-ARMS = {"id_only": ID_ONLY, "raw": "raw_backbone", "lrcl_no_thought": "lrcl_no_thought", "lrcl": "lrcl",
-        "lrcl_crrl": "lrcl_crrl"}
+# `raw_mean` and `lrcl_cooc_sft` are opt-in pipeline arms: a run without them has no such arm.
+ARMS = {"id_only": ID_ONLY, "raw": "raw_backbone", "raw_mean": "raw_mean", "lrcl_no_thought": "lrcl_no_thought",
+        "lrcl": "lrcl", "lrcl_cooc_sft": "lrcl_cooc_sft", "lrcl_crrl": "lrcl_crrl"}
 QUALITY_GROUPS = ("overall", "tail_items", "short_users")
 QUALITY_METRICS = ("NDCG@10", "HR@10")
-# Each step (lower, higher) claims that the higher arm beats the lower one.
-ORDERING_STEPS = (("raw", "lrcl_no_thought"), ("lrcl_no_thought", "lrcl"), ("lrcl", "lrcl_crrl"), ("raw", "lrcl_crrl"))
+# Each step (lower, higher) claims that the higher arm beats the lower one. lrcl_crrl beats the best inference-only
+# table when both raw<lrcl_crrl and raw_mean<lrcl_crrl hold (each its own step, no pick of the better one on test
+# numbers); lrcl_cooc_sft<lrcl_crrl credits the reinforcement learning, not its training signal.
+ORDERING_STEPS = (("raw", "lrcl_no_thought"), ("lrcl_no_thought", "lrcl"), ("lrcl", "lrcl_crrl"), ("raw", "lrcl_crrl"),
+                  ("raw_mean", "lrcl_crrl"), ("lrcl_cooc_sft", "lrcl_crrl"))
 ORDERING_GROUPS = ("overall", "tail_items")
 ORDERING_METRIC = "NDCG@10"
 HOLDS_DEFINITION = (
@@ -88,11 +93,14 @@ def ordering(arms: Mapping, steps: Sequence[tuple[str, str]] = ORDERING_STEPS,
 
 def build_quality(results: Mapping, backbone: str, recommenders: Sequence[str] | None = None,
                   protocols: Sequence[str] | None = None, arms: Mapping[str, str] = ARMS) -> dict:
-    """The benchmark's record from a compare `results.json`: backbone, seeds, arms (per seed), ordering."""
+    """The benchmark's record from a compare `results.json`: backbone, seeds, arms (per seed), ordering. An arm
+    whose run has no record at all (an opt-in arm the pipeline did not run) is left out."""
     recommenders = list(recommenders or [b for b in results["recommenders"] if b != "pop"])
     protocols = list(protocols or results["protocols"])
     seeds = list(results["seeds"])
     records = [r for r in results["runs"] if r["run"] != POPULARITY]
+    compared = {r["run"] for r in records}
+    arms = {arm: run for arm, run in arms.items() if run in compared}
     per_arm = arm_metrics(records, seeds, recommenders, protocols, arms)
     return {
         "backbone": backbone,

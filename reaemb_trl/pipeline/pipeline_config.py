@@ -15,6 +15,11 @@ from ..recipe import load_recipe_yaml
 BUNDLED = "bundled"  # dataset paths: the Office 2014 sample inside the package
 # Recipe keys renamed so that each name says one thing: the error for an old key names the new one.
 RENAMED = {"backbones": "recommenders", "max_len": "max_items"}
+# Baselines a recipe may add with `extra_arms` (run names of `runner.TABLE_RUNS`): `raw_mean`, the untrained backbone
+# with mean pooling and no thought (the usual inference-only LLM embedding), and `lrcl_cooc_sft`, CRRL's positives
+# and negatives as a supervised loss on the thought module from the LRCL folder (`crrl.cooc_sft`: the control that
+# tells CRRL's reinforcement learning from its training signal).
+EXTRA_ARMS = ("raw_mean", "lrcl_cooc_sft")
 
 
 @dataclass
@@ -78,6 +83,15 @@ class PipelineConfig:
     crrl: dict[str, Any] = field(default_factory=dict)  # CRRLConfig keys (`reaemb-trl crrl --help`)
     export: ExportSection = field(default_factory=ExportSection)
     compare: CompareSection = field(default_factory=CompareSection)
+    extra_arms: list[str] = field(default_factory=list)  # any of EXTRA_ARMS: more stages, tables and trainings
+
+    def __post_init__(self):
+        if not isinstance(self.extra_arms, list) or not all(isinstance(arm, str) for arm in self.extra_arms):
+            raise InputError(f"extra_arms must be a list of arm names (any of {list(EXTRA_ARMS)}), "
+                             f"got {self.extra_arms!r}")
+        unknown = [arm for arm in self.extra_arms if arm not in EXTRA_ARMS]
+        if unknown:
+            raise InputError(f"extra_arms: unknown arm(s) {unknown}; choose from {list(EXTRA_ARMS)}")
 
     @classmethod
     def from_yaml(cls, path: str | Path, output_dir: str | None = None,

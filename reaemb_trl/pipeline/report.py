@@ -10,6 +10,18 @@ import yaml
 
 from ..io_utils import atomic_path
 
+# What each compared run is (`{pooling}`: the recipe's LRCL pooling).
+RUNS = {
+    "id-only": "no item text",
+    "raw_backbone": "the untrained backbone's table, {pooling} pooling, no thought",
+    "raw_mean": "the untrained backbone, mean pooling, no thought: the usual inference-only LLM embedding",
+    "lrcl_no_thought": "contrastive training without the thought module: the LLMEmb-style ablation",
+    "lrcl": "stage 1",
+    "lrcl_cooc_sft": "stage 1 + CRRL's positives and negatives as a supervised loss on the thought module: stage 2's "
+                     "control",
+    "lrcl_crrl": "stage 1 + stage 2",
+}
+
 
 def write_report(out: Path, config, stages: dict[str, dict], tables: dict[str, Path]) -> Path:
     compare_dir = out / "compare"
@@ -37,10 +49,8 @@ def write_report(out: Path, config, stages: dict[str, dict], tables: dict[str, P
         "",
         results,
         "",
-        "Runs: `id-only` (no item text), `raw_backbone` (the untrained backbone's table, "
-        f"{config.lrcl.get('pooling', 'mean')} pooling, no thought), "
-        "`lrcl_no_thought` (contrastive training without the thought module: the LLMEmb-style ablation), "
-        "`lrcl` (stage 1), `lrcl_crrl` (stage 1 + stage 2).",
+        "Runs: " + ", ".join(f"`{run}` ({RUNS[run].format(pooling=config.lrcl.get('pooling', 'mean'))})"
+                             for run in ["id-only", *tables]) + ".",
         "",
         "## Pictures",
         "",

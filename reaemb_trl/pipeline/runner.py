@@ -1,5 +1,10 @@
 """prepare -> LRCL (with and without thought) -> CRRL -> export -> compare -> report, resumable stage by stage.
 
+A recipe's `extra_arms` adds opt-in baselines: `raw_mean` (a stage saving the untrained backbone with mean pooling
+and its export) and `lrcl_cooc_sft` (a stage `cooc_sft` that runs `crrl.run_cooc_sft` on the `crrl` section from the
+LRCL folder, its recipe `OUTPUT/recipes/cooc_sft.yaml` a CRRL recipe; its table is exported with LRCL's and CRRL's).
+Without them the stages and their hashes are the same as before these arms existed.
+
 Each training stage writes its recipe into `OUTPUT/recipes/`, parses it as its sub-command would, and calls the
 stage's library function (`lrcl.run`, `crrl.run`, `export_item_tables`, `compare`), so every stage of a pipeline
 run can be reproduced by hand with `reaemb-trl lrcl --config OUTPUT/recipes/lrcl.yaml`. `pipeline_state.json`
@@ -23,23 +28,34 @@ from ..errors import InputError
 from ..io_utils import atomic_path, write_json
 from ..recipe import parse_recipe
 from ..training_state import latest_checkpoint
-from .pipeline_config import BUNDLED, PipelineConfig, stage_hash
+from .pipeline_config import BUNDLED, EXTRA_ARMS, PipelineConfig, stage_hash
 from .report import write_report
 
 # Embedding tables compared downstream, in report order: run name -> stage folder that holds its embedder.
+# The folders are the stages' names too. `raw_mean` and `lrcl_cooc_sft` run only when the recipe lists them in
+# `extra_arms`.
 TABLE_RUNS = {
     "raw_backbone": "raw_backbone",
+    "raw_mean": "raw_mean",
     "lrcl_no_thought": "lrcl_no_thought",
     "lrcl": "lrcl",
+    "lrcl_cooc_sft": "cooc_sft",
     "lrcl_crrl": "crrl",
 }
-# Export stages -> the runs whose tables each writes. CRRL trains only the thought module, so the CRRL folder shares
-# the LRCL backbone and prompts: one stage writes both tables from one pass 1 per batch (`export_item_tables`).
+# Export stages -> the runs whose tables each writes (those the recipe has). CRRL and the cooc SFT train only the
+# thought module, so their folders share the LRCL backbone and prompts: one stage writes their tables from one pass 1
+# per batch (`export_item_tables`).
 EXPORT_STAGES = {
     "export_raw_backbone": ["raw_backbone"],
+    "export_raw_mean": ["raw_mean"],
     "export_lrcl_no_thought": ["lrcl_no_thought"],
-    "export_lrcl": ["lrcl", "lrcl_crrl"],
+    "export_lrcl": ["lrcl", "lrcl_crrl", "lrcl_cooc_sft"],
 }
+
+
+def table_runs(config: PipelineConfig) -> list[str]:
+    """The runs whose tables `config` compares, in report order: the default ones and its `extra_arms`."""
+    return [run for run in TABLE_RUNS if run not in EXTRA_ARMS or run in config.extra_arms]
 
 
 class PipelineState:
@@ -77,8 +93,14 @@ class PipelineRunner:
         data_dir = self.prepared if self.prepared is not None else self.out / "data"
         lrcl_common = {"model_name_or_path": self.backbone, "dataset_dir": str(data_dir), "seed": self.config.seed}
         self._stage("prepare", self._prepare_output(data_dir), self._prepare, settings=self._prepare_settings())
-        self._stage("raw_backbone", self.out / "raw_backbone", self._save_raw_backbone,
-                    settings={"backbone": self.backbone, **_embedder_keys(self.config.lrcl)})
+        runs = table_runs(self.config)
+        raw_keys = _embedder_keys(self.config.lrcl)
+        self._stage("raw_backbone", self.out / "raw_backbone", lambda out: self._save_raw_backbone(out, raw_keys),
+                    settings={"backbone": self.backbone, **raw_keys})
+        if "raw_mean" in runs:
+            mean_keys = {**raw_keys, "pooling": "mean"}
+            self._stage("raw_mean", self.out / "raw_mean", lambda out: self._save_raw_backbone(out, mean_keys),
+                        settings={"backbone": self.backbone, **mean_keys})
         self._stage("lrcl_no_thought", self.out / "lrcl_no_thought",
                     lambda out: self._training_stage("lrcl", out,
                                                      {**lrcl_common, **self.config.lrcl, "no_thought": True}),
@@ -90,14 +112,20 @@ class PipelineRunner:
                          "seed": self.config.seed, **self.config.crrl}
         self._stage("crrl", self.out / "crrl", lambda out: self._training_stage("crrl", out, crrl_settings),
                     settings=crrl_settings, after=["prepare", "lrcl"])
-        tables = {run: self.out / "tables" / f"{run}.safetensors" for run in TABLE_RUNS}
-        for stage, runs in EXPORT_STAGES.items():
-            folders = [TABLE_RUNS[run] for run in runs]
-            self._stage(stage, tables[runs[0]],
-                        lambda out, runs=runs: self._export(runs, tables, data_dir),
+        if "lrcl_cooc_sft" in runs:  # CRRL's recipe, its supervised control
+            self._stage("cooc_sft", self.out / "cooc_sft",
+                        lambda out: self._training_stage("cooc_sft", out, crrl_settings),
+                        settings=crrl_settings, after=["prepare", "lrcl"])
+        tables = {run: self.out / "tables" / f"{run}.safetensors" for run in runs}
+        exports = {stage: [run for run in stage_runs if run in tables] for stage, stage_runs in EXPORT_STAGES.items()}
+        exports = {stage: stage_runs for stage, stage_runs in exports.items() if stage_runs}
+        for stage, stage_runs in exports.items():
+            folders = [TABLE_RUNS[run] for run in stage_runs]
+            self._stage(stage, tables[stage_runs[0]],
+                        lambda out, stage_runs=stage_runs: self._export(stage_runs, tables, data_dir),
                         settings={"export": self.config.export}, after=["prepare", *folders])
         self._stage("compare", self.out / "compare", lambda out: self._compare(data_dir, tables, out),
-                    settings={"compare": self.config.compare}, after=["prepare", *EXPORT_STAGES])
+                    settings={"compare": self.config.compare}, after=["prepare", *exports])
         if self.dry_run:
             return None
         report = write_report(self.out, self.config, self.state.stages, tables)
@@ -150,15 +178,13 @@ class PipelineRunner:
         prepare_dataset(self.config.dataset.format, interactions=self.interactions, items=self.items,
                         output=output, overwrite=True, **self.config.dataset.options)
 
-    def _save_raw_backbone(self, output: Path) -> None:
+    def _save_raw_backbone(self, output: Path, keys: dict) -> None:
         from ..embedder import LatentReasoningEmbedder
 
-        embedder = LatentReasoningEmbedder.from_backbone(self.backbone, use_thought=False,
-                                                         **_embedder_keys(self.config.lrcl))
-        embedder.save_pretrained(output)
+        LatentReasoningEmbedder.from_backbone(self.backbone, use_thought=False, **keys).save_pretrained(output)
 
     def _training_stage(self, stage: str, output: Path, settings: dict) -> None:
-        from ..crrl import CRRLConfig
+        from ..crrl import CRRLConfig, run_cooc_sft
         from ..crrl import run as run_crrl
         from ..lrcl import LRCLConfig
         from ..lrcl import run as run_lrcl
@@ -170,7 +196,8 @@ class PipelineRunner:
         recipe_path = self.out / "recipes" / f"{output.name}.yaml"
         with atomic_path(recipe_path) as tmp:
             tmp.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
-        config_class, run = {"lrcl": (LRCLConfig, run_lrcl), "crrl": (CRRLConfig, run_crrl)}[stage]
+        config_class, run = {"lrcl": (LRCLConfig, run_lrcl), "crrl": (CRRLConfig, run_crrl),
+                             "cooc_sft": (CRRLConfig, run_cooc_sft)}[stage]
         run(parse_recipe(config_class, ["--config", str(recipe_path)], prog=f"reaemb-trl {stage}"))
 
     def _export(self, runs: list[str], tables: dict[str, Path], data_dir: Path) -> None:
