@@ -131,3 +131,14 @@ def test_prepare_stores_the_reward_signal(prepared_sample):
     assert cosine["largest_hub"] < count["largest_hub"] / 5
     assert cosine["hub_positive_share"] < count["hub_positive_share"]
     assert signal["cooc_ndcg_random_floor"] == pytest.approx(0.3008, abs=1e-4)
+
+
+@settings(max_examples=40, deadline=None)
+@given(matrix=cooccurrence_matrices(), rule=st.sampled_from(["count", "cosine", "pmi"]))
+def test_statistics_hold_for_any_matrix_even_without_positives(matrix, rule):
+    stats = positive_statistics(matrix, rule)
+    assert 0 <= stats["items_with_positive"] <= stats["items_cooccurring"] == np.count_nonzero(matrix.getnnz(axis=1))
+    assert stats["distinct_positives"] <= stats["items_with_positive"]
+    assert stats["largest_hub"] <= stats["items_with_positive"]
+    for key in ("tied_top_share", "single_count_share", "hub_positive_share"):
+        assert 0.0 <= stats[key] <= 1.0

@@ -42,7 +42,8 @@ def positive_statistics(cooc: sp.spmatrix, rule: str = "count", min_count: int |
     top = np.zeros(size)
     top[has_positive] = np.maximum.reduceat(scores.data, scores.indptr[:-1][has_positive])
     tied = np.bincount(rows[scores.data == top[rows]], minlength=size) > 1
-    counts = np.asarray(cooc[np.flatnonzero(has_positive), :][np.arange(with_positive), positives]).ravel()
+    # the raw count of each chosen pair (scipy returns a sparse matrix, not an array, for an empty selection)
+    counts = np.asarray(cooc[np.flatnonzero(has_positive), positives]).reshape(-1) if with_positive else np.zeros(0)
     mass = np.asarray(cooc.sum(axis=1)).ravel()
     num_hubs = max(1, int(np.ceil(HUB_MASS_SHARE * (size - 1))))
     hubs = np.argsort(-mass[1:], kind="stable")[:num_hubs] + 1
