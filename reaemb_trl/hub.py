@@ -15,7 +15,8 @@ CARD_FILE = "README.md"
 BUNDLED_BASE_MODELS = {"bundled-smollm2": "HuggingFaceTB/SmolLM2-135M-Instruct",
                        "bundled-minilm": "sentence-transformers/all-MiniLM-L6-v2"}
 STAGES = {"lrcl": "LRCL (latent reasoning-enhanced contrastive learning)",
-          "crrl": "CRRL (collaborative-reward GRPO on the latent thought)"}
+          "crrl": "CRRL (collaborative-reward GRPO on the latent thought)",
+          "cooc_sft": "CRRL's supervised control (co-occurrence cross-entropy on the thought module)"}
 
 
 def model_card(stage: str, backbone: str, settings: dict[str, Any], dataset_sha256: str | None,
