@@ -15,6 +15,7 @@ from collections import defaultdict
 import numpy as np
 
 from reaemb_trl.data import build_cooccurrence, sample_candidates
+from reaemb_trl.io_utils import sigterm_as_interrupt
 
 
 def synthetic_log(num_interactions: int, num_items: int, seed: int = 0) -> list[np.ndarray]:
@@ -95,4 +96,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with sigterm_as_interrupt():  # a scheduler's SIGTERM unwinds like Ctrl-C: temporary folders go
+        main()

@@ -27,6 +27,7 @@ from reaemb_trl.crrl import (
     run,  # noqa: E402
 )
 from reaemb_trl.data import prepare_dataset, sample_dataset_files  # noqa: E402
+from reaemb_trl.io_utils import sigterm_as_interrupt  # noqa: E402
 from reaemb_trl.lrcl import LRCLTrainer  # noqa: E402
 from reaemb_trl.rewards import register_reward  # noqa: E402
 from reaemb_trl.rewards.builtin import cooc_softmax  # noqa: E402
@@ -88,4 +89,5 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    with sigterm_as_interrupt():  # a scheduler's SIGTERM unwinds like Ctrl-C: temporary folders go
+        main()

@@ -37,6 +37,7 @@ from transformers import PrinterCallback, TrainerCallback  # noqa: E402
 from reaemb_trl.crrl import CooccurrenceRewardModel, CRRLConfig, EmbeddingGRPOTrainer, item_dataset  # noqa: E402
 from reaemb_trl.crrl.policy import group_advantages, reduce_per_token, surrogate_loss  # noqa: E402
 from reaemb_trl.embedder import LatentReasoningEmbedder  # noqa: E402
+from reaemb_trl.io_utils import sigterm_as_interrupt  # noqa: E402
 from reaemb_trl.rewards import get_reward  # noqa: E402
 
 
@@ -185,4 +186,5 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    with sigterm_as_interrupt():  # a scheduler's SIGTERM unwinds like Ctrl-C: temporary folders go
+        main()

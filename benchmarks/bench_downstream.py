@@ -17,6 +17,7 @@ import torch
 from reaemb_trl.data import PreparedDataset, prepare_dataset, sample_dataset_files
 from reaemb_trl.downstream import DownstreamConfig, DownstreamTrainer
 from reaemb_trl.downstream.metrics import rank_counts, ranking_metrics
+from reaemb_trl.io_utils import sigterm_as_interrupt
 
 
 @torch.no_grad()
@@ -76,4 +77,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with sigterm_as_interrupt():  # a scheduler's SIGTERM unwinds like Ctrl-C: temporary folders go
+        main()

@@ -42,6 +42,7 @@ from reaemb_trl.embedder import (  # noqa: E402
     LatentReasoningEmbedder,
     resolve_backbone,
 )
+from reaemb_trl.io_utils import sigterm_as_interrupt  # noqa: E402
 from reaemb_trl.testing import build_tiny_decoder  # noqa: E402
 
 RANDOM = "random"
@@ -245,4 +246,5 @@ def emit(result: dict, as_json: bool) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with sigterm_as_interrupt():  # a scheduler's SIGTERM unwinds like Ctrl-C: temporary folders go
+        main()

@@ -35,6 +35,7 @@ from reaemb_trl.crrl import (
 )
 from reaemb_trl.data import PreparedDataset, prepare_dataset, sample_dataset_files  # noqa: E402
 from reaemb_trl.embedder import POOLING_MODES, LatentReasoningEmbedder  # noqa: E402
+from reaemb_trl.io_utils import sigterm_as_interrupt  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -110,4 +111,5 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    with sigterm_as_interrupt():  # a scheduler's SIGTERM unwinds like Ctrl-C: temporary folders go
+        main()

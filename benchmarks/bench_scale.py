@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from bench_cooccurrence import synthetic_log  # beside this script
 
-from reaemb_trl.io_utils import atomic_path, write_json
+from reaemb_trl.io_utils import atomic_path, sigterm_as_interrupt, write_json
 
 STEPS = ("prepare", "candidates", "export")
 WORDS = ("paper", "stapler", "blue", "black", "pen", "desk", "office", "printer", "ink", "folder", "binder", "label",
@@ -130,7 +130,8 @@ def run_worker(step: str, folder: Path) -> dict:
         loaded_peak, loaded = _memory_mib("VmHWM"), _memory_mib("VmRSS")
         _reset_peak()
         start = time.perf_counter()
-        export_item_table(embedder, dataset, folder / "items.safetensors", batch_size=128, show_progress=False)
+        export_item_table(embedder, dataset, folder / "items.safetensors", batch_size=128, show_progress=False,
+                          overwrite=True)
         seconds = time.perf_counter() - start
         return {"seconds": seconds, **_step_memory(loaded_peak, loaded),
                 "table_mib": (dataset.num_items + 1) * embedder.config.hidden_size * 4 / 2**20}
@@ -251,4 +252,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    with sigterm_as_interrupt():  # a scheduler's SIGTERM unwinds like Ctrl-C: temporary folders go
+        sys.exit(main())

@@ -201,7 +201,10 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
+    from reaemb_trl.io_utils import sigterm_as_interrupt
+
     try:
-        main()
+        with sigterm_as_interrupt():  # a scheduler's SIGTERM unwinds like Ctrl-C: temporary folders go
+            main()
     except MissingPiece as err:
         sys.exit(f"gpu_check: MISSING {err}")

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib
-import signal
 import sys
-from typing import Iterator
 
 from .errors import InputError
+from .io_utils import sigterm_as_interrupt
 
 # name -> (module:function, one-line help). Imported lazily so `--help` stays fast.
 COMMANDS = {
@@ -29,24 +27,6 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (timeout, kill, schedulers) unwinds like Ctrl-C, so every temporary file and folder is removed."""
-    try:
-        previous = signal.signal(signal.SIGTERM, _interrupt)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -59,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     module_name, func_name = COMMANDS[name][0].split(":")
     func = getattr(importlib.import_module(module_name), func_name)
     try:
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():  # SIGTERM unwinds like Ctrl-C: no scratch is left
             return int(func(rest) or 0)
     except InputError as err:
         print(f"reaemb-trl {name}: error: {err}", file=sys.stderr)

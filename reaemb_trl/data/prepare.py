@@ -12,14 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import InputError
-from ..io_utils import (
-    atomic_output_dir,
-    check_creatable,
-    ensure_replaceable,
-    sha256_file,
-    sha256_json,
-    write_json,
-)
+from ..io_utils import OutputGuard, atomic_output_dir, sha256_file, sha256_json, write_json
 from .cooccurrence import HOLDOUT, build_cooccurrence
 from .readers import RawInteractions, RawItems, SourceFormat, get_format
 from .reward_signal import reward_signal
@@ -209,10 +202,16 @@ def prepare_dataset(format: str, interactions: str | os.PathLike, items: str | o
     opts = PrepareOptions(**options)
     inter_path = existing_file(interactions, "interactions")
     items_path = existing_file(items, "items") if items is not None else None
-    output = Path(output)
-    # before the (long) reading
-    ensure_replaceable(output, "dataset.json", [p for p in (inter_path, items_path) if p is not None], overwrite)
-    check_creatable(output)  # before the (long) reading
+    # before the (long) reading; held (locked) until the folder is written
+    guard = OutputGuard(output, marker="dataset.json", inputs=[inter_path, items_path], overwrite=overwrite)
+    with guard:
+        _prepare(format, source, opts, inter_path, items_path, guard)
+    return Path(output)
+
+
+def _prepare(format: str, source: SourceFormat, opts: PrepareOptions, inter_path: Path, items_path: Path | None,
+             guard: OutputGuard) -> None:
+    """Read, filter and write the prepared folder at `guard.path`."""
     keep_repeats = source.keeps_repeats if opts.keep_repeats is None else opts.keep_repeats
     inter_encoding, items_encoding = _encodings(source, items_path, opts.encoding)
 
@@ -224,7 +223,7 @@ def prepare_dataset(format: str, interactions: str | os.PathLike, items: str | o
         raise InputError(f"{items_path}: empty input (no items)")
     if raw_items is None:
         warnings.warn(f"no item file given for {inter_path}: every item gets an empty text (co-occurrence and "
-                      f"ID-only models still work)", stacklevel=2)
+                      f"ID-only models still work)", stacklevel=3)  # the caller of prepare_dataset
 
     counts: dict = {"raw_interactions": len(raw.users)}
     removed = dict.fromkeys(FILTERS, 0)
@@ -247,7 +246,7 @@ def prepare_dataset(format: str, interactions: str | os.PathLike, items: str | o
     item_fields = [raw_items.fields[name] for name in source_ids] if raw_items else [{}] * len(source_ids)
     counts.update(_statistics(sequences, len(source_ids)))
 
-    with atomic_output_dir(output, overwrite=overwrite) as tmp:
+    with atomic_output_dir(guard.path, overwrite=guard.replaces) as tmp:
         counts["items_with_text"] = _write_items(tmp / "items.jsonl", source_ids, item_fields,
                                                   opts.max_value_chars)
         _write_interactions(tmp / "inter.txt", sequences)
@@ -270,4 +269,3 @@ def prepare_dataset(format: str, interactions: str | os.PathLike, items: str | o
             "reward_signal": reward_signal(cooccurrence),
             "sha256": fingerprint,
         })
-    return output

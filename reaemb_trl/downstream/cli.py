@@ -21,6 +21,7 @@ class EvaluateArguments:
     output: str = help_field("metrics.json to write (atomically).")
     embeddings: str | None = help_field("Item embedding file (safetensors); without it: learned ID embeddings.",
                                         default=None)
+    overwrite: bool = help_field("Replace an existing metrics file that evaluate wrote.", default=False)
 
 
 @dataclass
@@ -36,7 +37,7 @@ class CompareArguments:
         "help": f"One or both of {', '.join(PROTOCOLS)}. Each model is trained once: early stopping and the best "
                 "checkpoint follow validation NDCG@10 under the FIRST protocol listed, then test metrics are read "
                 "under every listed protocol from that checkpoint."})
-    overwrite: bool = help_field("Replace an existing output folder.", default=False)
+    overwrite: bool = help_field("Replace an existing output folder that compare wrote.", default=False)
 
 
 def evaluate_main(argv: list[str] | None = None) -> int:
@@ -44,7 +45,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
 
     config, args = parse_recipe(DownstreamConfig, list(argv or []), prog="reaemb-trl evaluate",
                                 extra=(EvaluateArguments,), description="Train and test one recommender.")
-    record = evaluate(args.data, args.embeddings, config, output=args.output)
+    record = evaluate(args.data, args.embeddings, config, output=args.output, overwrite=args.overwrite)
     print(json.dumps({"overall": record["overall"], "epochs_run": record["epochs_run"],
                       "wall_time_s": record["wall_time_s"]}, indent=2))
     return 0

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from ..data import PreparedDataset
 from ..errors import InputError
-from ..io_utils import atomic_output_dir, ensure_replaceable, sha256_file, write_json
+from ..io_utils import OutputGuard, atomic_output_dir, sha256_file, write_json
 from .config import DownstreamConfig
 from .evaluate import load_table, run_records
 from .metrics import GROUPS
@@ -105,7 +105,7 @@ def compare(data: str | os.PathLike, runs: Mapping[str, str | os.PathLike] | Non
     The popularity baseline (recommender "pop") runs once: it has no table and no randomness.
     """
     config = config or DownstreamConfig()
-    ensure_replaceable(output, "results.json", [data, *(runs or {}).values()], overwrite)
+    guard = OutputGuard(output, marker="results.json", inputs=[data, *(runs or {}).values()], overwrite=overwrite)
     reserved = {ID_ONLY, POPULARITY} & set(runs or {})
     if reserved:
         raise InputError(f"run name(s) {sorted(reserved)} are reserved for the built-in baselines; rename them")
@@ -126,7 +126,7 @@ def compare(data: str | os.PathLike, runs: Mapping[str, str | os.PathLike] | Non
         jobs += [(recommender, run, seed) for run in table_runs for seed in seeds]
 
     records = []
-    with atomic_output_dir(output, overwrite=overwrite) as folder:
+    with guard, atomic_output_dir(guard.path, overwrite=guard.replaces) as folder:
         for recommender, run, seed in tqdm(jobs, desc="compare runs", disable=not config.show_progress):
             run_config = dataclasses.replace(config, recommender=recommender, protocol=protocols[0], seed=seed)
             path = None if run in (ID_ONLY, POPULARITY) else runs[run]

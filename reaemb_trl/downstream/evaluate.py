@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import os
 import time
 from collections.abc import Sequence
@@ -12,7 +14,7 @@ import numpy as np
 
 from ..data import PreparedDataset, load_embedding_table
 from ..errors import InputError
-from ..io_utils import check_writable_file, sha256_file, write_json
+from ..io_utils import OutputGuard, sha256_file, write_json
 from .metrics import GROUPS
 from .trainer import SELECTION_METRIC, DownstreamConfig, DownstreamTrainer
 
@@ -76,13 +78,25 @@ def run_record(config: DownstreamConfig, dataset: PreparedDataset, embeddings: s
 
 
 def evaluate(data: str | os.PathLike, embeddings: str | os.PathLike | None = None,
-             config: DownstreamConfig | None = None, output: str | os.PathLike | None = None, **overrides) -> dict:
-    """Train `config.recommender` on the prepared folder `data` and return (and write, atomically) its metrics."""
+             config: DownstreamConfig | None = None, output: str | os.PathLike | None = None,
+             overwrite: bool = False, **overrides) -> dict:
+    """Train `config.recommender` on the prepared folder `data` and return (and write, atomically) its metrics;
+    an existing `output` is replaced only with `overwrite`, and only if it is a metrics file this function wrote."""
     config = dataclasses.replace(config or DownstreamConfig(), **overrides)
-    if output is not None:
-        check_writable_file(output)  # before the training, not after it
-    dataset = PreparedDataset.load(data)
-    record = run_record(config, dataset, embeddings, load_table(embeddings, dataset))
-    if output is not None:
-        write_json(Path(output), record)
+    guard = None if output is None else OutputGuard(output, kind="file", marker=_is_metrics_file,
+                                                     inputs=[data, embeddings], overwrite=overwrite)  # before training
+    with guard or contextlib.nullcontext():
+        dataset = PreparedDataset.load(data)
+        record = run_record(config, dataset, embeddings, load_table(embeddings, dataset))
+        if guard is not None:
+            write_json(guard.path, record)
     return record
+
+
+def _is_metrics_file(path: Path) -> bool:
+    """A metrics record `evaluate` wrote (what its --overwrite may replace)."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(record, dict) and {"recommender", "protocol", "inputs", "overall"} <= set(record)

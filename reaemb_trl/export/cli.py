@@ -8,9 +8,8 @@ from __future__ import annotations
 import argparse
 
 from ..errors import InputError
-from ..io_utils import check_writable_file
-from .export import check_dataset, default_device, export_item_tables
-from .formats import FORMATS, check_output, recbole_config_path, table_path
+from .export import check_dataset, default_device, export_item_tables, output_guards
+from .formats import FORMATS, check_output, recbole_config_path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--execution-path", choices=("fast", "reference"),
                         help="How the two passes run (default: fast for decoders; encoders always run reference).")
     parser.add_argument("--num-items", type=int, help="Refuse a dataset that does not have exactly this many items.")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="Replace existing tables that an export wrote (never other files, never inputs).")
     parser.add_argument("--device", help="torch device (default: cuda when available, else cpu).")
     parser.add_argument("--no-progress", dest="show_progress", action="store_false", help="Hide the progress bar.")
     return parser
@@ -53,9 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     if len(args.model) != len(args.output):
         raise InputError(f"--model was given {len(args.model)} times and --output {len(args.output)} times: "
                          "give one --output per --model")
-    for output in args.output:  # export_item_tables checks them too, but only after the models have loaded
+    # the outputs' checks, before the models load (export_item_tables makes them again, then takes the guards)
+    for output in args.output:
         check_output(args.table_format, output, args.pca)
-        check_writable_file(table_path(args.table_format, output))
+    output_guards(args.output, args.table_format, args.pca, [args.data, *args.model], args.overwrite)
     dataset = PreparedDataset.load(args.data)
     check_dataset(dataset, args.num_items)  # before the models load, which takes seconds to minutes
     if not args.show_progress:
@@ -65,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     written = export_item_tables(embedders, dataset, args.output, pca=args.pca, batch_size=args.batch_size,
                                  execution_path=args.execution_path, num_items=args.num_items, model_names=args.model,
                                  show_progress=args.show_progress, table_format=args.table_format,
-                                 normalize=args.normalize)
+                                 normalize=args.normalize, overwrite=args.overwrite)
     for file in written:
         print(f"wrote {file}")
         if args.table_format == "recbole":

@@ -16,7 +16,8 @@ from tqdm.auto import tqdm
 from ..data import PreparedDataset, load_embedding_table
 from ..embedder.shared_pass import BLOCK_SIZE, encode_checked_group, shares_pass1
 from ..errors import InputError
-from .formats import check_output, table_path, table_writer, write_table
+from ..io_utils import OutputGuard
+from .formats import check_output, is_exported_table, output_files, table_path, table_writer, write_table
 from .similarity import trained_similarity
 
 
@@ -31,10 +32,24 @@ def pca_path(output: str | os.PathLike, dim: int) -> Path:
     return output.with_name(f"{output.stem}.pca{dim}{output.suffix}")
 
 
+def output_guards(outputs: Sequence[str | os.PathLike], table_format: str, pca: int | None,
+                  inputs: Sequence[str | os.PathLike], overwrite: bool = False) -> list[OutputGuard]:
+    """The guard of each table (its companion files and PCA table with it), built before anything is encoded:
+    a table may not be written over an input, nor over a file an export did not write, nor twice in one run."""
+    tables = [table_path(table_format, output).resolve() for output in outputs]
+    repeated = next((output for output, table in zip(outputs, tables) if tables.count(table) > 1), None)
+    if repeated is not None:
+        raise InputError(f"--output {repeated}: two tables of this run would be written to one file")
+    return [OutputGuard(table, kind="file", marker=is_exported_table, inputs=inputs, overwrite=overwrite,
+                        also=[*output_files(table_format, table)[1:],
+                              *(output_files("safetensors", pca_path(table, pca)) if pca is not None else [])])
+            for table in tables]
+
+
 def export_item_table(embedder, dataset: PreparedDataset, output: str | os.PathLike, pca: int | None = None,
                       batch_size: int = 32, execution_path: str | None = None, num_items: int | None = None,
                       model_name: str | None = None, show_progress: bool = True, table_format: str = "safetensors",
-                      normalize: bool = False, block_size: int = BLOCK_SIZE) -> list[Path]:
+                      normalize: bool = False, block_size: int = BLOCK_SIZE, overwrite: bool = False) -> list[Path]:
     """Embed items 1..N with `embedder.encode` and write the table in `table_format` (safetensors: row 0 zeros,
     the file `load_embedding_table` reads), with the source-id map and metadata beside it (docs/export_formats.md).
 
@@ -42,18 +57,19 @@ def export_item_table(embedder, dataset: PreparedDataset, output: str | os.PathL
     dataset of another size is refused. With `pca` (safetensors only), a second file (`pca_path`) holds the reduced
     table plus the scikit-learn PCA parameters as the tensors `pca_components`, `pca_mean`, `pca_explained_variance`.
     `normalize` L2-normalises every item row written (the PCA is fitted on the normalised rows, and its reduced rows
-    are normalised again). Returns the paths of the tables.
+    are normalised again). An existing table is replaced only with `overwrite`, and only if an export wrote it
+    (`output_guards`). Returns the paths of the tables.
     """
     return export_item_tables([embedder], dataset, [output], pca, batch_size, execution_path, num_items,
                               None if model_name is None else [model_name], show_progress, table_format, normalize,
-                              block_size)
+                              block_size, overwrite)
 
 
 def export_item_tables(embedders: Sequence, dataset: PreparedDataset, outputs: Sequence[str | os.PathLike],
                        pca: int | None = None, batch_size: int = 32, execution_path: str | None = None,
                        num_items: int | None = None, model_names: Sequence[str] | None = None,
                        show_progress: bool = True, table_format: str = "safetensors",
-                       normalize: bool = False, block_size: int = BLOCK_SIZE) -> list[Path]:
+                       normalize: bool = False, block_size: int = BLOCK_SIZE, overwrite: bool = False) -> list[Path]:
     """`export_item_table` for several embedders, one output each. On the fast path, the embedders that share
     pass 1 with the first (`shares_pass1`: an LRCL folder and the CRRL folder trained from it) are encoded from one
     pass 1 per batch, which gives the same tables; the others are encoded on their own.
@@ -65,18 +81,34 @@ def export_item_tables(embedders: Sequence, dataset: PreparedDataset, outputs: S
         raise ValueError(f"{len(embedders)} embedders but {len(outputs)} outputs")
     for output in outputs:
         check_output(table_format, output, pca, dataset.source_ids)
+    names = list(model_names or [None] * len(embedders))
+    folders = [dataset.path, *(name or embedder.name_or_path for embedder, name in zip(embedders, names))]
+    guards = output_guards(outputs, table_format, pca, [f for f in folders if f and Path(f).exists()], overwrite)
     texts = check_dataset(dataset, num_items)
     for embedder in embedders:
         _check_pca(embedder, dataset, pca)
+    with contextlib.ExitStack() as held:  # each table's lock, until its PCA table is written too
+        targets = [held.enter_context(guard).path for guard in guards]
+        _write_tables(embedders, dataset, targets, names, execution_path, table_format, normalize, texts,
+                      batch_size, block_size, show_progress)
+        for embedder, target, name in zip(embedders, targets, names):
+            if pca is not None:
+                _write_pca(embedder, dataset, target, pca, execution_path, name, normalize)
+    return [path for output in outputs
+            for path in (table_path(table_format, output), *([pca_path(output, pca)] if pca is not None else []))]
+
+
+def _write_tables(embedders: Sequence, dataset: PreparedDataset, targets: list[Path], names: list[str | None],
+                  execution_path: str | None, table_format: str, normalize: bool, texts: list[str], batch_size: int,
+                  block_size: int, show_progress: bool) -> None:
     first = embedders[0]
     # pass 1 is worth sharing on the fast path (a decoder's KV cache); encoders run whole passes
     worth_sharing = first.resolve_execution_path(execution_path) == "fast"
     group = [first, *(e for e in embedders[1:] if worth_sharing and shares_pass1(first, e, texts))]
-    names = list(model_names or [None] * len(embedders))
     with contextlib.ExitStack() as stack:
-        appends = [stack.enter_context(_table_writer(embedder, dataset, output, execution_path, name, table_format,
+        appends = [stack.enter_context(_table_writer(embedder, dataset, target, execution_path, name, table_format,
                                                      normalize))
-                   for embedder, output, name in zip(embedders, outputs, names)]
+                   for embedder, target, name in zip(embedders, targets, names)]
         # one block: the encoder's own bar counts batches; several: this bar counts blocks
         per_batch = show_progress and len(texts) <= block_size
         progress = stack.enter_context(tqdm(total=len(texts), desc="export", unit="item",
@@ -92,12 +124,6 @@ def export_item_tables(embedders: Sequence, dataset: PreparedDataset, outputs: S
                                            show_progress=per_batch)
                 append(_unit_rows(rows.numpy()) if normalize else rows.numpy())
             progress.update(len(block))
-    written = []
-    for embedder, output, name in zip(embedders, outputs, names):
-        written.append(table_path(table_format, output))
-        if pca is not None:
-            written.append(_write_pca(embedder, dataset, output, pca, execution_path, name, normalize))
-    return written
 
 
 def check_dataset(dataset: PreparedDataset, num_items: int | None = None) -> list[str]:

@@ -11,6 +11,7 @@ renamed into place: a table on disk has its companions, and an interrupted expor
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -55,6 +56,29 @@ def table_path(table_format: str, output: str | os.PathLike) -> Path:
     if table_format == "safetensors":
         return output
     return output.with_name(_name(output, table_format) + SUFFIXES[table_format])
+
+
+def output_files(table_format: str, output: str | os.PathLike) -> list[Path]:
+    """Every file an export of `output` writes, the table first."""
+    table = table_path(table_format, output)
+    companions = {"safetensors": [IDS_SUFFIX, META_SUFFIX], "npy": [IDS_SUFFIX, META_SUFFIX], "parquet": [],
+                  "recbole": [META_SUFFIX]}[table_format]
+    extra = [recbole_config_path(table)] if table_format == "recbole" else []
+    return [table, *(companion_path(table, suffix) for suffix in companions), *extra]
+
+
+def is_exported_table(path: Path) -> bool:
+    """Whether `path` is a table an export wrote (what --overwrite may replace): its metadata says how its rows
+    are laid out, in the companion file or, for parquet, in the file."""
+    try:
+        if path.suffix == SUFFIXES["parquet"]:
+            import pyarrow.parquet as pq
+
+            return b"padding_row" in (pq.read_schema(path).metadata or {})
+        described = json.loads(companion_path(path, META_SUFFIX).read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # no companion, or not a table
+        return False
+    return isinstance(described, dict) and "padding_row" in described
 
 
 def companion_path(table: str | os.PathLike, suffix: str) -> Path:

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from ..data import PreparedDataset
 from ..errors import InputError
 from ..hub import write_model_card
-from ..io_utils import atomic_path, sha256_json, staged_update, write_json
+from ..io_utils import OutputGuard, atomic_path, scratch, sha256_json, staged_update, write_json
 from ..launch import StopRequests, gpu_less_multiprocess
 from ..recipe import config_to_dict
 from ..training_state import (
@@ -47,6 +47,8 @@ from .lrcl_config import LRCLConfig
 from .views import ViewSampler
 
 CHECKPOINT_WEIGHTS = "model.safetensors"  # also the name accelerate writes for the first prepared model
+# An output folder holds a run once it has a checkpoint or the finished model (trainer_state.json, written last).
+RUN_MARKERS = (CHECKPOINT_MARKER, f"checkpoint-*/{CHECKPOINT_MARKER}")
 # Stream namespaces of the view sampler and of the item order, so they never share random numbers.
 _TRAIN_VIEWS, _EVAL_VIEWS, _ITEM_ORDER, _EVAL_SPLIT = 1, 2, 3, 4
 
@@ -171,6 +173,12 @@ class LRCLTrainer:
         if dataset is None and not config.dataset_dir:
             raise InputError("LRCL config: dataset_dir is required")
         self.output_dir = Path(config.output_dir)
+        model = config.model_name_or_path
+        self.guard = OutputGuard(  # before any work; held while training (`train`)
+            self.output_dir, kind="run", marker=RUN_MARKERS, flag="--overwrite_output_dir true",
+            inputs=[config.dataset_dir if dataset is None else getattr(dataset, "path", None),
+                    model if model and Path(model).exists() else None],  # a local folder, not a hub name
+            overwrite=config.overwrite_output_dir, resume=bool(config.resume_from_checkpoint))
         self.dataset = dataset if dataset is not None else PreparedDataset.load(config.dataset_dir)
         self._split_items()
 
@@ -184,7 +192,6 @@ class LRCLTrainer:
                                                 logging_dir=config.logging_dir or str(self.output_dir / "logs")),
             step_scheduler_with_optimizer=False,  # one schedule step per optimizer step, whatever the world size
         )
-        self._check_output_dir()
 
         set_seed(config.seed)  # the same initial LoRA / thought weights on every process
         embedder = embedder if embedder is not None else build_embedder(config)
@@ -293,18 +300,6 @@ class LRCLTrainer:
                 "eval_items": len(self.eval_item_ids)}
 
     # ----------------------------------------------------------- checkpoints
-    def _check_output_dir(self) -> None:
-        holds_run = bool(checkpoint_folders(self.output_dir)) or (self.output_dir / CHECKPOINT_MARKER).exists()
-        if not holds_run or self.config.resume_from_checkpoint:
-            return
-        if not self.config.overwrite_output_dir:
-            raise InputError(f"{self.output_dir}: the output folder already holds an LRCL run; pass "
-                             "--resume_from_checkpoint latest to continue it or --overwrite_output_dir true")
-        if self.accelerator.is_main_process:
-            for folder in checkpoint_folders(self.output_dir):
-                shutil.rmtree(folder)
-        self.accelerator.wait_for_everyone()
-
     def _trainable_weights(self, model: nn.Module) -> dict[str, torch.Tensor]:
         # Frozen backbone weights are rebuilt from model_name_or_path: checkpoints hold the trained ones only.
         unwrapped = self.accelerator.unwrap_model(model)
@@ -352,9 +347,10 @@ class LRCLTrainer:
 
     def save_checkpoint(self) -> Path:
         final = self.output_dir / f"checkpoint-{self.global_step}"
-        staging = final.with_name(f".{final.name}.tmp")
+        # every process writes into one marked scratch folder: what a kill leaves, the next run's guard removes
+        staging = scratch(final, fixed=True, create=self.accelerator.is_main_process)
         if self.accelerator.is_main_process:
-            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir()
         self.accelerator.wait_for_everyone()
         if self._safe_checkpoints():
             if self.accelerator.is_main_process:
@@ -372,6 +368,7 @@ class LRCLTrainer:
                 "history": self.history})
             shutil.rmtree(final, ignore_errors=True)
             os.replace(staging, final)
+            shutil.rmtree(staging.parent)
             for old in checkpoint_folders(self.output_dir)[: -self.config.save_total_limit]:
                 shutil.rmtree(old)
         self.accelerator.wait_for_everyone()
@@ -421,7 +418,14 @@ class LRCLTrainer:
         return metrics
 
     def train(self) -> dict:
-        """Run to `max_steps` (from a checkpoint if asked), then write the output folder. Returns the last metrics."""
+        """Run to `max_steps` (from a checkpoint if asked), then write the output folder. Returns the last metrics.
+        The output's guard is held meanwhile: a replaced run (overwrite_output_dir) is deleted now, once everything
+        was checked and built."""
+        with self.guard:
+            self.accelerator.wait_for_everyone()  # the main process made the folder
+            return self._train()
+
+    def _train(self) -> dict:
         config, accelerator = self.config, self.accelerator
         if config.report_to:
             hyperparameters = {k: v if isinstance(v, (int, float, str, bool)) else str(v)

@@ -14,9 +14,9 @@ started again with `resume_from_checkpoint` set to its newest checkpoint, so it 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Callable
@@ -25,7 +25,7 @@ import yaml
 
 from ..data import PreparedDataset, prepare_dataset, sample_dataset_files
 from ..errors import InputError
-from ..io_utils import atomic_path, write_json
+from ..io_utils import OutputGuard, SetAside, atomic_path, write_json
 from ..recipe import parse_recipe
 from ..training_state import latest_checkpoint
 from .pipeline_config import BUNDLED, EXTRA_ARMS, PipelineConfig, stage_hash
@@ -82,13 +82,19 @@ class PipelineRunner:
         self.log = log
         self.backbone = config.backbone  # a bundled name stays a name: the embedder resolves it
         self.interactions, self.items = self._resolve_dataset_files()
+        # OUTPUT holds every stage's output: it may hold no input (a stage started over would delete it)
+        local_backbone = self.backbone if Path(self.backbone).exists() else None
+        self.guard = OutputGuard(self.out, kind="run", marker="pipeline_state.json", resume=True,
+                                 inputs=[self.interactions, self.items, self.prepared, local_backbone])
         self.state: PipelineState | None = None
         self.hashes: dict[str, str] = {}
 
     def run(self) -> Path | None:
-        """Run every stage that needs to; returns report.md (None in a dry run)."""
-        if not self.dry_run:
-            self.out.mkdir(parents=True, exist_ok=True)
+        """Run every stage that needs to; returns report.md (None in a dry run). A real run holds OUTPUT's lock."""
+        with contextlib.nullcontext() if self.dry_run else self.guard:
+            return self._run_stages()
+
+    def _run_stages(self) -> Path | None:
         self.state = PipelineState(self.out / "pipeline_state.json")
         data_dir = self.prepared if self.prepared is not None else self.out / "data"
         lrcl_common = {"model_name_or_path": self.backbone, "dataset_dir": str(data_dir), "seed": self.config.seed}
@@ -151,11 +157,19 @@ class PipelineRunner:
             return
         if changed:
             self.log(f"[pipeline] {name}: config changed since the last run, starting over")
-            shutil.rmtree(output) if output.is_dir() else output.unlink()
         self.log(f"[pipeline] {name}: " + (f"resuming from {checkpoint.name}" if checkpoint else "running"))
         self.state.mark(name, hash=digest, status="running", started=_now())
         start = time.perf_counter()
-        run(output)
+        # a changed stage's old output waits aside until the new one is written: a stage refused before that (a bad
+        # setting) gets it back, with its record
+        aside = SetAside(output) if changed else contextlib.nullcontext()
+        try:
+            with aside:
+                run(output)
+        finally:
+            if changed and aside.restored:
+                self.state.stages[name] = record
+                self.state.mark(name)  # written back as it was
         self.state.mark(name, status="done", seconds=round(time.perf_counter() - start, 2), finished=_now())
 
     # -- stages ------------------------------------------------------------------------------------------------
@@ -208,7 +222,7 @@ class PipelineRunner:
         embedders = [LatentReasoningEmbedder.from_pretrained(folder).to(default_device()) for folder in folders]
         export_item_tables(embedders, PreparedDataset.load(data_dir), [tables[run] for run in runs],
                            pca=self.config.export.pca, batch_size=self.config.export.batch_size,
-                           model_names=[str(folder) for folder in folders])
+                           model_names=[str(folder) for folder in folders], overwrite=True)
 
     def _compare(self, data_dir: Path, tables: dict[str, Path], output: Path) -> None:
         from ..downstream import DownstreamConfig, compare
