@@ -241,3 +241,26 @@ def test_grpo_keys_that_mean_nothing_here_are_refused_by_name(tmp_path, key, val
     with pytest.raises(InputError, match=rf"{key} \({meaning}\) mean nothing here"):
         CRRLConfig(output_dir=str(tmp_path), **{key: value})
     CRRLConfig(output_dir=str(tmp_path), logging_steps=3, report_to="none")  # the keys CRRL uses still work
+
+
+def test_tensorboard_events_of_every_evaluation_land_under_output_dir(lrcl_folder, prepared_sample, tmp_path,
+                                                                      monkeypatch):
+    # The evaluation before training logs before TensorBoard's callback picks its folder at train begin; without a
+    # folder given it would write to ./runs of the working directory.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from reaemb_trl.crrl import run
+
+    monkeypatch.chdir(tmp_path)
+    output = tmp_path / "out"
+    run(CRRLConfig(output_dir=str(output), model_name_or_path=str(lrcl_folder), dataset_dir=str(prepared_sample),
+                   num_generations=4, per_device_train_batch_size=16, max_steps=2, eval_items=8, logging_steps=1,
+                   save_strategy="no", report_to="tensorboard", warmup_steps=0, use_cpu=True, seed=0))
+    assert not (tmp_path / "runs").exists()
+    tags = set()
+    for events in output.rglob("events.out.tfevents.*"):
+        accumulator = EventAccumulator(str(events))
+        accumulator.Reload()
+        tags |= set(accumulator.Tags()["scalars"])
+    assert {"eval/start_cooc_ndcg", "eval/start_train_items_cooc_ndcg", "train/reward", "eval/cooc_ndcg",
+            "train/reward_floor"} <= tags, tags

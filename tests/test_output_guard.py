@@ -188,7 +188,6 @@ def test_lrcl_never_writes_into_its_input_folders(small_dataset, tmp_path):
     assert snapshot(tmp_path) == before
 
 
-@pytest.mark.xfail(strict=True, reason="until crrl/run.py builds its OutputGuard (issue 21): then drop this mark")
 def test_crrl_never_writes_into_its_input_folders(small_dataset, tmp_path):
     from reaemb_trl.crrl import CRRLConfig
     from reaemb_trl.crrl import run as run_crrl

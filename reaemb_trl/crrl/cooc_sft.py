@@ -26,7 +26,7 @@ from transformers import Trainer, get_scheduler
 from ..embedder import LatentReasoningEmbedder, PrefixCache
 from ..errors import InputError
 from ..hub import write_model_card
-from ..io_utils import atomic_output_dir, write_json
+from ..io_utils import OutputGuard, atomic_output_dir, write_json
 from ..rewards import get_reward
 from ..rewards.builtin import cooc_softmax
 from .crrl_config import CRRLConfig
@@ -150,9 +150,10 @@ def run_cooc_sft(args: CRRLConfig) -> dict:
     the held-out items and of a training sample before (`start`) and after (`end`), the log history and the item
     visits. Writes the embedder folder `args.output_dir` (+ cooc_sft_config.json, cooc_sft_metrics.json, README.md)
     at the end, whole."""
-    output = Path(args.output_dir)
-    if output.exists() and any(output.iterdir()) and not args.overwrite_output_dir:
-        raise InputError(f"{output}: output folder exists and is not empty (pass --overwrite_output_dir true)")
+    model = args.model_name_or_path
+    guard = OutputGuard(args.output_dir, marker="cooc_sft_config.json", flag="--overwrite_output_dir true",
+                        inputs=[args.dataset_dir, model if model and Path(model).exists() else None],
+                        overwrite=args.overwrite_output_dir)  # before any work; held while the folder is written
     reward_model = build_reward_model(args)
     train_items, heldout_items = reward_model.split_items(args.eval_items, seed=args.seed)
     sft = CoocSFT(load_policy(args), args, reward_model, train_items)
@@ -168,7 +169,7 @@ def run_cooc_sft(args: CRRLConfig) -> dict:
     metrics["log_history"] = sft.train()
     metrics["item_visits"] = sft.items_seen
     metrics["end"] = {f"eval_{key}": value for key, value in sft.evaluate(item_sets).items()}
-    with atomic_output_dir(output, overwrite=True) as folder:
+    with guard, atomic_output_dir(guard.path, overwrite=guard.replaces) as folder:
         sft.embedder.save_pretrained(folder)
         write_json(folder / "cooc_sft_config.json", args.to_dict())
         write_json(folder / "cooc_sft_metrics.json", metrics)

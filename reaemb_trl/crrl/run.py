@@ -8,16 +8,20 @@ import logging
 from pathlib import Path
 
 from transformers import TrainerCallback
+from transformers.integrations import TensorBoardCallback
+from transformers.integrations.integration_utils import default_logdir
 
 from ..curves import plot_log_history
 from ..errors import InputError
-from ..io_utils import write_json
+from ..io_utils import OutputGuard, write_json
 from ..launch import StopRequests
 from ..rewards import get_reward
-from ..training_state import resolve_resume
+from ..training_state import CHECKPOINT_MARKER, resolve_resume
 from .crrl_config import CRRLConfig
 
 logger = logging.getLogger(__name__)
+# An output folder holds a CRRL run once it has a checkpoint or the finished model.
+RUN_MARKERS = (CHECKPOINT_MARKER, f"checkpoint-*/{CHECKPOINT_MARKER}", "crrl_config.json")
 CURVES_FILE = "crrl_curves.png"
 # Warn when the starting reward covers less than this share of the floor-to-ceiling gap.
 LOW_START_SHARE = 0.2
@@ -82,6 +86,14 @@ def build_trainer(args: CRRLConfig):
     )
 
 
+def _log_into_output_dir(trainer) -> None:
+    """The evaluation before training logs before `on_train_begin`, where TensorBoard's callback picks its folder, so
+    it would write to ./runs of the working directory: give it the folder it picks at train begin."""
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, TensorBoardCallback) and callback.logging_dir is None:
+            callback.logging_dir = str(Path(trainer.args.output_dir) / default_logdir())
+
+
 def _reward_headroom(trainer, start: float) -> dict:
     """The held-out reward's random-ranking floor and ceiling next to the starting table's reward, logged; a warning
     when the start is so close to the floor that the reward barely tells this table from a random one."""
@@ -128,16 +140,24 @@ class _StopAfterStep(TrainerCallback):
 def run(args: CRRLConfig) -> dict:
     """Train, evaluate before and after on the held-out items, save the embedder folder; returns the metrics."""
     output = Path(args.output_dir)
-    if (output.exists() and any(output.iterdir()) and not args.overwrite_output_dir
-            and not args.resume_from_checkpoint):
-        raise InputError(f"{output}: output folder exists and is not empty (pass --overwrite_output_dir true or "
-                         "--resume_from_checkpoint)")
+    model = args.model_name_or_path
+    guard = OutputGuard(  # before any work; held while training: the lock, and a replaced run deleted only then
+        output, kind="run", marker=RUN_MARKERS, flag="--overwrite_output_dir true",
+        inputs=[args.dataset_dir, model if model and Path(model).exists() else None],
+        overwrite=args.overwrite_output_dir, resume=bool(args.resume_from_checkpoint))
     trainer = build_trainer(args)
+    with guard:
+        trainer.accelerator.wait_for_everyone()  # the main process made the folder
+        return _train(args, trainer, output)
+
+
+def _train(args: CRRLConfig, trainer, output: Path) -> dict:
     reward_model = trainer.reward_model
     heldout = trainer.eval_dataset is not None
     metrics = {"train_items": len(trainer.train_dataset),
                "heldout_items": len(trainer.eval_dataset) if heldout else 0,
                "skipped_items": reward_model.num_items - len(reward_model.items_with_positives())}
+    _log_into_output_dir(trainer)
     if heldout:
         metrics["start"] = trainer.evaluate(metric_key_prefix="eval_start")
         metrics.update(_reward_headroom(trainer, metrics["start"][f"eval_start_{args.eval_reward}"]))
