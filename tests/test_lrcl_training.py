@@ -54,7 +54,7 @@ def test_minilm_run_lowers_heldout_loss_and_improves_view_retrieval(minilm_lrcl)
 
     saved_config = json.loads((output / "lrcl_config.json").read_text())
     assert saved_config["max_steps"] == 20 and saved_config["train_items"] == 2420 - 256
-    assert (output / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (output / "lrcl_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     reloaded = LatentReasoningEmbedder.from_pretrained(output).eval()
     texts = ["title is Pilot G2 Gel Pen; brand is Pilot", "title is Stapler; brand is Swingline"]
     with torch.no_grad():

@@ -24,6 +24,7 @@ from safetensors.torch import save_file
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..curves import plot_log_history
 from ..data import PreparedDataset
 from ..errors import InputError
 from ..hub import write_model_card
@@ -46,6 +47,7 @@ from .losses import build_loss
 from .lrcl_config import LRCLConfig
 from .views import ViewSampler
 
+CURVES_FILE = "lrcl_curves.png"
 CHECKPOINT_WEIGHTS = "model.safetensors"  # also the name accelerate writes for the first prepared model
 # An output folder holds a run once it has a checkpoint or the finished model (trainer_state.json, written last).
 RUN_MARKERS = (CHECKPOINT_MARKER, f"checkpoint-*/{CHECKPOINT_MARKER}")
@@ -534,7 +536,7 @@ class LRCLTrainer:
         return plain
 
     def save_model(self) -> Path:
-        """Write the embedder folder + lrcl_config.json + trainer_state.json + loss.png into `output_dir`.
+        """Write the embedder folder + lrcl_config.json + trainer_state.json + lrcl_curves.png into `output_dir`.
 
         Everything is written to a temporary folder first and moved in file by file, trainer_state.json last,
         so a folder with trainer_state.json is complete.
@@ -550,7 +552,7 @@ class LRCLTrainer:
                     "resolved_mixed_precision": accelerator.mixed_precision,
                     "dataset_sha256": getattr(self.dataset, "sha256", None),
                     "train_items": len(self.train_item_ids), "eval_item_ids": self.eval_item_ids.tolist()})
-                plot_losses(self.history, staging / "loss.png")
+                plot_curves(self.history, staging / CURVES_FILE)
                 write_model_card(staging, stage="lrcl", backbone=self.config.model_name_or_path,
                                  settings=config_to_dict(self.config),
                                  dataset_sha256=getattr(self.dataset, "sha256", None),
@@ -573,23 +575,8 @@ def _heldout_metrics(evaluations: list[dict]) -> dict[str, float]:
             for key in ("eval_loss", "eval_top1") if key in evaluations[index]}
 
 
-def plot_losses(history: dict[str, list[dict]], path: Path) -> None:
-    """Training loss per step and held-out loss at each evaluation, on one PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    if history["train"]:
-        ax.plot([r["step"] for r in history["train"]], [r["loss"] for r in history["train"]],
-                label="training loss (batch)", linewidth=1)
-    if history["eval"]:
-        ax.plot([r["step"] for r in history["eval"]], [r["eval_loss"] for r in history["eval"]], "o-",
-                label="held-out loss")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("contrastive loss")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+def plot_curves(history: dict[str, list[dict]], path: Path) -> bool:
+    """Training loss per step, held-out loss and held-out view top-1 at each evaluation, each on its own axes: a
+    batch loss and a held-out loss over other items and batch sizes are not comparable numbers."""
+    panels = {"training loss (batch)": ["loss"], "held-out loss": ["eval_loss"], "held-out view top-1": ["eval_top1"]}
+    return plot_log_history(history["train"] + history["eval"], panels, path)
