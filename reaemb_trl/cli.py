@@ -13,6 +13,7 @@ COMMANDS = {
     "prepare": ("reaemb_trl.data.cli:main", "Turn a raw recommendation dataset into a prepared folder."),
     "lrcl": ("reaemb_trl.lrcl.cli:main", "Stage 1: latent reasoning-enhanced contrastive learning."),
     "crrl": ("reaemb_trl.crrl.cli:main", "Stage 2: collaborative reward RL (GRPO on latent thoughts)."),
+    "cooc-sft": ("reaemb_trl.crrl.cli:cooc_sft_main", "CRRL's supervised control on the same positives and negatives."),
     "export": ("reaemb_trl.export.cli:main", "Embed every item of a prepared dataset into a safetensors table."),
     "evaluate": ("reaemb_trl.downstream.cli:evaluate_main", "Train and test one sequential recommender."),
     "compare": ("reaemb_trl.downstream.cli:compare_main", "Compare embedding tables across recommenders and seeds."),

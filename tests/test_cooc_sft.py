@@ -102,3 +102,21 @@ def test_item_visits_are_crrls_on_the_fast_path(office30, tiny_embedder_folder, 
                             logprob="token_likelihood"), reward_model, train_items)
     with pytest.raises(InputError, match="for 3 train items"):
         CoocSFT(None, args, reward_model, train_items[:3])
+
+
+def test_cli_runs_the_pipelines_recipe_by_hand(office30, tiny_embedder_folder, tmp_path, capsys):
+    import json
+
+    import yaml
+
+    from reaemb_trl.cli import main
+
+    recipe = tmp_path / "cooc_sft.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "model_name_or_path": str(tiny_embedder_folder), "dataset_dir": str(office30),
+        "output_dir": str(tmp_path / "sft"), "per_device_train_batch_size": 8, "num_generations": 2, "max_steps": 2,
+        "eval_items": 8, "use_cpu": True, "report_to": "none", "warmup_steps": 0}))
+    assert main(["cooc-sft", "--config", str(recipe)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["item_visits"] == 8 and (tmp_path / "sft" / "cooc_sft_metrics.json").is_file()
+    assert main(["cooc-sft", "--config", str(recipe)]) == 1  # a finished folder is kept without the overwrite flag
