@@ -14,7 +14,8 @@ COMMANDS = {
     "lrcl": ("reaemb_trl.lrcl.cli:main", "Stage 1: latent reasoning-enhanced contrastive learning."),
     "crrl": ("reaemb_trl.crrl.cli:main", "Stage 2: collaborative reward RL (GRPO on latent thoughts)."),
     "cooc-sft": ("reaemb_trl.crrl.cli:cooc_sft_main", "CRRL's supervised control on the same positives and negatives."),
-    "export": ("reaemb_trl.export.cli:main", "Embed every item of a prepared dataset into a safetensors table."),
+    "export": ("reaemb_trl.export.cli:main", "Embed every item of a prepared dataset into an item table "
+               "(safetensors, npy, parquet or RecBole)."),
     "evaluate": ("reaemb_trl.downstream.cli:evaluate_main", "Train and test one sequential recommender."),
     "compare": ("reaemb_trl.downstream.cli:compare_main", "Compare embedding tables across recommenders and seeds."),
     "pipeline": ("reaemb_trl.pipeline.cli:main", "prepare -> LRCL -> CRRL -> export -> compare, resumable."),
@@ -23,7 +24,8 @@ COMMANDS = {
 
 def _usage() -> str:
     width = max(map(len, COMMANDS))
-    lines = ["usage: reaemb-trl COMMAND [options]   (reaemb-trl COMMAND --help for details)", "", "commands:"]
+    lines = ["usage: reaemb-trl COMMAND [options]   (reaemb-trl COMMAND --help for details; --version)", "",
+             "commands:"]
     lines += [f"  {name.ljust(width)}  {help_}" for name, (_, help_) in COMMANDS.items()]
     return "\n".join(lines)
 
@@ -32,6 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        from . import __version__
+
+        print(f"reaemb-trl {__version__}")
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:

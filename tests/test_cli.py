@@ -1,0 +1,22 @@
+"""The `reaemb-trl` entry points: the usage, --version, and `python -m reaemb_trl`."""
+
+import subprocess
+import sys
+
+from reaemb_trl import __version__
+from reaemb_trl.cli import COMMANDS, main
+
+
+def test_version_and_usage(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"reaemb-trl {__version__}"
+    assert main([]) == 0
+    usage = capsys.readouterr().out
+    assert all(name in usage for name in COMMANDS) and "cooc-sft" in usage
+    assert main(["nope"]) == 2
+
+
+def test_python_dash_m_runs_the_cli():
+    done = subprocess.run([sys.executable, "-m", "reaemb_trl", "--version"], capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 0 and done.stdout.strip() == f"reaemb-trl {__version__}"
