@@ -111,17 +111,20 @@ def _reward_headroom(trainer, start: float) -> dict:
 
 
 def plot_curves(log_history: list[dict], eval_reward: str, path: Path, metrics: dict) -> bool:
-    """Reward (sampled and noise-free, training batches), held-out and training-item rewards at each evaluation, and
-    the clipped share of ratios, against the step; the floor and ceiling as dashed lines."""
+    """Reward (sampled and noise-free, training batches), the held-out (`eval_...`) and training-item
+    (`eval_train_items_...`) noise-free rewards at each evaluation from step 0, and the clipped share of ratios,
+    against the step; the reward's floor and ceiling as dashed lines."""
     bounds = {label: metrics[key] for label, key in (("random ranking", "reward_floor"),
                                                      ("perfect ranking", "reward_ceiling")) if key in metrics}
     panels = {
         "training reward (batches)": ["reward", "reward_noise_free"],
-        f"noise-free {eval_reward}": [f"eval_start_{eval_reward}", f"eval_{eval_reward}",
-                                      f"eval_start_train_items_{eval_reward}", f"eval_train_items_{eval_reward}"],
+        f"noise-free {eval_reward}": [f"eval_{eval_reward}", f"eval_train_items_{eval_reward}"],
         "clipped ratios": ["clip_ratio/region_mean"],
     }
-    return plot_log_history(log_history, panels, path, {f"noise-free {eval_reward}": bounds})
+    # the evaluation before training is logged before the Trainer's state (and its log history) starts: step 0
+    start = [{"step": 0, **{key.replace("eval_start_", "eval_"): value for key, value in metrics["start"].items()}}
+             ] if "start" in metrics else []
+    return plot_log_history(start + log_history, panels, path, {f"noise-free {eval_reward}": bounds})
 
 
 class _StopAfterStep(TrainerCallback):
