@@ -5,7 +5,10 @@ its standard-normal noise eps = (z - mu_old) / sigma, so both log-probabilities 
 
 - `gaussian`: the exact density of z under the current mean, one value per latent dimension.
 - `token_likelihood` (the reference's surrogate): the backbone's log-probs of the tokens after the thought, given the
-  reparameterised thought mu_theta + sigma * eps; one value per suffix token.
+  reparameterised thought mu_theta + sigma * eps; one value per suffix token. Those tokens are fixed, not sampled,
+  so this is not the policy's score function: its update, sum_i A_i grad_z log p(suffix | z_i), is to first order
+  sigma * H * (the policy gradient), H the Hessian of log p(suffix | z). It lowers the reward of the planted task in
+  tests/test_crrl_learns.py, where `gaussian` solves it.
 
 Both return [N, T] "per-token" values; `reduce_per_token` turns their difference into the importance log-ratio.
 """
