@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass
 
 from trl import GRPOConfig
@@ -14,6 +15,7 @@ from ..launch import gpu_less_multiprocess
 from ..recipe import help_field
 from .policy import LOGPROB_REDUCTIONS, LOSS_TYPES
 
+logger = logging.getLogger(__name__)
 LOGPROB_CHOICES = ("gaussian", "token_likelihood")
 ADVANTAGE_CHOICES = ("group", "noise_free_baseline")
 # GRPOConfig keys that mean nothing for a latent-thought policy (no text is generated, no vLLM, no completions to
@@ -53,7 +55,9 @@ class CRRLConfig(GRPOConfig):
     sigma: float = help_field("Standard deviation of the Gaussian thought policy.", default=0.1)
     noise_free_first: bool = help_field("The first sample of each group is the noise-free thought (reference).",
                                         default=True)
-    logprob: str = help_field(f"Policy log-prob: {LOGPROB_CHOICES}.", default="gaussian")
+    logprob: str = help_field(f"Policy log-prob: {LOGPROB_CHOICES}. `gaussian` is the exact density of the sampled "
+                              "thought; `token_likelihood` (the reference's) is not the policy's score function and "
+                              "can move against the reward (README, CRRL).", default="gaussian")
     logprob_reduction: str = help_field(f"How per-dimension (per-token) log-ratios become the importance ratio: "
                                         f"{LOGPROB_REDUCTIONS}.", default="mean")
     advantage: str = help_field(f"Advantage estimator: {ADVANTAGE_CHOICES}; `group` honours scale_rewards.",
@@ -140,6 +144,10 @@ class CRRLConfig(GRPOConfig):
             raise InputError(f"CRRL config: sigma must be > 0, got {self.sigma}")
         if self.advantage == "noise_free_baseline" and not self.noise_free_first:
             raise InputError("CRRL config: advantage=noise_free_baseline needs noise_free_first=True")
+        if self.logprob == "token_likelihood":
+            logger.warning("CRRL config: logprob=token_likelihood (the reference's surrogate) scores the tokens after "
+                           "the thought, not the sampled thought: its update is not the policy gradient and descended "
+                           "the expected reward in tests/test_crrl_learns.py; prefer logprob=gaussian")
         if self.train_lora and self.logprob == "gaussian":
             raise InputError("CRRL config: train_lora needs logprob=token_likelihood (the Gaussian log-prob does not "
                              "depend on the LoRA weights)")
