@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "reaemb_trl"
-SHARED = {"errors", "io_utils"}  # every layer may use these
+SHARED = {"errors", "io_utils", "validation"}  # every layer may use these
 # the stages that parse recipes, launch, write checkpoints and plot their curves
 TRAINING = {"recipe", "training_state", "launch", "hub", "curves"}
 # layer -> the reaemb_trl layers it may import (besides itself and SHARED)
@@ -86,7 +86,7 @@ def test_the_rule_checker_finds_a_broken_rule(tmp_path, monkeypatch):
     assert problems == [
         "reaemb_trl/downstream/bad.py:1 imports trl: the downstream layer must not import trl",
         "reaemb_trl/downstream/bad.py:5 imports reaemb_trl.embedder: the downstream layer may import only "
-        "['data', 'errors', 'io_utils']",
+        "['data', 'errors', 'io_utils', 'validation']",
         "reaemb_trl/downstream/bad.py:6 imports reaemb_trl.testing: `testing` is for tests and benchmarks only",
     ]
 

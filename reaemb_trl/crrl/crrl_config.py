@@ -13,6 +13,7 @@ from ..embedder.configuration import SIMILARITIES
 from ..errors import InputError
 from ..launch import gpu_less_multiprocess
 from ..recipe import help_field
+from ..validation import check_numbers
 from .policy import LOGPROB_REDUCTIONS, LOSS_TYPES
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,23 @@ UNUSED_GRPO_KEYS = {
                            "log_completions_hub_repo", "log_multimodal"),
     "reference-model sync": ("sync_ref_model", "ref_model_mixup_alpha", "ref_model_sync_steps"),
 }
+
+# The range of every numeric option of CRRL's own (validation.check_numbers also checks that each is a finite int /
+# float), and of the GRPOConfig / TrainingArguments ones that matter here; INHERITED_NUMBERS are checked too.
+NUMBER_RULES = {
+    "max_length": ">= 1", "sigma": "> 0", "num_positives": ">= 1", "positive_min_count": ">= 1",
+    "num_candidates": ">= 2", "num_hard_negatives": ">= 0", "refresh_every": ">= 1", "eval_items": ">= 0",
+    "encode_batch_size": ">= 1", "prefix_cache_size": ">= 0", "per_device_train_batch_size": ">= 1",
+    "num_iterations": ">= 1", "epsilon_high": ">= 0", "learning_rate": ">= 0", "warmup_steps": ">= 0",
+    # inherited
+    "num_train_epochs": "> 0", "max_steps": ">= -1", "weight_decay": ">= 0", "adam_beta1": "[0, 1)",
+    "adam_beta2": "[0, 1)", "adam_epsilon": "> 0", "gradient_accumulation_steps": ">= 1", "max_grad_norm": ">= 0",
+    "logging_steps": "> 0", "save_steps": "> 0", "eval_steps": "> 0", "per_device_eval_batch_size": ">= 1",
+    "seed": ">= 0", "generation_batch_size": ">= 1", "steps_per_generation": ">= 1", "beta": ">= 0",
+    "epsilon": ">= 0", "delta": "> 0", "top_entropy_quantile": "[0, 1]", "sapo_temperature_pos": "> 0",
+    "sapo_temperature_neg": "> 0",
+}
+INHERITED_NUMBERS = ("num_generations", "reward_weights", "save_total_limit", "data_seed")
 
 
 @dataclass
@@ -125,6 +143,10 @@ class CRRLConfig(GRPOConfig):
                                  "latent thoughts, not text (the KL reference is the starting policy); drop them")
 
     def __post_init__(self):
+        own = [name for name in vars(CRRLConfig).get("__annotations__", {})]
+        check_numbers(self, "CRRL config", NUMBER_RULES, fields=[*own, *INHERITED_NUMBERS])
+        if self.max_steps == 0:  # TrainingArguments would silently train num_train_epochs instead
+            raise InputError("CRRL config: max_steps must be >= 1 (or -1: train num_train_epochs), got 0")
         # GRPOConfig raises ValueError for these; the CLI's contract is an InputError naming the setting.
         if self.num_generations is None or self.num_generations < 2:
             raise InputError(f"CRRL config: num_generations must be >= 2 (a group needs a baseline), "
@@ -140,8 +162,6 @@ class CRRLConfig(GRPOConfig):
             raise InputError("CRRL config: rewards is empty")
         if self.reward_weights is not None and len(self.reward_weights) != len(self.rewards):
             raise InputError(f"CRRL config: {len(self.reward_weights)} reward_weights for {len(self.rewards)} rewards")
-        if self.sigma <= 0:
-            raise InputError(f"CRRL config: sigma must be > 0, got {self.sigma}")
         if self.advantage == "noise_free_baseline" and not self.noise_free_first:
             raise InputError("CRRL config: advantage=noise_free_baseline needs noise_free_first=True")
         if self.logprob == "token_likelihood":
@@ -152,19 +172,12 @@ class CRRLConfig(GRPOConfig):
             raise InputError("CRRL config: train_lora needs logprob=token_likelihood (the Gaussian log-prob does not "
                              "depend on the LoRA weights)")
         self._refuse_unused_grpo_keys()
-        if self.prefix_cache_size < 0:
-            raise InputError(f"CRRL config: prefix_cache_size must be >= 0, got {self.prefix_cache_size}")
-        for name in ("num_positives", "refresh_every", "encode_batch_size"):
-            if getattr(self, name) < 1:
-                raise InputError(f"CRRL config: {name} must be >= 1, got {getattr(self, name)}")
         if self.num_candidates <= self.num_positives:
             raise InputError(f"CRRL config: num_candidates ({self.num_candidates}) must exceed num_positives "
                              f"({self.num_positives})")
         if not 0 <= self.num_hard_negatives <= self.num_candidates - self.num_positives:
             raise InputError(f"CRRL config: num_hard_negatives must be in 0..{self.num_candidates - self.num_positives}"
                              f" (num_candidates - num_positives), got {self.num_hard_negatives}")
-        if self.positive_min_count is not None and self.positive_min_count < 1:
-            raise InputError(f"CRRL config: positive_min_count must be >= 1, got {self.positive_min_count}")
         if not self.use_cpu and gpu_less_multiprocess("CRRL"):
             self.use_cpu = True
         try:

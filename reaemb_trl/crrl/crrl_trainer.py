@@ -24,6 +24,7 @@ from ..errors import InputError
 from ..hub import write_model_card
 from ..rewards import get_reward
 from ..training_state import SafeCheckpointMixin, has_state, load_state, save_state
+from ..validation import NonFiniteError
 from .crrl_config import CRRLConfig
 from .policy import (
     clip_fractions,
@@ -261,6 +262,12 @@ class EmbeddingGRPOTrainer(SafeCheckpointMixin, GRPOTrainer):
         # Every sample has the same number of dimensions / suffix tokens, so TRL's aggregations coincide.
         loss = per_token_loss.mean()
         if mode == "train":
+            # every process agrees (a raise on one alone would hang the others' next collective)
+            finite = (torch.isfinite(loss.detach()) & torch.isfinite(mean.detach()).all()).float().reshape(1)
+            if self.accelerator.gather(finite).min().item() < 1.0:
+                raise NonFiniteError(f"CRRL: the loss or the policy's thought mean became NaN or inf at step "
+                                     f"{self.state.global_step + 1}; lower learning_rate or sigma (this step was "
+                                     "not saved)")
             loss = loss / self.current_gradient_accumulation_steps
 
         gather_mean = lambda t: self.accelerator.gather(t.detach().float().mean().reshape(1)).mean().item()  # noqa: E731
@@ -278,6 +285,15 @@ class EmbeddingGRPOTrainer(SafeCheckpointMixin, GRPOTrainer):
         return loss
 
     # ------------------------------------------------------------------------------------------- evaluation, I/O
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """Refuses to write NaN / inf weights (a checkpoint or the final folder), on every process alike."""
+        bad = [name for name, param in self.model.named_parameters()
+               if param.requires_grad and not torch.isfinite(param.detach()).all()]
+        if bad:
+            raise NonFiniteError(f"CRRL: trainable weights hold NaN or inf values at step {self.state.global_step} "
+                                 f"({', '.join(bad[:3])}); nothing was saved; lower learning_rate or sigma")
+        super().save_model(output_dir, _internal_call)
+
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         """Mean noise-free reward of the eval items (no sampling); logged as `{prefix}_{eval_reward}`."""
         dataset = eval_dataset if eval_dataset is not None else self.eval_dataset

@@ -5,11 +5,17 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from ..errors import InputError
+from ..validation import check_numbers
 from .models import MODELS
 from .protocol import PROTOCOLS
 
 # The recommenders a run can train: every model class registered in `models.MODELS`, and the popularity baseline.
 RECOMMENDERS = (*MODELS, "pop")
+# Ranges of the numeric options (validation.check_numbers also checks that each is a finite int / float); the
+# counts checked in __post_init__ (epochs, batch sizes, ...) keep their own "at least" messages.
+NUMBER_RULES = {"seed": ">= 0", "negative_seed": ">= 0", "num_layers": ">= 1", "num_heads": ">= 1",
+                "inner_size": ">= 1", "dropout": "[0, 1)", "mask_prob": "[0, 1]", "learning_rate": ">= 0",
+                "weight_decay": ">= 0", "tail_threshold": ">= 0", "short_user_threshold": ">= 0"}
 
 
 @dataclass
@@ -41,6 +47,7 @@ class DownstreamConfig:
     show_progress: bool = field(default=True, metadata={"help": "Show a progress bar over epochs."})
 
     def __post_init__(self):
+        check_numbers(self, "downstream config", NUMBER_RULES)
         if self.recommender not in RECOMMENDERS:
             raise InputError(f"recommender {self.recommender!r} is unknown (choose from {', '.join(RECOMMENDERS)})")
         if self.protocol not in PROTOCOLS:

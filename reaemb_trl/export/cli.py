@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import InputError
-from .export import check_dataset, default_device, export_item_tables, output_guards
+from .export import check_dataset, check_export_numbers, default_device, export_item_tables, output_guards
 from .formats import FORMATS, check_output, recbole_config_path
 
 
@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..data import PreparedDataset
     from ..embedder import LatentReasoningEmbedder
 
+    check_export_numbers(args.batch_size, args.pca, args.num_items)  # before any file is looked at
     if len(args.model) != len(args.output):
         raise InputError(f"--model was given {len(args.model)} times and --output {len(args.output)} times: "
                          "give one --output per --model")

@@ -17,6 +17,7 @@ from ..data import PreparedDataset, load_embedding_table
 from ..embedder.shared_pass import BLOCK_SIZE, encode_checked_group, shares_pass1
 from ..errors import InputError
 from ..io_utils import OutputGuard
+from ..validation import NonFiniteError, check_number, nonfinite_rows
 from .formats import check_output, is_exported_table, output_files, table_path, table_writer, write_table
 from .similarity import trained_similarity
 
@@ -79,6 +80,7 @@ def export_item_tables(embedders: Sequence, dataset: PreparedDataset, outputs: S
     """
     if len(embedders) != len(outputs):
         raise ValueError(f"{len(embedders)} embedders but {len(outputs)} outputs")
+    batch_size, block_size, pca, num_items = check_export_numbers(batch_size, pca, num_items, block_size)
     for output in outputs:
         check_output(table_format, output, pca, dataset.source_ids)
     names = list(model_names or [None] * len(embedders))
@@ -117,13 +119,35 @@ def _write_tables(embedders: Sequence, dataset: PreparedDataset, targets: list[P
             block = texts[start : start + block_size]
             shared = encode_checked_group(group, block, batch_size, per_batch) if len(group) > 1 else []
             encoded = dict(zip(map(id, group), shared))
-            for embedder, append in zip(embedders, appends):
+            for embedder, append, name in zip(embedders, appends, names):
                 rows = encoded.get(id(embedder))
                 if rows is None:
                     rows = embedder.encode(block, batch_size=batch_size, execution_path=execution_path,
                                            show_progress=per_batch)
-                append(_unit_rows(rows.numpy()) if normalize else rows.numpy())
+                rows = rows.numpy()
+                _check_finite(rows, start, name or embedder.name_or_path)
+                append(_unit_rows(rows) if normalize else rows)
             progress.update(len(block))
+
+
+def check_export_numbers(batch_size: int, pca: int | None = None, num_items: int | None = None,
+                         block_size: int = BLOCK_SIZE) -> tuple[int, int, int | None, int | None]:
+    """The export's numeric options checked (integers, >= 1; `pca` and `num_items` may be None), as the CLI names
+    them: `--batch-size -4` or `--pca 0` fail before any model or dataset is read."""
+    return (check_number(batch_size, "--batch-size", "int", ">= 1"),
+            check_number(block_size, "block_size", "int", ">= 1"),
+            check_number(pca, "--pca", "int", ">= 1", optional=True),
+            check_number(num_items, "--num-items", "int", ">= 1", optional=True))
+
+
+def _check_finite(rows: np.ndarray, start: int, model: str | None) -> None:
+    """No table is written with a NaN / inf row: the model's output is broken (NaN weights, an overflowing dtype)."""
+    bad = nonfinite_rows(rows)
+    if bad:
+        item_ids = [start + 1 + index for index in bad]
+        raise NonFiniteError(f"{model}: {len(bad)} items of this block embed to NaN or inf values (item ids "
+                             f"{item_ids[:10]}); no table was written. Check the model's weights (a diverged "
+                             "training) or load it in float32")
 
 
 def check_dataset(dataset: PreparedDataset, num_items: int | None = None) -> list[str]:

@@ -10,11 +10,21 @@ from ..embedder.configuration import POOLING_MODES
 from ..embedder.modeling import EXECUTION_PATHS as EMBEDDER_EXECUTION_PATHS
 from ..errors import InputError
 from ..recipe import help_field
+from ..validation import check_numbers
 
 MIXED_PRECISION_CHOICES = ("auto", "no", "fp16", "bf16")
 QUANTIZATION_CHOICES = ("none", "4bit")
 EXECUTION_PATHS = ("auto", *EMBEDDER_EXECUTION_PATHS)
 OPTIMIZER_CHOICES = ("adamw_torch", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit")
+# The range of every numeric option (validation.check_numbers also checks that each is a finite int / float).
+NUMBER_RULES = {
+    "num_thought_tokens": ">= 1", "max_length": ">= 1", "lora_r": ">= 1", "lora_alpha": "> 0", "lora_dropout": "[0, 1)",
+    "lora_top_layers": ">= 1", "view_drop_ratio": "[0, 1)", "temperature": "> 0", "min_temperature": "> 0",
+    "learning_rate": ">= 0", "weight_decay": ">= 0", "warmup_steps": ">= 0", "max_steps": ">= 1",
+    "per_device_train_batch_size": ">= 1", "gradient_accumulation_steps": ">= 1", "max_grad_norm": ">= 0",
+    "seed": ">= 0", "eval_steps": ">= 0", "eval_items": ">= 0", "eval_batch_size": ">= 1", "logging_steps": ">= 1",
+    "save_steps": ">= 0", "save_total_limit": ">= 1",
+}
 
 
 @dataclass
@@ -117,6 +127,7 @@ class LRCLConfig:
                                                     "one under output_dir.", default=None)
 
     def __post_init__(self):
+        check_numbers(self, "LRCL config", NUMBER_RULES)
         if isinstance(self.report_to, str):
             self.report_to = [name.strip() for name in self.report_to.split(",") if name.strip()]
         self.report_to = [name for name in self.report_to if name != "none"]
@@ -136,18 +147,9 @@ class LRCLConfig:
 
         if self.loss not in LOSSES:
             raise InputError(f"LRCL config: unknown loss {self.loss!r} (known: {sorted(LOSSES)})")
-        positive = ("num_thought_tokens", "max_length", "max_steps", "per_device_train_batch_size",
-                    "gradient_accumulation_steps", "eval_batch_size", "lora_r")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise InputError(f"LRCL config: {name} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 <= self.view_drop_ratio < 1.0:
-            raise InputError(f"LRCL config: view_drop_ratio must be in [0, 1), got {self.view_drop_ratio}")
         if self.gradient_checkpointing and self.execution_path == "fast":
             raise InputError("LRCL config: gradient_checkpointing turns the KV cache off, which the fast path needs "
                              "(use execution_path auto or reference)")
-        if self.save_total_limit < 1:
-            raise InputError(f"LRCL config: save_total_limit must be >= 1, got {self.save_total_limit}")
 
     def embedder_execution_path(self) -> str | None:
         """The `execution_path` argument of the embedder's forward (None = its default: fast on decoders)."""

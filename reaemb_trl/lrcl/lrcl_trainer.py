@@ -43,6 +43,7 @@ from ..training_state import (
     save_rng_state,
     save_training_state,
 )
+from ..validation import NonFiniteError
 from .losses import build_loss
 from .lrcl_config import LRCLConfig
 from .views import ViewSampler
@@ -469,8 +470,16 @@ class LRCLTrainer:
                 step_seconds = time.perf_counter() - step_start
                 self.train_seconds += step_seconds
                 if not math.isfinite(step_loss):
-                    raise RuntimeError(f"LRCL: the loss became {step_loss} at step {self.global_step}; lower the "
-                                       "learning rate or use bf16 instead of fp16")
+                    raise NonFiniteError(f"LRCL: the loss became {step_loss} at step {self.global_step}; lower the "
+                                         "learning rate or use bf16 instead of fp16 (this step was not saved)")
+                # one flag for every trainable tensor, agreed by all processes (a NaN update that the next loss
+                # would only show one step later, or never after the last step)
+                finite = torch.stack([torch.isfinite(p.detach()).all() for p in trainable]).all().float() \
+                    if trainable else torch.ones((), device=accelerator.device)
+                if float(accelerator.reduce(finite, reduction="mean")) < 1.0:
+                    raise NonFiniteError(f"LRCL: a trainable weight became NaN or inf at step {self.global_step}; "
+                                         "lower the learning rate or use bf16 instead of fp16 (this step was not "
+                                         "saved)")
                 temperature = self.accelerator.unwrap_model(self.model).loss.temperature().item()
                 self.history["train"].append({"step": self.global_step, "loss": step_loss,
                                               "learning_rate": self.scheduler.get_last_lr()[0],

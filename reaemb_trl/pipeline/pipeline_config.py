@@ -11,6 +11,7 @@ from ..embedder.backbone import BUNDLED_MINILM
 from ..errors import InputError
 from ..io_utils import sha256_json
 from ..recipe import load_recipe_yaml
+from ..validation import check_numbers
 
 BUNDLED = "bundled"  # dataset paths: the Office 2014 sample inside the package
 # Recipe keys renamed so that each name says one thing: the error for an old key names the new one.
@@ -38,6 +39,9 @@ class ExportSection:
     batch_size: int = 64
     pca: int | None = None
 
+    def __post_init__(self):
+        check_numbers(self, "export", {"batch_size": ">= 1", "pca": ">= 1"})
+
 
 @dataclass
 class CompareSection:
@@ -52,6 +56,10 @@ class CompareSection:
         from ..downstream import DownstreamConfig
         from ..downstream.protocol import PROTOCOLS
 
+        check_numbers(self, "compare", {"seeds": ">= 1"})
+        if not isinstance(self.options, dict):
+            raise InputError(f"compare.options must be a mapping of DownstreamConfig keys, got {self.options!r}")
+
         settable = {f.name for f in dataclasses.fields(DownstreamConfig)} - {"recommender", "protocol", "seed"}
         unknown = sorted(set(self.options) - settable)
         if unknown:
@@ -65,6 +73,10 @@ class CompareSection:
         unknown = [p for p in self.protocol_list() if p not in PROTOCOLS]
         if unknown:
             raise InputError(f"compare: unknown protocol(s) {unknown} (choose from {', '.join(PROTOCOLS)})")
+        try:  # the values too (finite, in range), now rather than when compare runs
+            DownstreamConfig(**self.options)
+        except InputError as err:
+            raise InputError(f"compare.options: {err}") from None
 
     def protocol_list(self) -> list[str]:
         """The protocols to report, the checkpoint-selecting one first."""
@@ -86,6 +98,7 @@ class PipelineConfig:
     extra_arms: list[str] = field(default_factory=list)  # any of EXTRA_ARMS: more stages, tables and trainings
 
     def __post_init__(self):
+        check_numbers(self, "pipeline", {"seed": ">= 0"})
         if not isinstance(self.extra_arms, list) or not all(isinstance(arm, str) for arm in self.extra_arms):
             raise InputError(f"extra_arms must be a list of arm names (any of {list(EXTRA_ARMS)}), "
                              f"got {self.extra_arms!r}")
@@ -102,7 +115,10 @@ class PipelineConfig:
         raw = load_recipe_yaml(path)
         for dotted, value in (overrides or {}).items():
             _set_dotted(raw, dotted, value, str(path))
-        config = _build(cls, raw, str(path))
+        try:
+            config = _build(cls, raw, str(path))
+        except InputError as err:
+            raise InputError(str(err) if str(err).startswith(str(path)) else f"{path}: {err}") from None
         if output_dir is not None:
             config.output_dir = output_dir
         _check_stage_keys(config, str(path))
@@ -159,3 +175,12 @@ def _check_stage_keys(config: PipelineConfig, where: str) -> None:
         unknown = sorted(set(getattr(config, section)) - allowed)
         if unknown:
             raise InputError(f"{where}: unknown key(s) in `{section}`: {unknown} (see `reaemb-trl {section} --help`)")
+    # Their values too (finite, in range, integers where they count), as the stages will check them: a bad value
+    # fails now, before any stage runs or deletes anything.
+    for section, config_cls in (("lrcl", LRCLConfig), ("crrl", CRRLConfig)):
+        settings = {"seed": config.seed, "output_dir": str(Path(config.output_dir) / section),
+                    **getattr(config, section)}
+        try:
+            config_cls(**settings)
+        except InputError as err:
+            raise InputError(f"{where}: `{section}`: {err}") from None
