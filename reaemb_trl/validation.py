@@ -114,7 +114,7 @@ def check_numbers(config: Any, label: str, rules: dict[str, str] | None = None,
     if unknown:
         raise ValueError(f"{type(config).__name__} has no field(s) {unknown}")
     for name in dict.fromkeys([*names, *rules]):
-        kind = numeric_kind(by_name[name].type)
+        kind = numeric_kind(_annotation(type(config), name, by_name[name].type))
         if kind is None:
             if name in rules:
                 raise ValueError(f"{type(config).__name__}.{name} is not an int / float field")
@@ -131,6 +131,16 @@ def check_numbers(config: Any, label: str, rules: dict[str, str] | None = None,
         else:
             checked = check_number(value, where, number_kind, rules.get(name), optional)
         object.__setattr__(config, name, checked)
+
+
+def _annotation(config_cls: type, name: str, fallback: Any) -> Any:
+    """The field's annotation as its class wrote it: `Field.type` is not reliable, HfArgumentParser rewrites it in
+    place (`int | None` becomes `int`)."""
+    for cls in config_cls.__mro__:
+        annotations = vars(cls).get("__annotations__", {})
+        if name in annotations:
+            return annotations[name]
+    return fallback
 
 
 def nonfinite_rows(rows) -> list[int]:
