@@ -1,0 +1,61 @@
+"""The reward study end to end on a tiny decoder: CRRL per variant, one export pass, downstream per seed and
+protocol, the variant chosen on validation, and a re-run that reuses every finished stage."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import prepared_sample_subset
+
+from reaemb_trl.embedder import LatentReasoningEmbedder
+from reaemb_trl.testing import save_tiny_decoder
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_bench_rewards_end_to_end_on_a_tiny_recipe(tmp_path):
+    backbone = save_tiny_decoder(tmp_path / "backbone", arch="llama", hidden_size=32, num_layers=2)
+    LatentReasoningEmbedder.from_backbone(str(backbone), pooling="thought", max_length=48).save_pretrained(
+        tmp_path / "lrcl")
+    data = prepared_sample_subset(tmp_path, 120)
+    recipe = {"backbone": str(backbone), "seed": 3,
+              "crrl": {"max_steps": 2, "num_generations": 2, "per_device_train_batch_size": 8, "num_iterations": 1,
+                       "warmup_steps": 0, "eval_items": 16, "logging_steps": 1, "report_to": "none",
+                       "rewards": ["cooc_softmax"]},
+              "compare": {"options": {"epochs": 1, "patience": 1, "max_items": 10, "hidden_size": 16,
+                                      "inner_size": 32, "num_layers": 1}}}
+    recipe_path = tmp_path / "tiny.yaml"
+    recipe_path.write_text(yaml.safe_dump(recipe))
+    out = tmp_path / "out"
+    command = [sys.executable, str(REPO / "benchmarks" / "bench_rewards.py"), "--json", "--recipe", str(recipe_path),
+               "--lrcl", str(tmp_path / "lrcl"), "--data", str(data), "--variants", "count", "pmi_hard",
+               "--recommenders", "sasrec", "--protocols", "full", "sampled", "--seeds", "2", "--output", str(out)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    run = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900, check=False)
+    assert run.returncode == 0, run.stderr[-4000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result == json.loads((out / "rewards.json").read_text())
+    tables = result["tables"]
+    assert set(tables) == {"lrcl", "count", "pmi_hard"} and "crrl" not in tables["lrcl"]
+    assert tables["pmi_hard"]["overrides"] == {"positive_rule": "pmi", "num_hard_negatives": 5}
+    for name, rule in (("count", "count"), ("pmi_hard", "pmi")):
+        crrl = tables[name]["crrl"]
+        assert crrl["steps"] == 2 and crrl["item_visits"] == 8 and crrl["floor"] < crrl["ceiling"] == 0.5
+        assert json.loads((out / name / "crrl_config.json").read_text())["positive_rule"] == rule
+    for row in tables.values():
+        for protocol in ("full", "sampled"):
+            assert all(len(row["downstream"]["sasrec"][protocol][key]) == 2 for key in ("valid", "test", "tail"))
+    valid = {name: sum(tables[name]["downstream"]["sasrec"]["full"]["valid"]) for name in ("count", "pmi_hard")}
+    assert result["chosen"] == max(valid, key=valid.get)  # chosen on validation under the first protocol
+    markdown = (out / "rewards.md").read_text()
+    assert "| pmi_hard | positive_rule=pmi, num_hard_negatives=5 |" in markdown and "vs lrcl, paired" in markdown
+
+    stamps = {path: path.stat().st_mtime_ns for path in (out / "tables").iterdir()}
+    rerun = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900, check=False)
+    assert rerun.returncode == 0 and "[rewards] crrl" not in rerun.stderr and "[rewards] downstream" not in rerun.stderr
+    assert stamps == {path: path.stat().st_mtime_ns for path in (out / "tables").iterdir()}
