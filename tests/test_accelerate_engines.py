@@ -152,7 +152,7 @@ def test_crrl_under_deepspeed_trains_and_saves_like_plain(deepspeed_one_cpu, pre
     settings = dict(model_name_or_path=tmp_path / "lrcl", dataset_dir=prepared_sample, num_generations=4,
                     per_device_train_batch_size=8, max_steps=2, learning_rate=5e-2, warmup_steps=0, eval_items=0,
                     save_strategy="steps", save_steps=2, logging_steps=1, report_to="none", seed=3,
-                    rewards=["cooc_softmax"])  # smooth: a rank reward can tie every sample of a tiny model's group
+                    rewards="cooc_softmax")  # smooth: a rank reward can tie every sample of a tiny model's group
     _cli("crrl", {**settings, "output_dir": tmp_path / "zero2"}, deepspeed_one_cpu)
     _cli("crrl", {**settings, "output_dir": tmp_path / "plain"}, None)
 
