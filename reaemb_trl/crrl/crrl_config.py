@@ -38,7 +38,7 @@ UNUSED_GRPO_KEYS = {
 
 # The range of every numeric option of CRRL's own (validation.check_numbers also checks that each is a finite int /
 # float), and of the GRPOConfig / TrainingArguments ones that matter here; INHERITED_NUMBERS are checked too.
-NUMBER_RULES = {
+NUMBER_RULES = {  # save_steps / eval_steps 0: the Trainer never saves / evaluates by steps
     "max_length": ">= 1", "sigma": "> 0", "num_positives": ">= 1", "positive_min_count": ">= 1",
     "num_candidates": ">= 2", "num_hard_negatives": ">= 0", "refresh_every": ">= 1", "eval_items": ">= 0",
     "encode_batch_size": ">= 1", "prefix_cache_size": ">= 0", "per_device_train_batch_size": ">= 1",
@@ -46,7 +46,7 @@ NUMBER_RULES = {
     # inherited
     "num_train_epochs": "> 0", "max_steps": ">= -1", "weight_decay": ">= 0", "adam_beta1": "[0, 1)",
     "adam_beta2": "[0, 1)", "adam_epsilon": "> 0", "gradient_accumulation_steps": ">= 1", "max_grad_norm": ">= 0",
-    "logging_steps": "> 0", "save_steps": "> 0", "eval_steps": "> 0", "per_device_eval_batch_size": ">= 1",
+    "logging_steps": "> 0", "save_steps": ">= 0", "eval_steps": ">= 0", "per_device_eval_batch_size": ">= 1",
     "seed": ">= 0", "generation_batch_size": ">= 1", "steps_per_generation": ">= 1", "beta": ">= 0",
     "epsilon": ">= 0", "delta": "> 0", "top_entropy_quantile": "[0, 1]", "sapo_temperature_pos": "> 0",
     "sapo_temperature_neg": "> 0",
