@@ -87,14 +87,11 @@ def crrl_stage(recipe: PipelineConfig, overrides: dict, lrcl: Path, data: Path, 
 
 
 def downstream_stage(recipe: PipelineConfig, dataset: PreparedDataset, table_path: Path, recommenders, protocols,
-                     seeds: int, done: dict) -> dict:
-    """{recommender: {protocol: {"valid": [per seed], "test": [...], "tail": [...]}}} of NDCG@10 for the recommenders
-    not already in `done`."""
+                     seeds: int) -> dict:
+    """{recommender: {protocol: {"valid": [per seed], "test": [...], "tail": [...]}}} of NDCG@10."""
     table = load_table(table_path, dataset)
     result = {}
     for recommender in recommenders:
-        if recommender in done:
-            continue
         per_protocol = {protocol: {"valid": [], "test": [], "tail": []} for protocol in protocols}
         for seed in range(seeds):
             config = dataclasses.replace(DownstreamConfig(recommender=recommender, protocol=protocols[0], seed=seed,
@@ -201,7 +198,7 @@ def main(argv=None) -> dict:
                 if recommender not in done:
                     print(f"[rewards] downstream {name} {recommender}", file=sys.stderr, flush=True)
                     done.update(downstream_stage(recipe, dataset, paths[name], [recommender], args.protocols,
-                                                 args.seeds, done))
+                                                 args.seeds))
                     save()
         ranked = [name for name in args.variants if tables[name].get("downstream")]
         results["chosen"] = max(ranked, key=lambda name: selection_score(tables[name], args.protocols[0]))

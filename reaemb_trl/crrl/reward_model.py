@@ -157,8 +157,9 @@ class CooccurrenceRewardModel:
                              step: int) -> torch.Tensor:
         """`candidate_ids` with its last `num_hard_negatives` slots (random negatives) replaced by the items closest
         to each row's item in the current table that never co-occur with it and are not among its other candidates."""
-        self.candidate_embeddings(torch.arange(1, self.num_items + 1), encode, step)  # the whole table, as fresh
-        table = self._cache  # row 0 (padding) stays zero                              # as the cache allows
+        # the whole table, as fresh as `refresh_every` allows; row 0 (padding) stays zero
+        self.candidate_embeddings(torch.arange(1, self.num_items + 1), encode, step)
+        table = self._cache
         items, first, inverse = _unique_first(item_ids)
         closeness = self._similarity(table[items], table)
         excluded = torch.from_numpy(self.cooccurrence[items.numpy()].toarray() != 0)

@@ -25,16 +25,17 @@ class Candidates:
     num_positives: np.ndarray  # [N+1] int64
 
 
-def _top_positives(scores: sp.csr_matrix, num_positives: int, rng: np.random.Generator, item_ids: np.ndarray,
+def top_positives(scores: sp.csr_matrix, num_positives: int, rng: np.random.Generator, item_ids: np.ndarray,
                    weights: np.ndarray) -> np.ndarray:
     """Fill the first slots of each row with its highest-scoring items; equal scores are ordered at random (an
     item id says nothing about an item, so it must not break ties)."""
     rows = np.repeat(np.arange(scores.shape[0]), np.diff(scores.indptr))
     order = np.lexsort((rng.random(rows.size), -scores.data, rows))  # by row, score descending, then at random
     rank = np.arange(rows.size) - scores.indptr[rows[order]]
-    taken = order[rank < num_positives]
-    item_ids[rows[taken], rank[rank < num_positives]] = scores.indices[taken]
-    weights[rows[taken], rank[rank < num_positives]] = scores.data[taken]
+    kept = rank < num_positives
+    taken, slot = order[kept], rank[kept]
+    item_ids[rows[taken], slot] = scores.indices[taken]
+    weights[rows[taken], slot] = scores.data[taken]
     return np.minimum(np.diff(scores.indptr), num_positives).astype(np.int64)
 
 
@@ -63,7 +64,7 @@ def sample_candidates(cooc: sp.spmatrix, num_positives: int = 1, num_candidates:
     item_ids = np.zeros((size, width), dtype=np.int64)
     weights = np.zeros((size, width), dtype=np.float32)
     rng = np.random.default_rng((seed, epoch))
-    positives = _top_positives(association_scores(cooc, rule, min_count), num_positives, rng, item_ids, weights)
+    positives = top_positives(association_scores(cooc, rule, min_count), num_positives, rng, item_ids, weights)
 
     degree = np.diff(cooc.indptr)
     needed = np.where(np.arange(size) > 0, width - positives, 0)

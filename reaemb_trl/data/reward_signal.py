@@ -10,7 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .association import POSITIVE_RULES, association_scores, resolve_min_count
-from .candidates import _top_positives
+from .candidates import top_positives
 
 # The reference's rank gain of the positive at 0-based rank r among K candidates: 1 / (1 + log2(r + 2)).
 DEFAULT_NUM_CANDIDATES = 10
@@ -33,7 +33,7 @@ def positive_statistics(cooc: sp.spmatrix, rule: str = "count", min_count: int |
     size = cooc.shape[0]
     item_ids = np.zeros((size, 1), dtype=np.int64)
     weights = np.zeros((size, 1), dtype=np.float32)
-    has_positive = _top_positives(scores, 1, np.random.default_rng(seed), item_ids, weights) > 0
+    has_positive = top_positives(scores, 1, np.random.default_rng(seed), item_ids, weights) > 0
     has_positive[0] = False
     positives = item_ids[has_positive, 0]
     with_positive = int(has_positive.sum())
