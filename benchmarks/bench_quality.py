@@ -5,7 +5,7 @@ lrcl_crrl against the inference-only raw_mean and the supervised lrcl_cooc_sft, 
 quality.png in the output folder.
 
     python benchmarks/bench_quality.py --json [--data PREPARED_DIR] [--backbone NAME] [--recipe YAML]
-        [--recommenders sasrec gru4rec] [--protocols sampled full] [--seeds N] [--output DIR]
+        [--recommenders sasrec gru4rec] [--protocols full sampled] [--seeds N] [--output DIR]
 
 The pipeline is resumable by config hash: a re-run with the same recipe and options reuses its finished stages.
 With --json the last stdout line is one JSON object (quality.json); without it, the markdown.
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import resource
 import sys
 import time
 from pathlib import Path
@@ -43,7 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         f"picks the default recipe: {', '.join(DEFAULT_RECIPES)}.")
     parser.add_argument("--recipe", help="Pipeline recipe (overrides the backbone's default recipe).")
     parser.add_argument("--recommenders", nargs="+", default=["sasrec", "gru4rec"], choices=RECOMMENDERS)
-    parser.add_argument("--protocols", nargs="+", default=["sampled", "full"], choices=PROTOCOLS,
+    parser.add_argument("--protocols", nargs="+", default=["full", "sampled"], choices=PROTOCOLS,
                         help="Each model is trained once; the first protocol's validation NDCG@10 picks its "
                         "checkpoint and every protocol is tested there.")
     parser.add_argument("--seeds", type=int, default=3, help="Seeds 0 .. N-1, the same for every arm.")
@@ -89,6 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     quality["stage_seconds"] = {name: stage.get("seconds")
                                 for name, stage in PipelineState(out / "pipeline_state.json").stages.items()}
     quality["wall_time_s"] = round(time.perf_counter() - start, 2)
+    # ru_maxrss is KiB on Linux: the largest resident set of this process over every stage it ran
+    quality["peak_rss_gib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
+    crrl = config.crrl
+    visits = int(crrl.get("max_steps", 0)) * int(crrl.get("per_device_train_batch_size", 0)) // int(
+        crrl.get("num_generations", 1))
+    if visits and quality["stage_seconds"].get("crrl"):
+        quality["crrl_items_per_second"] = round(visits / quality["stage_seconds"]["crrl"], 2)
     quality["output"] = str(out)
     write_quality(out, quality)
     sys.stdout.flush()
