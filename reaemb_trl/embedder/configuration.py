@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import types
+import typing
 from dataclasses import field
 
-from huggingface_hub.dataclasses import strict
+from huggingface_hub.dataclasses import strict, type_validator
 from transformers import PretrainedConfig
 
 from ..errors import InputError
@@ -56,6 +58,7 @@ class LatentReasoningConfig(PretrainedConfig):
     quantization: dict | None = field(default=None, metadata={"help": "BitsAndBytesConfig as a dict (QLoRA)."})
 
     def __post_init__(self, **kwargs):
+        self._check_types()
         if self.pooling not in POOLING_MODES:
             raise InputError(f"pooling must be one of {tuple(POOLING_MODES)}, got {self.pooling!r}")
         if self.num_thought_tokens < 1:
@@ -66,3 +69,22 @@ class LatentReasoningConfig(PretrainedConfig):
             j = self.num_thought_tokens
             self.thought_tokens = ["<|Thought|>"] if j == 1 else [f"<|Thought_{k}|>" for k in range(1, j + 1)]
         super().__post_init__(**kwargs)
+
+    def _check_types(self) -> None:
+        """Each field of the annotated type (a float field takes an int), so that a hand-edited or damaged config.json
+        fails here, naming the field, rather than deep inside the model. (`strict` cannot check them itself: with
+        postponed annotations it sees strings.)"""
+        for name, expected in _FIELD_TYPES.items():
+            value = getattr(self, name)
+            if expected is float and isinstance(value, int) and not isinstance(value, bool):
+                setattr(self, name, float(value))
+                continue
+            try:
+                type_validator(name, value, expected)
+            except TypeError as err:
+                raise InputError(str(err)) from None
+
+
+# The annotations of LatentReasoningConfig's own fields, evaluated (the base class's name types it never imports).
+_FIELD_TYPES = typing.get_type_hints(types.SimpleNamespace(__annotations__=LatentReasoningConfig.__annotations__),
+                                     globalns=globals())

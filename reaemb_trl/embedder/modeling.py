@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 from torch import nn
-from transformers import AutoConfig, AutoTokenizer, BitsAndBytesConfig, GenerationConfig, PreTrainedModel
+from transformers import AutoConfig, BitsAndBytesConfig, GenerationConfig, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from ..errors import InputError
@@ -48,9 +48,13 @@ from .prompts import PromptBuilder, pad_prompts
 from .serialization import (
     ADAPTER_DIR,
     CONFIG_FILE,
-    THOUGHT_MODULE_FILE,
     embedder_folder,
+    load_saved_adapter,
+    load_saved_backbone,
+    load_saved_tokenizer,
     load_thought_weights,
+    read_config,
+    require_files,
     save_thought_weights,
 )
 from .shared_pass import length_batches
@@ -578,36 +582,21 @@ class LatentReasoningEmbedder(PreTrainedModel):
         `is_trainable`), the thought module and thought-token embeddings, and the tokenizer. A name that is not a
         local folder is a Hub id: its `revision` is fetched (or, offline, taken from the Hub cache)."""
         folder = embedder_folder(pretrained_model_name_or_path, revision, cache_dir)
-        for name in (CONFIG_FILE, THOUGHT_MODULE_FILE):
-            if not (folder / name).is_file():
-                raise InputError(f"{folder}: missing {name}; not a LatentReasoningEmbedder folder "
-                                 "(write one with LatentReasoningEmbedder.save_pretrained)")
-        config = LatentReasoningConfig.from_json_file(str(folder / CONFIG_FILE))
-        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        require_files(folder)
+        config = read_config(folder)
+        tokenizer = load_saved_tokenizer(folder)
         quantization = BitsAndBytesConfig.from_dict(config.quantization) if config.quantization else None
-        backbone = load_backbone(_backbone_location(config.backbone_name_or_path, folder), quantization, dtype,
-                                 config.gguf_file, config.backbone_revision, config.attn_implementation,
-                                 config.trust_remote_code)
+        backbone = load_saved_backbone(config, folder, quantization, dtype)
         add_thought_tokens(backbone, tokenizer, config.thought_tokens)
         if quantization is not None:
             backbone = prepare_model_for_kbit_training(backbone, use_gradient_checkpointing=False)
-        if (folder / ADAPTER_DIR).is_dir():
-            backbone = PeftModel.from_pretrained(backbone, str(folder / ADAPTER_DIR), is_trainable=is_trainable)
+        backbone = load_saved_adapter(backbone, folder, is_trainable)
         config._name_or_path = str(folder)
         embedder = cls(config)
         load_thought_weights(embedder, folder)
         embedder.to(backbone.get_input_embeddings().weight.device)
         embedder._attach(backbone, tokenizer)
         return embedder
-
-
-def _backbone_location(recorded: str, folder: Path) -> str:
-    """A backbone recorded relative to the embedder folder (`save_pretrained(relative_backbone=True)`) resolves
-    against that folder; bundled names, Hub ids and absolute paths stay as they are."""
-    beside = folder / recorded
-    if not Path(recorded).is_absolute() and recorded.startswith((".", "..")) and beside.is_dir():
-        return str(beside.resolve())
-    return recorded
 
 
 __all__ = ["EmbedderOutput", "LatentReasoningEmbedder"]
