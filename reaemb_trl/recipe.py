@@ -3,12 +3,31 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Hashable
 from pathlib import Path
 from typing import TypeVar
+
+import yaml
 
 from .errors import InputError
 
 ConfigT = TypeVar("ConfigT")
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping (safe_load keeps the last value silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base`: the keys it brings may be overridden
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    problem=f"the key {key!r} appears more than once in one mapping", problem_mark=key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 def help_field(text: str, **kwargs):
@@ -38,13 +57,12 @@ def parse_recipe(config_cls: type[ConfigT], argv: list[str], prog: str | None = 
 
 
 def load_recipe_yaml(path: Path) -> dict:
-    """The mapping a recipe file holds; InputError (file, line, problem) for a missing file or bad YAML."""
-    import yaml
-
+    """The mapping a recipe file holds; InputError (file, line, problem) for a missing file, bad YAML, or a key
+    given twice in one mapping."""
     if not path.is_file():
         raise InputError(f"{path}: recipe file not found")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=UniqueKeyLoader) or {}
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f", line {mark.line + 1}" if mark is not None else ""

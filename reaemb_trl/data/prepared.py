@@ -11,6 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import InputError
+from ..io_utils import sha256_file
 from .cooccurrence import HOLDOUT, training_popularity
 from .sources import load_json_document, parse_record, read_document, read_lines, require
 from .text import DEFAULT_MAX_VALUE_CHARS, item_attributes
@@ -30,6 +31,14 @@ def _read_items(path: Path) -> tuple[list[str], list[dict[str, Any]], list[str]]
     if not source_ids:
         raise InputError(f"{path}: empty input (no items)")
     return source_ids, fields, texts
+
+
+def _check_unchanged(file: Path, metadata: dict) -> None:
+    """`file` as `prepare` wrote it (its sha256 in dataset.json): a truncated or edited file would otherwise be
+    read under the original fingerprint, and a damaged npz would fail deep inside scipy."""
+    if sha256_file(file) != metadata["outputs"].get(file.name):
+        raise InputError(f"{file}: changed since `reaemb-trl prepare` wrote it (its sha256 differs from the one in "
+                         "dataset.json); prepare the dataset again")
 
 
 def _line_numbers(text: str) -> np.ndarray:
@@ -83,12 +92,16 @@ class PreparedDataset:
             if not (path / name).is_file():
                 raise InputError(f"{path}: not a prepared dataset folder ({name} is missing)")
         metadata = load_json_document(path / "dataset.json")
-        missing = [key for key in ("sha256", "counts") if not isinstance(metadata, dict) or key not in metadata]
+        missing = [key for key in ("sha256", "counts", "outputs") if not isinstance(metadata, dict)
+                   or key not in metadata or (key == "outputs" and not isinstance(metadata[key], dict))]
         if missing:
             raise InputError(f"{path / 'dataset.json'}: not written by `reaemb-trl prepare` (no {missing[0]!r}); "
                              "prepare the dataset again")
         source_ids, fields, texts = _read_items(path / "items.jsonl")
         sequences = _read_sequences(path / "inter.txt", len(source_ids))
+        # after reading, so that a malformed file is reported by its line rather than by its hash
+        for name in ("items.jsonl", "inter.txt"):
+            _check_unchanged(path / name, metadata)
         return cls(path, metadata, source_ids, fields, texts, sequences)
 
     @property
@@ -120,6 +133,7 @@ class PreparedDataset:
         file = self.path / "cooccurrence.npz"
         if not file.is_file():
             raise InputError(f"{file}: co-occurrence matrix missing (prepare the folder with `reaemb-trl prepare`)")
+        _check_unchanged(file, self.metadata)
         matrix = sp.load_npz(file).tocsr()  # npz holds arrays only: no pickle involved
         if matrix.shape != (self.num_items + 1, self.num_items + 1):
             raise InputError(f"{file}: shape {matrix.shape} does not match {self.num_items} items + padding")

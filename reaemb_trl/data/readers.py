@@ -7,14 +7,17 @@ reader driven by a `ReviewSchema`; the delimited and whole-document formats have
 from __future__ import annotations
 
 import csv
+import functools
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from ..errors import InputError
-from .sources import load_json_document, parse_record, read_lines, require, text_lines
+from .sources import check_id, load_json_document, parse_record, read_lines, require, require_id, text_lines
 from .text import TITLE_KEY
 
 # Fields that readers of generic item tables rename to the title, which the item text puts first.
@@ -45,6 +48,42 @@ class RawItems:
     fields: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
+# ---------------------------------------------------------------------------------- one spelling per numeric id
+# Ids are compared as text (after trimming surrounding spaces), so "1" and "1.0" would be two users; a file that
+# spells one number two ways is refused instead. A decimal number, exactly: 25-digit ids stay apart.
+_NUMERIC_ID = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def _two_spellings(ids: Iterable[str]) -> tuple[str, str] | None:
+    """The first (earlier, later) pair of distinct `ids` that spell one number ("7" and "07", "10" and "1e1")."""
+    spelling: dict[Decimal, str] = {}
+    for name in ids:
+        if _NUMERIC_ID.fullmatch(name) and (earlier := spelling.setdefault(Decimal(name), name)) != name:
+            return earlier, name
+    return None
+
+
+def _spelling_error(where: str, role: str, earlier: str, later: str) -> InputError:
+    return InputError(f"{where}: {role} id {later!r} spells the same number as {role} id {earlier!r} (ids are "
+                      "compared as text: write each id one way)")
+
+
+def _one_spelling_per_number(reader: Callable[..., RawInteractions | RawItems]):
+    """`reader`, refusing a file whose users or items spell one number two ways."""
+    @functools.wraps(reader)
+    def checked(*args):
+        raw = reader(*args)
+        if isinstance(raw, RawItems):
+            if pair := _two_spellings(raw.fields):
+                raise _spelling_error(f"{raw.path}, item {pair[1]!r}", "item", *pair)
+            return raw
+        for role, ids in (("user", raw.users), ("item", raw.items)):
+            if pair := _two_spellings(dict.fromkeys(ids)):
+                raise _spelling_error(raw.where(ids.index(pair[1])), role, *pair)
+        return raw
+    return checked
+
+
 def _number(value: Any, path: Path, number: int, key: str, parse: Callable[[Any], float] = float) -> float:
     try:
         result = float(parse(value))
@@ -65,7 +104,9 @@ def _title_first(fields: dict[str, Any]) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------------------------- JSON-lines reviews
 def _yelp_time(value: str) -> float:
-    return datetime.fromisoformat(value).replace(tzinfo=timezone.utc).timestamp()
+    """Seconds since the epoch; a date without a UTC offset is read as UTC, one with an offset keeps it."""
+    moment = datetime.fromisoformat(value)
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
 
 
 @dataclass(frozen=True)
@@ -100,12 +141,13 @@ REVIEW_SCHEMAS = {
 }
 
 
+@_one_spelling_per_number
 def _read_reviews(schema: ReviewSchema, path: Path, encoding: str, show_progress: bool) -> RawInteractions:
     raw = RawInteractions(path, timestamps=[], ratings=[], lines=[])
     for number, line in read_lines(path, encoding, show_progress):
         record = parse_record(path, number, line, schema.python_literals)
-        raw.users.append(str(require(record, schema.user, path, number)))
-        raw.items.append(str(require(record, schema.item, path, number)))
+        raw.users.append(str(require_id(record, schema.user, path, number)))
+        raw.items.append(str(require_id(record, schema.item, path, number)))
         raw.ratings.append(_number(require(record, schema.rating, path, number), path, number, schema.rating))
         raw.timestamps.append(_number(require(record, schema.timestamp, path, number), path, number,
                                       schema.timestamp, schema.parse_time))
@@ -113,11 +155,12 @@ def _read_reviews(schema: ReviewSchema, path: Path, encoding: str, show_progress
     return raw
 
 
+@_one_spelling_per_number
 def _read_review_meta(schema: ReviewSchema, path: Path, encoding: str, show_progress: bool) -> RawItems:
     items = RawItems(path)
     for number, line in read_lines(path, encoding, show_progress):
         record = parse_record(path, number, line, schema.python_literals)
-        item_id = str(require(record, schema.meta_id, path, number))
+        item_id = str(require_id(record, schema.meta_id, path, number))
         fields = {name: record[key] for key, name in schema.text_fields if record.get(key) not in (None, "", [])}
         items.fields.setdefault(item_id, fields)
     return items
@@ -143,6 +186,7 @@ def _fields(path: Path, number: int, line: str, separator: str, names: Sequence[
     return dict(zip(names, parts))
 
 
+@_one_spelling_per_number
 def _read_movielens_ratings(path: Path, encoding: str, show_progress: bool) -> RawInteractions:
     """u.data (tab-separated) or ratings.dat (`::`-separated): user, item, rating, timestamp."""
     raw = RawInteractions(path, timestamps=[], ratings=[], lines=[])
@@ -150,14 +194,15 @@ def _read_movielens_ratings(path: Path, encoding: str, show_progress: bool) -> R
     for number, line in read_lines(path, encoding, show_progress):
         separator = separator or ("::" if "::" in line else "\t")
         row = _fields(path, number, line.strip(), separator, ("user", "item", "rating", "timestamp"))
-        raw.users.append(require(row, "user", path, number))
-        raw.items.append(require(row, "item", path, number))
+        raw.users.append(require_id(row, "user", path, number))
+        raw.items.append(require_id(row, "item", path, number))
         raw.ratings.append(_number(row["rating"], path, number, "rating"))
         raw.timestamps.append(_number(row["timestamp"], path, number, "timestamp"))
         raw.lines.append(number)
     return raw
 
 
+@_one_spelling_per_number
 def _read_movielens_movies(path: Path, encoding: str, show_progress: bool) -> RawItems:
     """u.item (`|`, 24 fields with genre flags) or movies.dat (`::`, id, title, `|`-joined genres)."""
     items = RawItems(path)
@@ -169,7 +214,7 @@ def _read_movielens_movies(path: Path, encoding: str, show_progress: bool) -> Ra
             row = _fields(path, number, line, "|", MOVIELENS_100K_ITEM_FIELDS)
             genres = [name for name in MOVIELENS_100K_GENRES if row[name] == "1"]
             fields = {"title": row["title"], "genres": genres, "release date": row["release date"]}
-        items.fields.setdefault(require(row, "item_id", path, number), fields)
+        items.fields.setdefault(require_id(row, "item_id", path, number), fields)
     return items
 
 
@@ -192,6 +237,7 @@ def _first(names: tuple[str, ...], row: dict) -> str | None:
     return next((name for name in names if name in row), None)
 
 
+@_one_spelling_per_number
 def _interaction_columns(path: Path, rows: Iterable[tuple[int, dict[str, str]]],
                          columns: Callable[[dict[str, str]], tuple[str, str, str | None, str | None]]
                          ) -> RawInteractions:
@@ -206,8 +252,8 @@ def _interaction_columns(path: Path, rows: Iterable[tuple[int, dict[str, str]]],
             raw.timestamps = [] if time else None
             raw.ratings = [] if rating else None
         raw.lines.append(number)
-        raw.users.append(distinct.setdefault(value := require(row, user, path, number), value))
-        raw.items.append(distinct.setdefault(value := require(row, item, path, number), value))
+        raw.users.append(distinct.setdefault(value := require_id(row, user, path, number), value))
+        raw.items.append(distinct.setdefault(value := require_id(row, item, path, number), value))
         if time:
             raw.timestamps.append(_number(row[time], path, number, time))
         if rating:
@@ -233,10 +279,11 @@ def _read_recbole_inter(path: Path, encoding: str, show_progress: bool) -> RawIn
                                                          else None, "rating" if "rating" in row else None))
 
 
+@_one_spelling_per_number
 def _read_recbole_items(path: Path, encoding: str, show_progress: bool) -> RawItems:
     items = RawItems(path)
     for number, row in _recbole_rows(path, encoding, show_progress, ("item_id",)):
-        item_id = require(row, "item_id", path, number)
+        item_id = require_id(row, "item_id", path, number)
         items.fields.setdefault(item_id, _title_first({k: v for k, v in row.items() if k != "item_id"}))
     return items
 
@@ -271,16 +318,18 @@ def _read_csv_inter(path: Path, encoding: str, show_progress: bool) -> RawIntera
         _first(names, header) for names in (USER_COLUMNS, ITEM_COLUMNS, TIME_COLUMNS, ("rating",))))
 
 
+@_one_spelling_per_number
 def _read_csv_items(path: Path, encoding: str, show_progress: bool) -> RawItems:
     items = RawItems(path)
     for number, row in _csv_rows(path, encoding, show_progress, (ITEM_COLUMNS,)):
         key = _first(ITEM_COLUMNS, row)
-        item_id = require(row, key, path, number)
+        item_id = require_id(row, key, path, number)
         items.fields.setdefault(item_id, _title_first({k: v for k, v in row.items() if k != key}))
     return items
 
 
 # -------------------------------------------------------------------------------------------- {user: [items]} JSON
+@_one_spelling_per_number
 def _read_seqjson_inter(path: Path, encoding: str, show_progress: bool) -> RawInteractions:
     document = load_json_document(path, encoding)
     if not isinstance(document, dict):
@@ -294,28 +343,35 @@ def _read_seqjson_inter(path: Path, encoding: str, show_progress: bool) -> RawIn
         if user in seen:  # " u1" and "u1" name one user: its sequence would be told twice
             raise InputError(f"{path}, user {key!r}: the user {user!r} is given twice (ids are compared without "
                              "surrounding spaces)")
-        seen.add(user)
+        seen.add(check_id(user, f"{path}, user {key!r}", "user"))
         # bool is an int subclass, but true / false are no item ids
         if not isinstance(sequence, list) or not all(isinstance(item, (int, str)) and not isinstance(item, bool)
                                                       and str(item).strip() for item in sequence):
             raise InputError(f"{path}, user {user!r}: expected a list of item ids (integers or non-empty strings)")
         raw.users.extend([user] * len(sequence))
-        raw.items.extend(str(item).strip() for item in sequence)
+        raw.items.extend(check_id(str(item).strip(), f"{path}, user {user!r}", "item") for item in sequence)
     return raw
 
 
+@_one_spelling_per_number
 def _read_seqjson_items(path: Path, encoding: str, show_progress: bool) -> RawItems:
     document = load_json_document(path, encoding)
     if not isinstance(document, dict):
         raise InputError(f"{path}: expected a JSON object {{item id: {{attribute: value}}}}")
     items = RawItems(path)
-    for item_id, fields in document.items():
-        if not item_id.strip():
-            raise InputError(f"{path}, item {item_id!r}: an empty item id")
+    given_as: dict[str, str] = {}  # trimmed id -> the key as written
+    for key, fields in document.items():
+        item_id = check_id(key.strip(), f"{path}, item {key!r}", "item")
+        if not item_id:
+            raise InputError(f"{path}, item {key!r}: an empty item id")
+        if item_id in given_as:  # as on the interactions side: " 1" and "1" name one item
+            raise InputError(f"{path}, item {key!r}: the item {item_id!r} is given twice ({given_as[item_id]!r} and "
+                             f"{key!r}; ids are compared without surrounding spaces)")
         if not isinstance(fields, dict):
-            raise InputError(f"{path}, item {item_id!r}: expected an object of attributes, got "
+            raise InputError(f"{path}, item {key!r}: expected an object of attributes, got "
                              f"{type(fields).__name__}")
-        items.fields.setdefault(item_id.strip(), _title_first(fields))
+        given_as[item_id] = key
+        items.fields[item_id] = _title_first(fields)
     return items
 
 

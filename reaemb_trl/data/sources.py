@@ -7,6 +7,7 @@ import codecs
 import contextlib
 import gzip
 import json
+import re
 import zlib
 from pathlib import Path
 from typing import Any, Iterator
@@ -16,6 +17,8 @@ from tqdm import tqdm
 from ..errors import InputError
 
 _GZIP_MAGIC = b"\x1f\x8b"
+# C0 and C1 control characters (NUL included): inside an id they come from a damaged file, and would name a new id.
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def existing_file(path, role: str) -> Path:
@@ -96,24 +99,60 @@ def read_lines(path: Path, encoding: str = "utf-8", show_progress: bool = True) 
             yield number, text
 
 
+class _RepeatedKey(Exception):
+    """A key given twice in one JSON object (json.loads would keep the last value); the caller adds where."""
+
+    def __init__(self, key: Any):
+        super().__init__(f"the key {key!r} appears more than once in one JSON object")
+
+
+def _object(pairs: list[tuple[Any, Any]]) -> dict:
+    document = dict(pairs)
+    if len(document) < len(pairs):  # rare: only then look for the key
+        seen = set()
+        raise _RepeatedKey(next(key for key, _ in pairs if key in seen or seen.add(key)))
+    return document
+
+
+# One decoder for every call: json.loads with a hook would build a new one per line (a third slower).
+_JSON = json.JSONDecoder(object_pairs_hook=_object)
+
+
 def parse_record(path: Path, number: int, line: str, python_literals: bool = False) -> dict:
-    """One JSON object per line; `python_literals` also accepts `{'key': ...}` lines (old Amazon dumps)."""
+    """One JSON object per line; `python_literals` also accepts `{'key': ...}` lines (old Amazon dumps). A key
+    given twice in one object is an error, as in a whole JSON document."""
     try:
-        record = json.loads(line)
+        record = _decode_record(line, python_literals)
     except json.JSONDecodeError as err:
-        record = _literal(line) if python_literals else None
-        if record is None:
-            raise InputError(f"{path}, line {number}: malformed JSON ({err.msg} at column {err.colno})") from None
+        raise InputError(f"{path}, line {number}: malformed JSON ({err.msg} at column {err.colno})") from None
+    except _RepeatedKey as err:
+        raise InputError(f"{path}, line {number}: {err}") from None
     if not isinstance(record, dict):
         raise InputError(f"{path}, line {number}: expected a JSON object, got {type(record).__name__}")
     return record
 
 
-def _literal(line: str) -> Any:
+def _decode_record(line: str, python_literals: bool) -> Any:
     try:
-        return ast.literal_eval(line)  # literals only: never eval
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return _JSON.decode(line)
+    except json.JSONDecodeError:
+        record = _literal(line) if python_literals else None
+        if record is None:
+            raise
+        return record
+
+
+def _literal(line: str) -> Any:
+    """A python literal (never evaluated as code), or None when the line holds none."""
+    try:
+        tree = ast.parse(line.strip(), mode="eval")
+        record = ast.literal_eval(tree)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         return None
+    for node in ast.walk(tree):  # literal_eval, like json.loads, keeps the last value of a repeated key
+        if isinstance(node, ast.Dict):
+            _object([(ast.literal_eval(key), None) for key in node.keys])
+    return record
 
 
 def read_document(path: Path, encoding: str = "utf-8") -> str:
@@ -137,21 +176,13 @@ def load_json_document(path: Path, encoding: str = "utf-8") -> Any:
     if not text.strip():
         raise InputError(f"{path}: empty input")
     try:
-        return json.loads(text, object_pairs_hook=lambda pairs: _unique_keys(pairs, path))
+        return _JSON.decode(text)
     except json.JSONDecodeError as err:
         raise InputError(f"{path}, line {err.lineno}: malformed JSON ({err.msg} at column {err.colno})") from None
+    except _RepeatedKey as err:
+        raise InputError(f"{path}: {err}") from None
     except RecursionError:
         raise InputError(f"{path}: JSON nested too deeply to read") from None
-
-
-def _unique_keys(pairs: list[tuple[str, Any]], path: Path) -> dict:
-    """A JSON object; a repeated key is an error (json.loads would keep the last value and drop the others)."""
-    document = {}
-    for key, value in pairs:
-        if key in document:
-            raise InputError(f"{path}: the key {key!r} appears more than once in one JSON object")
-        document[key] = value
-    return document
 
 
 def require(record: dict, key: str, path: Path, number: int, what: str = "line") -> Any:
@@ -161,4 +192,17 @@ def require(record: dict, key: str, path: Path, number: int, what: str = "line")
         value = value.strip()
     if value is None or value == "":
         raise InputError(f"{path}, {what} {number}: missing required field {key!r}")
+    return value
+
+
+def require_id(record: dict, key: str, path: Path, number: int, what: str = "line") -> Any:
+    """`require` for an id field; an id holding a control character is an error too."""
+    return check_id(require(record, key, path, number, what), f"{path}, {what} {number}", repr(key))
+
+
+def check_id(value: Any, where: str, role: str) -> Any:
+    """`value`, unless it is a string with a control character in it (a NUL from a damaged file would otherwise
+    name a new user or item without a word)."""
+    if isinstance(value, str) and _CONTROL_CHARACTER.search(value):
+        raise InputError(f"{where}: the {role} id {value!r} holds a control character")
     return value
