@@ -19,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from .cooccurrence import SpilledRows, row_sums
+
 POSITIVE_RULES = ("count", "cosine", "pmi")
 # A rule's minimum count when none is given: PMI without one rewards chance pairs of rare items.
 DEFAULT_MIN_COUNT = {"count": 1, "cosine": 1, "pmi": 2}
@@ -35,22 +37,29 @@ def resolve_min_count(rule: str, min_count: int | None) -> int:
     return min_count
 
 
-def association_scores(cooc: sp.spmatrix, rule: str = "count", min_count: int | None = None) -> sp.csr_matrix:
+def item_mass(cooc: sp.spmatrix | SpilledRows) -> np.ndarray:
+    """Every item's co-occurrence mass m_i (its row sum), float64."""
+    return row_sums(cooc).astype(np.float64)
+
+
+def association_scores(cooc: sp.spmatrix, rule: str = "count", min_count: int | None = None,
+                       mass: np.ndarray | None = None, first_row: int = 0) -> sp.csr_matrix:
     """CSR float64 scores with the pattern of `cooc`'s pairs that can be positives (count >= min_count, score > 0),
-    sorted indices."""
+    sorted indices. `cooc` may be the rows `first_row`.. of the whole matrix, whose `item_mass` is then `mass`."""
     min_count = resolve_min_count(rule, min_count)
     cooc = sp.csr_matrix(cooc, dtype=np.float64)
     cooc.sum_duplicates()
     cooc.sort_indices()
-    mass = np.asarray(cooc.sum(axis=1)).ravel()
+    if mass is None:
+        mass = item_mass(cooc)
     rows = np.repeat(np.arange(cooc.shape[0]), np.diff(cooc.indptr))
     counts = cooc.data
     if rule == "count":
         scores = counts.copy()
     elif rule == "cosine":
-        scores = counts / np.sqrt(mass[rows] * mass[cooc.indices])
+        scores = counts / np.sqrt(mass[rows + first_row] * mass[cooc.indices])
     else:  # pmi
-        scores = np.log(counts * mass.sum() / (mass[rows] * mass[cooc.indices]))
+        scores = np.log(counts * mass.sum() / (mass[rows + first_row] * mass[cooc.indices]))
     keep = (counts >= min_count) & (scores > 0)
     result = sp.csr_matrix((scores[keep], cooc.indices[keep], np.r_[0, np.cumsum(np.bincount(rows[keep],
                            minlength=cooc.shape[0]))]), shape=cooc.shape)

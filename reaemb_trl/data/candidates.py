@@ -4,16 +4,21 @@ never-co-occurring ones (negatives)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 import scipy.sparse as sp
 
 from ..errors import InputError
-from .association import association_scores
+from .association import association_scores, item_mass
+from .cooccurrence import SpilledRows, block_entries, stored_row_blocks
 
 # Rows whose item co-occurs with at least this share of the catalogue draw their negatives exactly from the
 # complement; the others draw with rejection, which then accepts at least half of the draws.
 _EXACT_DRAW_SHARE = 0.5
+# Temporaries per stored entry while a row block is scored and ranked: its float64 copy, scores, row ids, the
+# random tie-breakers and the sort order.
+SCORE_BYTES_PER_ENTRY = 96
 
 
 @dataclass
@@ -39,6 +44,20 @@ def top_positives(scores: sp.csr_matrix, num_positives: int, rng: np.random.Gene
     return np.minimum(np.diff(scores.indptr), num_positives).astype(np.int64)
 
 
+def ranked_blocks(cooc: sp.csr_matrix | SpilledRows, num_positives: int, rng: np.random.Generator,
+                  item_ids: np.ndarray, weights: np.ndarray, rule: str = "count", min_count: int | None = None,
+                  max_memory: int | None = None) -> Iterator[tuple[int, sp.csr_matrix, sp.csr_matrix, np.ndarray]]:
+    """`top_positives` of the rule's scores row block by row block within `max_memory` bytes, yielding (first row,
+    counts, scores, positives per row) of each block. The tie-breakers are drawn block after block in row order:
+    the same numbers as for the whole matrix at once, so the same result."""
+    mass = item_mass(cooc)
+    for start, block in stored_row_blocks(cooc, block_entries(max_memory, SCORE_BYTES_PER_ENTRY, cooc.shape[1])):
+        stop = start + block.shape[0]
+        scores = association_scores(block, rule, min_count, mass, start)
+        yield start, block, scores, top_positives(scores, num_positives, rng, item_ids[start:stop],
+                                                  weights[start:stop])
+
+
 def _duplicate_slots(item_ids: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Flat slot indices (into item_ids) that repeat an earlier slot's item in the same row."""
     block = item_ids[rows]
@@ -50,10 +69,29 @@ def _duplicate_slots(item_ids: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return rows[row_index] * item_ids.shape[1] + slot
 
 
+def _stored(cooc: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Whether each (row, col) is a stored entry of `cooc` (sorted indices): one binary search per query, all
+    queries at once, with no temporaries per stored entry."""
+    if not cooc.nnz:
+        return np.zeros(rows.size, dtype=bool)
+    last = cooc.indices.size - 1
+    lo, end = cooc.indptr[rows].astype(np.int64), cooc.indptr[rows + 1].astype(np.int64)
+    hi = end.copy()
+    while (active := lo < hi).any():
+        mid = (lo + hi) // 2
+        below = active & (cooc.indices[np.minimum(mid, last)] < cols)
+        lo = np.where(below, mid + 1, lo)
+        hi = np.where(active & ~below, mid, hi)
+    return (lo < end) & (cooc.indices[np.minimum(lo, last)] == cols)
+
+
 def sample_candidates(cooc: sp.spmatrix, num_positives: int = 1, num_candidates: int = 10, seed: int = 0,
-                      epoch: int = 0, rule: str = "count", min_count: int | None = None) -> Candidates:
+                      epoch: int = 0, rule: str = "count", min_count: int | None = None,
+                      max_memory: int | None = None) -> Candidates:
     """Candidates for every item at once: positives by `rule` (`association.POSITIVE_RULES`, pairs counted at least
-    `min_count` times); ties among positives and the negatives are redrawn for each (seed, epoch)."""
+    `min_count` times); ties among positives and the negatives are redrawn for each (seed, epoch). The positives are
+    ranked in row blocks within `max_memory` bytes (default: `cooccurrence.default_max_memory()`); the result does
+    not depend on it."""
     if not 0 <= num_positives <= num_candidates:
         raise ValueError(f"need 0 <= num_positives <= num_candidates, got {num_positives} and {num_candidates}")
     cooc = sp.csr_matrix(cooc)
@@ -64,7 +102,9 @@ def sample_candidates(cooc: sp.spmatrix, num_positives: int = 1, num_candidates:
     item_ids = np.zeros((size, width), dtype=np.int64)
     weights = np.zeros((size, width), dtype=np.float32)
     rng = np.random.default_rng((seed, epoch))
-    positives = top_positives(association_scores(cooc, rule, min_count), num_positives, rng, item_ids, weights)
+    positives = np.concatenate([np.zeros(0, dtype=np.int64)] + [
+        block_positives for *_, block_positives in ranked_blocks(cooc, num_positives, rng, item_ids, weights, rule,
+                                                                  min_count, max_memory)])
 
     degree = np.diff(cooc.indptr)
     needed = np.where(np.arange(size) > 0, width - positives, 0)
@@ -77,16 +117,12 @@ def sample_candidates(cooc: sp.spmatrix, num_positives: int = 1, num_candidates:
     exact = (np.arange(size) > 0) & (degree >= _EXACT_DRAW_SHARE * num_items)
     slot_index = np.arange(width)
     todo = np.flatnonzero(((slot_index >= positives[:, None]) & (needed[:, None] > 0) & ~exact[:, None]).ravel())
-    cooc_keys = np.repeat(np.arange(size, dtype=np.int64), degree) * size + cooc.indices  # sorted: CSR order
-    cooc_keys = np.append(cooc_keys, size * size)  # a sentinel above every key: a search always lands on an entry
     flat_ids = item_ids.reshape(-1)
     while todo.size:
         draws = rng.integers(1, size, size=todo.size)
         flat_ids[todo] = draws
         rows = todo // width
-        keys = rows * size + draws
-        co_occurs = cooc_keys[np.searchsorted(cooc_keys, keys)] == keys
-        rejected = todo[(draws == rows) | co_occurs]
+        rejected = todo[(draws == rows) | _stored(cooc, rows, draws)]
         duplicates = _duplicate_slots(item_ids, np.unique(rows))
         todo = np.union1d(rejected, duplicates)
 

@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 
 from ..errors import InputError
 from ..io_utils import OutputGuard, atomic_output_dir, sha256_file, sha256_json, write_json
-from .cooccurrence import HOLDOUT, build_cooccurrence
+from .cooccurrence import HOLDOUT, SpilledRows, cooccurrence_blocks, default_max_memory, parse_memory
 from .readers import RawInteractions, RawItems, SourceFormat, get_format
 from .reward_signal import reward_signal
 from .sources import check_encoding, detect_encoding, existing_file
 from .text import DEFAULT_MAX_VALUE_CHARS, item_attributes, join_attributes
 
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
+BUNDLED = "bundled"  # as an interactions or items path: the bundled sample's file (format seqjson)
 # The paper's groups: tail items have fewer than 20 interactions, short users fewer than 10.
 TAIL_ITEM_THRESHOLD = 20
 SHORT_USER_THRESHOLD = 10
@@ -54,6 +55,11 @@ class PrepareOptions:
         "help": "Text encoding of the input files. Default: utf-8; MovieLens item files that are not utf-8 are "
                 "read as latin-1 (MovieLens 100K and 1M)."})
     show_progress: bool = field(default=True, metadata={"help": "Show progress bars while reading."})
+    max_memory: str | None = field(default=None, metadata={
+        "help": "Memory the co-occurrence steps keep this process within, e.g. 4GiB or 512MiB: they work in row "
+                "blocks sized by what is left of it (never under one block of as many entries as items); the "
+                "result is the same whatever the value. Default: a quarter of the machine's memory. Reading the "
+                "raw files is not bounded by it."})
 
     def __post_init__(self):
         # Checked before any file is read.
@@ -65,6 +71,12 @@ class PrepareOptions:
                 raise InputError(f"--{name.replace('_', '-')} must not be negative, got {getattr(self, name)}")
         if self.encoding is not None:
             check_encoding(self.encoding)
+        if self.max_memory is not None:
+            parse_memory(self.max_memory)
+
+    def memory_budget(self) -> int:
+        """`max_memory` in bytes, or the default."""
+        return default_max_memory() if self.max_memory is None else parse_memory(self.max_memory)
 
 
 @dataclass
@@ -146,13 +158,16 @@ def _filter(table: _Table, raw: RawInteractions, raw_items: RawItems | None, opt
 
 def _statistics(sequences: list[np.ndarray], num_items: int) -> dict:
     lengths = np.array([len(seq) for seq in sequences])
-    popularity = np.bincount(np.concatenate(sequences), minlength=num_items + 1)[1:]
+    items = np.concatenate(sequences)
+    popularity = np.bincount(items, minlength=num_items + 1)[1:]
     interactions = int(lengths.sum())
+    # on distinct (user, item) pairs: with repeats kept, interactions can outnumber the cells of the matrix
+    pairs = np.unique(np.repeat(np.arange(len(sequences)), lengths) * (num_items + 1) + items).size
     return {
         "users": len(sequences),
         "items": num_items,
         "interactions": interactions,
-        "sparsity": 1.0 - interactions / (len(sequences) * num_items),
+        "sparsity": 1.0 - pairs / (len(sequences) * num_items),
         "mean_length": interactions / len(sequences),
         "tail_item_share": float((popularity < TAIL_ITEM_THRESHOLD).mean()),
         "short_user_share": float((lengths < SHORT_USER_THRESHOLD).mean()),
@@ -246,16 +261,26 @@ def _prepare(format: str, source: SourceFormat, opts: PrepareOptions, inter_path
     item_fields = [raw_items.fields[name] for name in source_ids] if raw_items else [{}] * len(source_ids)
     counts.update(_statistics(sequences, len(source_ids)))
 
+    del raw, raw_items, table, rows  # the raw input is not needed any more: free it before the co-occurrence
+
+    budget = opts.memory_budget()
     with atomic_output_dir(guard.path, overwrite=guard.replaces) as tmp:
         counts["items_with_text"] = _write_items(tmp / "items.jsonl", source_ids, item_fields,
                                                   opts.max_value_chars)
+        del item_fields
         _write_interactions(tmp / "inter.txt", sequences)
-        cooccurrence = build_cooccurrence(sequences, len(source_ids), opts.cooc_window)
-        sp.save_npz(tmp / "cooccurrence.npz", cooccurrence)
+        # Row blocks go to scratch files as they are counted, so the whole matrix is never held in memory.
+        with tempfile.TemporaryDirectory(prefix=".cooccurrence.", dir=tmp) as spill:
+            cooccurrence = SpilledRows(spill, num_cols=len(source_ids) + 1)
+            for block in cooccurrence_blocks(sequences, len(source_ids), opts.cooc_window, max_memory=budget):
+                cooccurrence.append(block)
+            del sequences
+            cooccurrence.save_npz(tmp / "cooccurrence.npz")
+            signal = reward_signal(cooccurrence, max_memory=budget)
         outputs = {name: sha256_file(tmp / name) for name in ("items.jsonl", "inter.txt", "cooccurrence.npz")}
         # The npz (a zip) carries write times, so the fingerprint rests on the text files and the window.
         fingerprint = sha256_json([outputs["items.jsonl"], outputs["inter.txt"], opts.cooc_window])
-        parameters = {k: v for k, v in asdict(opts).items() if k not in ("show_progress", "encoding")}
+        parameters = {k: v for k, v in asdict(opts).items() if k not in ("show_progress", "encoding", "max_memory")}
         write_json(tmp / "dataset.json", {
             "folder_format": FOLDER_FORMAT,
             "source_format": format,
@@ -266,6 +291,6 @@ def _prepare(format: str, source: SourceFormat, opts: PrepareOptions, inter_path
             "inputs": {"interactions": _describe_input(inter_path, inter_encoding),
                        "items": _describe_input(items_path, items_encoding)},
             "outputs": outputs,
-            "reward_signal": reward_signal(cooccurrence),
+            "reward_signal": signal,
             "sha256": fingerprint,
         })
