@@ -105,9 +105,11 @@ def test_parquet_is_one_file_with_ids_vectors_and_schema_metadata(reference, sma
     assert _export(lrcl_dir, small_dataset, tmp_path / "items.parquet", "--format", "parquet") == 0
     assert [p.name for p in tmp_path.iterdir()] == ["items.parquet"]
     read = pq.read_table(tmp_path / "items.parquet")
-    assert read.column_names == ["item_id", "embedding"]
+    # each id column says what it holds: the item id of items.jsonl (the row) and the id of the raw data
+    assert read.column_names == ["row", "source_item_id", "embedding"]
     assert read.schema.field("embedding").type == pa.list_(pa.float32(), 64)
-    assert read.column("item_id").to_pylist() == dataset.source_ids
+    assert read.column("row").to_pylist() == list(range(1, dataset.num_items + 1))
+    assert read.column("source_item_id").to_pylist() == dataset.source_ids
     vectors = read.column("embedding").combine_chunks().flatten().to_numpy().reshape(-1, 64)
     np.testing.assert_array_equal(vectors, table[1:])
     metadata = {key.decode(): value.decode() for key, value in read.schema.metadata.items()}
@@ -117,7 +119,8 @@ def test_parquet_is_one_file_with_ids_vectors_and_schema_metadata(reference, sma
 
     frame = pd.read_parquet(tmp_path / "items.parquet")
     item = dataset.source_ids[4]
-    np.testing.assert_array_equal(np.asarray(frame.set_index("item_id").loc[item, "embedding"]), table[5])
+    np.testing.assert_array_equal(np.asarray(frame.set_index("source_item_id").loc[item, "embedding"]), table[5])
+    np.testing.assert_array_equal(np.asarray(frame.set_index("row").loc[5, "embedding"]), table[5])
 
 
 def test_recbole_atomic_file_and_settings(reference, small_dataset, lrcl_dir, tmp_path, capsys):
@@ -250,7 +253,7 @@ def test_every_format_reproduces_exact_float32_values(tmp_path):
     read = pq.read_table(tmp_path / "t.parquet")
     np.testing.assert_array_equal(read.column("embedding").combine_chunks().flatten().to_numpy().reshape(3, 5),
                                   table[1:])
-    assert read.column("item_id").to_pylist() == ids
+    assert read.column("source_item_id").to_pylist() == ids and read.column("row").to_pylist() == [1, 2, 3]
     lines = (tmp_path / "t.itememb").read_text().splitlines()[1:]
     assert [line.split("\t")[0] for line in lines] == ids
     parsed = np.array([[float(v) for v in line.split("\t")[1].split(" ")] for line in lines], dtype=np.float32)

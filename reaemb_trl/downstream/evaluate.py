@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import PreparedDataset, load_embedding_table
+from ..data import PreparedDataset
+from ..data.embedding_table import read_item_table
 from ..errors import InputError
 from ..io_utils import OutputGuard, sha256_file, write_json
 from .metrics import GROUPS
@@ -20,16 +21,12 @@ from .trainer import SELECTION_METRIC, DownstreamConfig, DownstreamTrainer
 
 
 def load_table(path: str | os.PathLike | None, dataset: PreparedDataset) -> np.ndarray | None:
-    """The embedding file's table, checked against the dataset: row count, finite values, and the fingerprint of
-    the dataset it was exported from (when the file records one), since two datasets can have the same size."""
+    """The embedding file's table in any format `export` writes (or a plain .npy / parquet table from another tool),
+    lined up with the dataset's items and checked against it: ids or row count, finite values, and the fingerprint
+    of the dataset it was exported from (when the file records one), since two datasets can have the same size."""
     if path is None:
         return None
-    table, metadata = load_embedding_table(path, num_items=dataset.num_items)
-    made_for = metadata.get("dataset_sha256")
-    if made_for and made_for != dataset.sha256:
-        raise InputError(f"{path}: the table was exported from another dataset (dataset_sha256 {made_for[:12]}..., "
-                         f"this one {dataset.sha256[:12]}...); export it again from {dataset.path}")
-    return table
+    return read_item_table(path, dataset.source_ids, dataset.sha256)[0]
 
 
 def run_records(config: DownstreamConfig, dataset: PreparedDataset, embeddings: str | os.PathLike | None,

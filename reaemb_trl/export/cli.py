@@ -1,4 +1,5 @@
-"""`reaemb-trl export --model DIR --data PREPARED_DIR --output FILE [--format F] [--normalize] [--pca D] ...`.
+"""`reaemb-trl export --model DIR --data PREPARED_DIR --output FILE [--format F] [--normalize] [--pca D] ...`,
+`reaemb-trl encode` (new items or texts) and `reaemb-trl convert` (a table in another format).
 
 `--model` / `--output` may be repeated in pairs: folders that share pass 1 (an LRCL folder and the CRRL folder
 trained from it) are then encoded from one pass 1 per batch."""
@@ -6,8 +7,12 @@ trained from it) are then encoded from one pass 1 per batch."""
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass, field
 
+from ..data.readers import FORMATS as SOURCE_FORMATS
+from ..data.text import DEFAULT_MAX_VALUE_CHARS
 from ..errors import InputError
+from ..recipe import help_field, parse_recipe
 from .export import check_dataset, check_export_numbers, default_device, export_item_tables, output_guards
 from .formats import FORMATS, check_output, recbole_config_path
 
@@ -74,4 +79,73 @@ def main(argv: list[str] | None = None) -> int:
         if args.table_format == "recbole":
             config = recbole_config_path(file)
             print(f"RecBole settings ({config}):\n{config.read_text(encoding='utf-8')}")
+    return 0
+
+
+@dataclass
+class EncodeArguments:
+    model: str = help_field("Embedder folder (LatentReasoningEmbedder.save_pretrained).")
+    output: str = help_field("Table file to write: NAME or NAME.SUFFIX of --format-out.")
+    items: str | None = help_field("Raw item file in one of prepare's formats (--format): every item in it is "
+                                   "encoded, its text built as prepare builds it.", default=None)
+    format: str | None = help_field(f"Format of --items: one of {', '.join(SOURCE_FORMATS)}.", default=None)
+    text: list[str] = field(default_factory=list, metadata={
+        "action": "extend",  # --text A --text B, or --text A B
+        "help": "Texts to encode instead of --items (repeat the flag); their ids are their positions 1, 2, ..."})
+    format_out: str = help_field(f"Table format: one of {', '.join(FORMATS)} (as export).", default="safetensors")
+    normalize: bool = help_field("L2-normalise every row.", default=False)
+    max_value_chars: int = help_field("Cut each attribute value to this many characters: the value the dataset "
+                                      "was prepared with.", default=DEFAULT_MAX_VALUE_CHARS)
+    encoding: str | None = help_field("Text encoding of --items (default: as prepare reads it).", default=None)
+    batch_size: int = help_field("Texts per forward pass.", default=32)
+    execution_path: str | None = help_field("fast or reference (default: fast for decoders; encoders always run "
+                                            "reference).", default=None)
+    device: str | None = help_field("torch device (default: cuda when available, else cpu).", default=None)
+    overwrite: bool = help_field("Replace an existing table that an export or encode wrote.", default=False)
+    show_progress: bool = help_field("Show progress bars.", default=True)
+
+
+def encode_main(argv: list[str] | None = None) -> int:
+    args = parse_recipe(EncodeArguments, list(argv or []), prog="reaemb-trl encode",
+                        description="Embed new items (a raw item file) or plain texts with a trained embedder "
+                                    "folder; the rows equal export's for the same items.")
+    from ..embedder import LatentReasoningEmbedder
+    from .encode import encode_table, item_file_texts
+
+    check_export_numbers(args.batch_size)
+    if (args.items is None) == (not args.text):
+        raise InputError("give --items FILE --format F, or --text TEXT (one or more), not both")
+    if args.items is not None and args.format is None:
+        raise InputError(f"--items needs --format (one of {', '.join(SOURCE_FORMATS)})")
+    check_output(args.format_out, args.output, None)
+    output_guards([args.output], args.format_out, None, [args.model, args.items], args.overwrite)
+    if args.items is not None:
+        ids, texts = item_file_texts(args.items, args.format, args.encoding, args.max_value_chars,
+                                     args.show_progress)
+    else:
+        ids, texts = [str(position) for position in range(1, len(args.text) + 1)], args.text
+    embedder = LatentReasoningEmbedder.from_pretrained(args.model).to(args.device or default_device())
+    written = encode_table(embedder, texts, ids, args.output, args.format_out, args.normalize, args.batch_size,
+                           args.execution_path, args.model, args.items or "texts", [args.model, args.items],
+                           args.overwrite, args.show_progress)
+    print(f"wrote {written} ({len(texts)} rows)")
+    return 0
+
+
+@dataclass
+class ConvertArguments:
+    table: str = help_field("Table to convert: any format export writes, or a .npy / parquet table from another "
+                            "tool (see docs/export_formats.md for the id maps it may carry).")
+    data: str = help_field("Prepared dataset folder the table belongs to (its ids and row count are checked).")
+    output: str = help_field("Table file to write: NAME or NAME.SUFFIX of --format.")
+    format: str = help_field(f"One of {', '.join(FORMATS)}.", default="safetensors")
+    overwrite: bool = help_field("Replace an existing table that an export wrote.", default=False)
+
+
+def convert_main(argv: list[str] | None = None) -> int:
+    args = parse_recipe(ConvertArguments, list(argv or []), prog="reaemb-trl convert",
+                        description="Write an existing item table in another format, without encoding again.")
+    from .convert import convert_table
+
+    print(f"wrote {convert_table(args.table, args.data, args.output, args.format, args.overwrite)}")
     return 0

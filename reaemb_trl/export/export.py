@@ -125,8 +125,8 @@ def _write_tables(embedders: Sequence, dataset: PreparedDataset, targets: list[P
                     rows = embedder.encode(block, batch_size=batch_size, execution_path=execution_path,
                                            show_progress=per_batch)
                 rows = rows.numpy()
-                _check_finite(rows, start, name or embedder.name_or_path)
-                append(_unit_rows(rows) if normalize else rows)
+                check_finite_rows(rows, start, name or embedder.name_or_path)
+                append(unit_rows(rows) if normalize else rows)
             progress.update(len(block))
 
 
@@ -140,7 +140,7 @@ def check_export_numbers(batch_size: int, pca: int | None = None, num_items: int
             check_number(num_items, "--num-items", "int", ">= 1", optional=True))
 
 
-def _check_finite(rows: np.ndarray, start: int, model: str | None) -> None:
+def check_finite_rows(rows: np.ndarray, start: int, model: str | None) -> None:
     """No table is written with a NaN / inf row: the model's output is broken (NaN weights, an overflowing dtype)."""
     bad = nonfinite_rows(rows)
     if bad:
@@ -170,19 +170,26 @@ def _check_pca(embedder, dataset: PreparedDataset, pca: int | None) -> None:
                          f"{min(dataset.num_items, embedder.config.hidden_size)}")
 
 
-def _table_metadata(embedder, dataset: PreparedDataset, execution_path: str | None, model_name: str | None,
-                    normalize: bool) -> tuple[dict, dict]:
-    """(metadata, usage) of an exported table: where its rows come from, and how to compare them."""
+def model_metadata(embedder, num_items: int, execution_path: str | None, model_name: str | None,
+                   normalize: bool) -> tuple[dict, dict]:
+    """(metadata, usage) of a table of `num_items` rows encoded by `embedder`: where its rows come from, and how
+    to compare them."""
     folder = model_name or embedder.name_or_path
     metadata = {
         "model": folder or embedder.config.backbone_name_or_path,
         "execution_path": embedder.resolve_execution_path(execution_path),
         "pooling": embedder.config.pooling,
         "dim": embedder.config.hidden_size,
-        "num_items": dataset.num_items,
-        "dataset_sha256": dataset.sha256,
+        "num_items": num_items,
     }
     return metadata, {"similarity": trained_similarity(folder), "normalized": "true" if normalize else "false"}
+
+
+def _table_metadata(embedder, dataset: PreparedDataset, execution_path: str | None, model_name: str | None,
+                    normalize: bool) -> tuple[dict, dict]:
+    """`model_metadata` of a dataset's table, with the dataset's fingerprint."""
+    metadata, usage = model_metadata(embedder, dataset.num_items, execution_path, model_name, normalize)
+    return {**metadata, "dataset_sha256": dataset.sha256}, usage
 
 
 def _table_writer(embedder, dataset: PreparedDataset, output, execution_path: str | None, model_name: str | None,
@@ -198,7 +205,7 @@ def _write_pca(embedder, dataset: PreparedDataset, output, pca: int, execution_p
     reducer = PCA(n_components=pca, random_state=0).fit(embeddings)
     reduced = np.zeros((dataset.num_items + 1, pca), dtype=np.float32)
     projected = reducer.transform(embeddings)
-    reduced[1:] = _unit_rows(projected) if normalize else projected
+    reduced[1:] = unit_rows(projected) if normalize else projected
     extra = {
         "pca_components": reducer.components_.astype(np.float32),
         "pca_mean": reducer.mean_.astype(np.float32),
@@ -211,6 +218,6 @@ def _write_pca(embedder, dataset: PreparedDataset, output, pca: int, execution_p
                        extra_tensors=extra)
 
 
-def _unit_rows(embeddings: np.ndarray) -> np.ndarray:
+def unit_rows(embeddings: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
     return embeddings / np.where(norms > 0, norms, 1.0)  # an all-zero row stays zero instead of becoming NaN

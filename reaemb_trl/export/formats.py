@@ -19,13 +19,19 @@ from pathlib import Path
 import numpy as np
 
 from ..data import embedding_table_writer
+from ..data.embedding_table import (
+    EMBEDDING_COLUMN,
+    IDS_SUFFIX,
+    META_SUFFIX,
+    ROW_COLUMN,
+    SOURCE_ID_COLUMN,
+    TABLE_SUFFIXES,
+    companion_path,
+)
 from ..errors import InputError
 from ..io_utils import atomic_path, write_json
 
-SUFFIXES = {"safetensors": ".safetensors", "npy": ".npy", "parquet": ".parquet", "recbole": ".itememb"}
-FORMATS = tuple(SUFFIXES)
-IDS_SUFFIX = ".ids.json"
-META_SUFFIX = ".meta.json"
+FORMATS = tuple(TABLE_SUFFIXES)
 RECBOLE_CONFIG_SUFFIX = ".recbole.yaml"
 # Characters that would split a token of RecBole's tab-separated atomic file (read with pandas' quote handling).
 RECBOLE_FORBIDDEN = ("\t", "\n", "\r", '"')
@@ -35,13 +41,13 @@ def check_output(table_format: str, output: str | os.PathLike, pca: int | None, 
     """Refuse, before any item is encoded, a format that does not exist, an output named for another format,
     `--pca` outside safetensors (only that file holds the PCA parameters beside the reduced table), and source ids
     the format cannot hold."""
-    if table_format not in SUFFIXES:
+    if table_format not in TABLE_SUFFIXES:
         raise InputError(f"--format {table_format!r}: unknown format (known: {', '.join(FORMATS)})")
-    other = next((name for name, suffix in SUFFIXES.items()
+    other = next((name for name, suffix in TABLE_SUFFIXES.items()
                   if name != table_format and Path(output).suffix == suffix), None)
     if other is not None:
-        raise InputError(f"--output {output}: the suffix {SUFFIXES[other]} belongs to --format {other}, not "
-                         f"--format {table_format} (name it NAME or NAME{SUFFIXES[table_format]})")
+        raise InputError(f"--output {output}: the suffix {TABLE_SUFFIXES[other]} belongs to --format {other}, not "
+                         f"--format {table_format} (name it NAME or NAME{TABLE_SUFFIXES[table_format]})")
     if pca is not None and table_format != "safetensors":
         raise InputError(f"--pca works with --format safetensors only (that file also holds the PCA parameters); "
                          f"got --format {table_format}")
@@ -55,7 +61,7 @@ def table_path(table_format: str, output: str | os.PathLike) -> Path:
     output = Path(output)
     if table_format == "safetensors":
         return output
-    return output.with_name(_name(output, table_format) + SUFFIXES[table_format])
+    return output.with_name(_name(output, table_format) + TABLE_SUFFIXES[table_format])
 
 
 def output_files(table_format: str, output: str | os.PathLike) -> list[Path]:
@@ -71,7 +77,7 @@ def is_exported_table(path: Path) -> bool:
     """Whether `path` is a table an export wrote (what --overwrite may replace): its metadata says how its rows
     are laid out, in the companion file or, for parquet, in the file."""
     try:
-        if path.suffix == SUFFIXES["parquet"]:
+        if path.suffix == TABLE_SUFFIXES["parquet"]:
             import pyarrow.parquet as pq
 
             return b"padding_row" in (pq.read_schema(path).metadata or {})
@@ -79,13 +85,6 @@ def is_exported_table(path: Path) -> bool:
     except (OSError, ValueError):  # no companion, or not a table
         return False
     return isinstance(described, dict) and "padding_row" in described
-
-
-def companion_path(table: str | os.PathLike, suffix: str) -> Path:
-    """`items.npy` + `.ids.json` -> `items.npy.ids.json`: named after the whole table file, so tables of one NAME in
-    two formats (whose rows differ by the padding row) never share an id map."""
-    table = Path(table)
-    return table.with_name(table.name + suffix)
 
 
 def recbole_config_path(itememb: str | os.PathLike) -> Path:
@@ -117,7 +116,7 @@ def table_writer(table_format: str, output: str | os.PathLike, dim: int, source_
         # The header keeps the keys safetensors tables have always carried; META_SUFFIX has them all.
         with embedding_table_writer(path, len(source_ids) + 1, dim, metadata, extra_tensors) as append:
             append(np.zeros((1, dim), dtype=np.float32))
-            blocks = _RowBlocks(path, dim, source_ids, lambda rows, ids: append(rows))
+            blocks = _RowBlocks(path, dim, source_ids, lambda rows, ids, first: append(rows))
             yield blocks.append
             blocks.finish()
             write_json(companion_path(path, IDS_SUFFIX), [None, *source_ids])
@@ -136,11 +135,12 @@ def write_table(table_format: str, output: str | os.PathLike, table: np.ndarray,
 
 
 class _RowBlocks:
-    """Hands consecutive row blocks to `write(rows, ids)` with the source ids of those rows; `finish` checks that
+    """Hands consecutive row blocks to `write(rows, ids, first)` with the source ids of those rows and the item id
+    of the first (1-based); `finish` checks that
     every item came (raised inside the writer's atomic block, so no partial file is kept)."""
 
     def __init__(self, path: Path, dim: int, source_ids: Sequence[str],
-                 write: Callable[[np.ndarray, Sequence[str]], object]):
+                 write: Callable[[np.ndarray, Sequence[str], int], object]):
         self.path, self.dim, self.source_ids, self.write, self.done = path, dim, source_ids, write, 0
 
     def append(self, rows: np.ndarray) -> None:
@@ -148,7 +148,7 @@ class _RowBlocks:
         if rows.ndim != 2 or rows.shape[1] != self.dim or self.done + rows.shape[0] > len(self.source_ids):
             raise ValueError(f"{self.path}: a block of shape {rows.shape} does not fit the "
                              f"({len(self.source_ids)}, {self.dim}) table after {self.done} rows")
-        self.write(rows, self.source_ids[self.done : self.done + rows.shape[0]])
+        self.write(rows, self.source_ids[self.done : self.done + rows.shape[0]], self.done + 1)
         self.done += rows.shape[0]
 
     def finish(self) -> None:
@@ -161,7 +161,7 @@ def _npy_writer(path: Path, dim: int, source_ids: Sequence[str], metadata: dict[
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:  # the header first: np.save needs the whole array
         np.lib.format.write_array_header_1_0(handle, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
                                                       "fortran_order": False, "shape": (len(source_ids), dim)})
-        blocks = _RowBlocks(path, dim, source_ids, lambda rows, ids: handle.write(rows.tobytes()))
+        blocks = _RowBlocks(path, dim, source_ids, lambda rows, ids, first: handle.write(rows.tobytes()))
         yield blocks.append
         blocks.finish()
         write_json(companion_path(path, IDS_SUFFIX), list(source_ids))
@@ -173,12 +173,14 @@ def _parquet_writer(path: Path, dim: int, source_ids: Sequence[str], metadata: d
     import pyarrow as pa  # a dependency of `datasets`
     import pyarrow.parquet as pq
 
-    schema = pa.schema([("item_id", pa.string()), ("embedding", pa.list_(pa.float32(), dim))], metadata=metadata)
+    # the row (the item id of items.jsonl) and the source id, each named for what it holds
+    schema = pa.schema([(ROW_COLUMN, pa.int64()), (SOURCE_ID_COLUMN, pa.string()),
+                        (EMBEDDING_COLUMN, pa.list_(pa.float32(), dim))], metadata=metadata)
     with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema) as handle:
-        def write(rows: np.ndarray, ids: Sequence[str]) -> None:  # one row group per block
+        def write(rows: np.ndarray, ids: Sequence[str], first: int) -> None:  # one row group per block
             vectors = pa.FixedSizeListArray.from_arrays(pa.array(rows.reshape(-1)), dim)
-            handle.write_table(pa.table({"item_id": pa.array(ids, type=pa.string()), "embedding": vectors},
-                                        schema=schema))
+            handle.write_table(pa.table([pa.array(np.arange(first, first + len(ids))), pa.array(ids, pa.string()),
+                                         vectors], schema=schema))
 
         blocks = _RowBlocks(path, dim, source_ids, write)
         yield blocks.append
@@ -191,7 +193,7 @@ def _recbole_writer(path: Path, dim: int, source_ids: Sequence[str], metadata: d
     row_format = " ".join(["%.9g"] * dim)  # 9 significant digits give back the exact float32
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as handle:
         handle.write("iid:token\titem_emb:float_seq\n")
-        blocks = _RowBlocks(path, dim, source_ids, lambda rows, ids: handle.writelines(
+        blocks = _RowBlocks(path, dim, source_ids, lambda rows, ids, first: handle.writelines(
             f"{item}\t{row_format % tuple(row.tolist())}\n" for item, row in zip(ids, rows)))
         yield blocks.append
         blocks.finish()
@@ -226,7 +228,7 @@ def _recbole_config(itememb: Path) -> str:
 
 def _name(path: Path, table_format: str) -> str:
     """The file name without the format's suffix (`items.pca8.safetensors` -> `items.pca8`)."""
-    suffix = SUFFIXES[table_format]
+    suffix = TABLE_SUFFIXES[table_format]
     return path.name[:-len(suffix)] if path.name.endswith(suffix) and path.name != suffix else path.name
 
 
