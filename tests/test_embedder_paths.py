@@ -91,21 +91,25 @@ def test_every_pooling_mode_fast_equals_reference(pooling, padding_side, j):
         assert rel_err(fast_grads[name], grad) < 1e-4, name
 
 
-def _hand_pooled(states: torch.Tensor, thought_pos: int, pooling: str) -> torch.Tensor:
-    """Pooling of one unpadded row of final states [T, d], written out per mode."""
-    if pooling == "mean":
-        return states.mean(0)
-    if pooling == "weighted":
-        weights = torch.arange(1, states.shape[0] + 1, dtype=states.dtype)
-        return (weights[:, None] * states).sum(0) / weights.sum()
-    if pooling == "thought":
-        return states[thought_pos:].mean(0)
-    return states[-1]
+def _position_weighted(states: torch.Tensor, thought_pos: int) -> torch.Tensor:
+    weights = torch.arange(1, states.shape[0] + 1, dtype=states.dtype)
+    return (weights[:, None] * states).sum(0) / weights.sum()
+
+
+# Pooling of one unpadded row of final states [T, d] and its thought column, written out per mode: the oracle of
+# every registered mode (a mode without one fails `test_matches_hand_written_two_pass`).
+HAND_POOLED = {
+    "mean": lambda states, thought_pos: states.mean(0),
+    "weighted": _position_weighted,
+    "thought": lambda states, thought_pos: states[thought_pos:].mean(0),
+    "last": lambda states, thought_pos: states[-1],
+}
 
 
 @pytest.mark.parametrize("pooling", list(POOLING_MODES))
 def test_matches_hand_written_two_pass(pooling):
     """An independent oracle: the method written out with the plain transformers model, one item, j = 1."""
+    assert pooling in HAND_POOLED, f"pooling mode {pooling!r} has no hand-written oracle in HAND_POOLED"
     embedder = make_embedder("qwen2", 1, pooling=pooling)
     embedder.eval()
     batch = embedder.tokenize(TEXTS[:1])
@@ -131,7 +135,7 @@ def test_matches_hand_written_two_pass(pooling):
         r = weights @ (states[:thought_pos] @ module.v_proj.weight.T)
         inputs = table(ids).clone()
         inputs[0, thought_pos] = r
-        expected = _hand_pooled(body(inputs_embeds=inputs).last_hidden_state[0], thought_pos, pooling)  # pass 2
+        expected = HAND_POOLED[pooling](body(inputs_embeds=inputs).last_hidden_state[0], thought_pos)  # pass 2
         for path in ("fast", "reference"):
             got = embedder(**batch, execution_path=path).embeddings[0]
             assert rel_err(got, expected) < 1e-5, path

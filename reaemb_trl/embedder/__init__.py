@@ -1,8 +1,9 @@
 """The latent-reasoning item embedder: backbone + thought module, fast and reference paths, LoRA/QLoRA."""
 
 from .backbone import BUNDLED_BACKBONES, BUNDLED_MINILM, BUNDLED_SMOLLM2, is_causal_config, resolve_backbone
-from .configuration import DEFAULT_INSTRUCTION, POOLING_MODES, LatentReasoningConfig
+from .configuration import DEFAULT_INSTRUCTION, LatentReasoningConfig
 from .modeling import EmbedderOutput, LatentReasoningEmbedder
+from .pooling import POOLING_MODES, PoolingMode, register_pooling
 from .prefix_cache import PrefixCache
 from .prefix_state import PrefixState
 from .prompts import PromptBuilder, pad_prompts
@@ -14,6 +15,8 @@ __all__ = [
     "BUNDLED_MINILM",
     "BUNDLED_SMOLLM2",
     "POOLING_MODES",
+    "PoolingMode",
+    "register_pooling",
     "resolve_backbone",
     "DEFAULT_INSTRUCTION",
     "EmbedderOutput",

@@ -10,18 +10,11 @@ from huggingface_hub.dataclasses import strict, type_validator
 from transformers import PretrainedConfig
 
 from ..errors import InputError
+from .pooling import POOLING_MODES, pooling_mode
 
 DEFAULT_INSTRUCTION = "Represent this item for recommendation."
 # How two item embeddings are compared (by the LRCL losses, the CRRL reward, the downstream export's metadata).
 SIMILARITIES = ("cosine", "dot")
-# How final states become the item embedding. In a causal model the states before the thought cannot see it, so
-# with `mean` the thought moves only j + 1 of L pooled states; `thought` and `last` let it move all of them.
-POOLING_MODES = {
-    "mean": "mean over every real position (the reference)",
-    "weighted": "position-weighted mean, weight = position + 1 (later states have read more of the prompt)",
-    "thought": "mean over the thought tokens and the tokens after them",
-    "last": "the last (end) token",
-}
 
 
 @strict(accept_kwargs=True)
@@ -37,7 +30,7 @@ class LatentReasoningConfig(PretrainedConfig):
     hidden_size: int = field(default=0, metadata={"help": "Backbone hidden size d (thought module is d x d)."})
     num_thought_tokens: int = field(default=1, metadata={"help": "j latent thought tokens placed after the text."})
     thought_tokens: list[str] | None = field(default=None, metadata={"help": "The j special thought-token strings."})
-    pooling: str = field(default="mean", metadata={"help": "One of POOLING_MODES: mean, weighted, thought, last."})
+    pooling: str = field(default="mean", metadata={"help": f"One of POOLING_MODES: {', '.join(POOLING_MODES)}."})
     instruction: str = field(default=DEFAULT_INSTRUCTION, metadata={"help": "Instruction placed before the text."})
     system_prompt: str | None = field(default=None, metadata={
         "help": "System message of chat templates: None keeps the template's default, a string (even '') replaces it."})
@@ -59,8 +52,7 @@ class LatentReasoningConfig(PretrainedConfig):
 
     def __post_init__(self, **kwargs):
         self._check_types()
-        if self.pooling not in POOLING_MODES:
-            raise InputError(f"pooling must be one of {tuple(POOLING_MODES)}, got {self.pooling!r}")
+        pooling_mode(self.pooling)  # an unknown name is refused here, not silently pooled some other way
         if self.num_thought_tokens < 1:
             raise InputError(f"num_thought_tokens must be >= 1, got {self.num_thought_tokens}")
         if self.padding_side not in ("left", "right"):
