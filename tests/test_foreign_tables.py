@@ -150,3 +150,22 @@ def test_convert_refuses_before_writing(small_dataset, dataset, table, tmp_path)
         convert_main(["--table", str(source), "--data", str(small_dataset), "--output", str(source),
                       "--format", "npy", "--overwrite"])
     assert not list(tmp_path.glob("out*"))
+
+
+def test_damaged_or_foreign_files_are_named(dataset, table, tmp_path):
+    np.save(tmp_path / "whole.npy", table)
+    (tmp_path / "cut.npy").write_bytes((tmp_path / "whole.npy").read_bytes()[:200])
+    (tmp_path / "text.parquet").write_text("not parquet")
+    (tmp_path / "header.itememb").write_text("iid:token\titem_emb:float\n")
+    first = dataset.source_ids[0]
+    (tmp_path / "values.itememb").write_text(f"iid:token\titem_emb:float_seq\n{first}\t0.5 x\n")
+    strings = _parquet(tmp_path / "strings.parquet", source_item_id=dataset.source_ids,
+                       embedding=[["a"]] * dataset.num_items)
+    cases = [("cut.npy", "cut.npy: not a readable .npy array file"),
+             ("text.parquet", "text.parquet: not a readable parquet file"),
+             ("header.itememb", r"header.itememb, line 1: expected the columns 'iid:token<TAB>item_emb:float_seq'"),
+             ("values.itememb", "values.itememb, line 2: expected 'id<TAB>numbers separated by spaces'"),
+             (strings.name, "strings.parquet: column 'embedding' must hold one list of floats per row")]
+    for name, message in cases:
+        with pytest.raises(InputError, match=message):
+            load_table(tmp_path / name, dataset)

@@ -16,6 +16,7 @@ from safetensors import safe_open
 
 from ..errors import InputError
 from ..io_utils import atomic_path
+from .sources import load_json_document, read_document
 
 TABLE_KEY = "embeddings"
 # safetensors dtype names of the arrays a table file holds (the table itself is float32).
@@ -208,12 +209,7 @@ def _item_positions(path: Path, ids: list, source_ids: list[str]) -> np.ndarray:
 
 def _companion_json(path: Path, suffix: str):
     file = companion_path(path, suffix)
-    if not file.is_file():
-        return None
-    try:
-        return json.loads(file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, ValueError) as err:
-        raise InputError(f"{file}: not a JSON file ({err})") from err
+    return load_json_document(file) if file.is_file() else None
 
 
 def _id_map(path: Path) -> list | None:
@@ -259,9 +255,10 @@ def _read_parquet(path: Path, source_ids: Sequence[str]) -> tuple[np.ndarray, li
         raise InputError(f"{path}: expected an id column ({SOURCE_ID_COLUMN!r} or {ROW_COLUMN!r}) and an "
                          f"{EMBEDDING_COLUMN!r} column; found {columns}")
     vectors = table.column(EMBEDDING_COLUMN).combine_chunks()
-    if not pa.types.is_list(vectors.type) and not pa.types.is_fixed_size_list(vectors.type) \
-            or vectors.null_count or table.num_rows == 0:
-        raise InputError(f"{path}: column {EMBEDDING_COLUMN!r} must hold one list of floats per row, no nulls")
+    is_list = pa.types.is_list(vectors.type) or pa.types.is_fixed_size_list(vectors.type)
+    if not is_list or not pa.types.is_floating(vectors.type.value_type) or vectors.null_count or not len(vectors):
+        raise InputError(f"{path}: column {EMBEDDING_COLUMN!r} must hold one list of floats per row, no nulls; "
+                         f"got {vectors.type} with {vectors.null_count} nulls in {len(vectors)} rows")
     lengths = set(pc.list_value_length(vectors).to_pylist())
     if len(lengths) != 1:
         raise InputError(f"{path}: the rows of {EMBEDDING_COLUMN!r} have different lengths {sorted(lengths)[:5]}")
@@ -295,8 +292,7 @@ def _parquet_ids(path: Path, table, source_ids: Sequence[str]) -> list:
 
 def _read_recbole(path: Path, source_ids: Sequence[str]) -> tuple[np.ndarray, list, dict]:
     """RecBole's atomic file: a `NAME:token` id column and a `NAME:float_seq` vector column, tab-separated."""
-    with open(path, encoding="utf-8") as handle:
-        lines = handle.read().splitlines()
+    lines = read_document(path).splitlines()
     header = lines[0].split("\t") if lines else []
     kinds = [column.rpartition(":")[2] for column in header]
     if kinds != ["token", "float_seq"]:
