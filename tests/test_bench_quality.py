@@ -158,6 +158,7 @@ def test_ordering_statistics_on_known_numbers(tmp_path):
 
     markdown = quality_markdown(quality)
     assert markdown.count("## sasrec · ") == 2 and HOLDS_DEFINITION in markdown
+
     assert "| raw | 0.1100 ± 0.0100 | 0.2200 ± 0.0200 | 0.0550 ± 0.0050 | 0.1100 ± 0.0100 | - | - |" in markdown
     row = "| sasrec | sampled | overall | raw<lrcl_no_thought | +0.0200 | 0.0100 | +0.0100 | +0.0300 | yes |"
     assert row in markdown
@@ -173,6 +174,23 @@ def test_ordering_statistics_on_known_numbers(tmp_path):
     image = plt.imread(png)
     assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 2 * image.shape[0]  # 2 panels side by side
     assert (tmp_path / "quality.md").read_text() == markdown
+
+
+def test_paired_tests_beside_holds():
+    """One-sided p-values against closed forms: the t distribution with 2 degrees of freedom has
+    sf(t) = 1/2 - t / (2 sqrt(2 + t^2)); the exact Wilcoxon test of 3 positive differences gives 1/2^3."""
+    quality = build_quality(_results(KNOWN), "hand")
+    first = quality["ordering"]["sasrec"]["sampled"]["overall"]["raw<lrcl_no_thought"]
+    t = 0.02 / (0.01 / math.sqrt(3))
+    assert first["t_pvalue"] == pytest.approx(0.5 - t / (2 * math.sqrt(2 + t * t)))
+    assert first["wilcoxon_pvalue"] == pytest.approx(0.125)
+    second = quality["ordering"]["sasrec"]["sampled"]["overall"]["lrcl_no_thought<lrcl"]
+    assert second["t_pvalue"] > 0.2 and second["wilcoxon_pvalue"] > first["wilcoxon_pvalue"]
+    # undefined tests are None, not NaN: no spread, no non-zero difference, a single seed
+    assert paired_difference([0.5, 0.25, 0.0], [0.75, 0.5, 0.25])["t_pvalue"] is None  # exact binary fractions
+    assert paired_difference([0.1, 0.2], [0.1, 0.2])["wilcoxon_pvalue"] is None
+    assert paired_difference([0.1], [0.5])["t_pvalue"] is None
+    assert "| 0.037 | 0.125 |" in quality_markdown(quality)
 
 
 def test_opt_in_arms_and_their_steps_on_known_numbers(tmp_path):
