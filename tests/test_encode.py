@@ -101,3 +101,22 @@ def test_encode_refuses_unclear_requests_before_loading_the_model(small_dataset,
         _encode("--model", missing_model, "--text", "a", "--output", tmp_path / "mine.npy", "--format_out", "npy")
     assert (tmp_path / "mine.npy").read_bytes() == b"not a table"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["mine.npy"]
+
+
+def test_minilm_encodes_new_items_as_export_does_from_a_recipe(small_dataset, minilm_path, tmp_path):
+    """The bundled MiniLM (an encoder: the reference path), with the options given as a --config recipe."""
+    from reaemb_trl.embedder import LatentReasoningEmbedder
+
+    dataset = PreparedDataset.load(small_dataset)
+    folder = tmp_path / "minilm"
+    embedder = LatentReasoningEmbedder.from_backbone(minilm_path, max_length=64)
+    embedder.save_pretrained(folder)
+    export_item_table(embedder, dataset, tmp_path / "export.npy", table_format="npy", show_progress=False)
+    recipe = tmp_path / "encode.yaml"
+    recipe.write_text(f"model: {folder}\nitems: {small_dataset.parent / 'item.json'}\nformat: seqjson\n"
+                      f"format_out: parquet\noutput: {tmp_path / 'new'}\nshow_progress: false\n")
+    assert encode_main(["--config", str(recipe)]) == 0
+    encoded = read_item_table(tmp_path / "new.parquet", dataset.source_ids)[0]
+    exported = read_item_table(tmp_path / "export.npy", dataset.source_ids)[0]
+    np.testing.assert_allclose(encoded, exported, rtol=1e-5, atol=1e-5)
+    assert np.abs(encoded[1:]).sum(axis=1).min() > 0
