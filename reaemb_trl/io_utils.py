@@ -116,10 +116,12 @@ class SetAside:
         return self
 
     def __exit__(self, *exc) -> None:
-        if not os.path.lexists(self.path):
+        # the block's own OutputGuard for `path` may already have removed the aside as scratch: it only does so once
+        # the block has passed its checks and starts writing, so there is nothing left to restore then
+        if not os.path.lexists(self.path) and os.path.lexists(self._aside):
             os.replace(self._aside, self.path)
             self.restored = True
-        shutil.rmtree(self._aside.parent)
+        shutil.rmtree(self._aside.parent, ignore_errors=True)
 
 
 class OutputGuard:

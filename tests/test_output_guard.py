@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 from reaemb_trl.cli import main as cli_main
 from reaemb_trl.data import PreparedDataset, prepare_dataset, save_embedding_table
 from reaemb_trl.errors import InputError
+from reaemb_trl.io_utils import OWNER_MARKER, OutputGuard, SetAside
 from reaemb_trl.pipeline import PipelineConfig, PipelineRunner
 from reaemb_trl.pipeline.pipeline_config import DatasetSection
 
@@ -207,6 +208,20 @@ def test_crrl_never_writes_into_its_input_folders(small_dataset, tmp_path):
     assert snapshot(tmp_path) == before
 
 
+def test_a_changed_stage_survives_its_own_guard_clearing_the_set_aside_output(tmp_path):
+    """The pipeline sets a changed stage's old run aside; the stage's own guard, once entered, removes that aside as
+    scratch of the same output. The pipeline used to crash after the stage had finished (FileNotFoundError)."""
+    stage = tmp_path / "crrl"
+    stage.mkdir()
+    (stage / OWNER_MARKER).touch()
+    (stage / "trainer_state.json").write_text("old run")
+    with SetAside(stage) as aside:
+        with OutputGuard(stage, marker="trainer_state.json", kind="run", overwrite=True):
+            (stage / "trainer_state.json").write_text("new run")
+    assert (stage / "trainer_state.json").read_text() == "new run" and not aside.restored
+    assert sorted(entry.name for entry in tmp_path.iterdir()) == ["crrl"] and not leftovers(tmp_path)
+
+
 # ---------------------------------------------------------------------------------- 5. the swap, interrupted
 def test_sigterm_during_an_overwrite_swap_leaves_the_old_or_the_new_folder_whole(tmp_path, monkeypatch):
     """The scheduler's SIGTERM lands while the old folder is being deleted (prepare; compare shares the code)."""
@@ -261,7 +276,6 @@ def test_a_swap_killed_between_its_renames_gives_the_old_folder_back(tmp_path):
     """)
     assert subprocess.run([sys.executable, "-c", script], env=ENV).returncode == -signal.SIGKILL
     assert not out.exists()
-    from reaemb_trl.io_utils import OutputGuard
 
     with OutputGuard(out, marker="dataset.json", overwrite=True) as guard:
         assert guard.replaces
@@ -293,7 +307,6 @@ def test_a_second_pipeline_on_the_same_output_is_refused_before_any_stage(small_
     out = tmp_path / "out"
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys, time
-        from reaemb_trl.io_utils import OutputGuard
         with OutputGuard({str(out)!r}, kind="run", marker="pipeline_state.json", resume=True):
             print("held", flush=True)
             time.sleep(120)
@@ -408,7 +421,6 @@ def _real(root: Path, key: str) -> Path:
        kind=st.sampled_from(["folder", "file", "run"]), overwrite=st.booleans(), resume=st.booleans(),
        owned_c=st.booleans(), owned_w=st.booleans(), empty_e=st.booleans())
 def test_no_input_byte_changes_whatever_the_layout(inputs, output, kind, overwrite, resume, owned_c, owned_w, empty_e):
-    from reaemb_trl.io_utils import OutputGuard
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp).resolve()
