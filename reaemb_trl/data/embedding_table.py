@@ -286,7 +286,8 @@ def _parquet_ids(path: Path, table, source_ids: Sequence[str]) -> list:
         for source_id, row in zip(ids, table.column(ROW_COLUMN).to_pylist()):
             if dataset_row.get(source_id, row) != row:  # an unknown source id is refused by name later
                 raise InputError(f"{path}: {SOURCE_ID_COLUMN} {source_id!r} has {ROW_COLUMN} {row}, but it is item "
-                                 f"{dataset_row[source_id]} of the dataset")
+                                 f"{dataset_row[source_id]} of the dataset (a table of another dataset or item "
+                                 f"order: drop its {ROW_COLUMN!r} column to match rows by source id alone)")
     return ids
 
 

@@ -136,8 +136,8 @@ def write_table(table_format: str, output: str | os.PathLike, table: np.ndarray,
 
 class _RowBlocks:
     """Hands consecutive row blocks to `write(rows, ids, first)` with the source ids of those rows and the item id
-    of the first (1-based); `finish` checks that
-    every item came (raised inside the writer's atomic block, so no partial file is kept)."""
+    of the first (1-based); `finish` checks that every item came (raised inside the writer's atomic block, so no
+    partial file is kept)."""
 
     def __init__(self, path: Path, dim: int, source_ids: Sequence[str],
                  write: Callable[[np.ndarray, Sequence[str], int], object]):
