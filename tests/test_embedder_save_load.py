@@ -173,3 +173,29 @@ def test_minilm_lora_every_trainable_parameter_gets_a_gradient(minilm_path):
     assert all(p.grad is not None for _, p in trainable)
     # lora_B starts at zero, so lora_A's gradient is zero at step 0; everything else moves.
     assert all(p.grad.abs().max() > 0 for n, p in trainable if "lora_A" not in n)
+
+
+def test_trained_similarity_is_saved_in_the_config(backbone_dir, tmp_path):
+    """Issue 23 §5: the stage that trains the embedder sets `config.similarity`; it is saved, reloaded and read by
+    export, before any stage settings file; folders saved before it was recorded fall back to those files."""
+    from reaemb_trl.export import trained_similarity
+    from reaemb_trl.io_utils import write_json
+
+    embedder = LatentReasoningEmbedder.from_backbone(backbone_dir)
+    assert embedder.config.similarity is None  # untrained: nothing to record
+    embedder.save_pretrained(tmp_path / "untrained")
+    assert trained_similarity(tmp_path / "untrained") == "unknown"
+    write_json(tmp_path / "untrained" / "lrcl_config.json", {"loss": "soft_clip"})  # an older LRCL folder
+    assert trained_similarity(tmp_path / "untrained") == "dot"
+
+    embedder.config.similarity = "dot"
+    embedder.save_pretrained(tmp_path / "trained")
+    assert json.loads((tmp_path / "trained" / "config.json").read_text())["similarity"] == "dot"
+    assert LatentReasoningEmbedder.from_pretrained(tmp_path / "trained").config.similarity == "dot"
+    write_json(tmp_path / "trained" / "crrl_config.json", {"similarity": "cosine"})
+    assert trained_similarity(tmp_path / "trained") == "dot"  # the config wins over the settings files
+
+    embedder.config.similarity = "euclid"
+    with pytest.raises(InputError, match="similarity must be one of .*'euclid'"):
+        embedder.save_pretrained(tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()

@@ -49,10 +49,14 @@ class LatentReasoningConfig(PretrainedConfig):
     rope_base: float = field(default=1000.0, metadata={"help": "RoPE base of the thought module's attention."})
     lora: dict | None = field(default=None, metadata={"help": "peft LoraConfig as a dict when LoRA is used."})
     quantization: dict | None = field(default=None, metadata={"help": "BitsAndBytesConfig as a dict (QLoRA)."})
+    similarity: str | None = field(default=None, metadata={
+        "help": f"The similarity the embedder is trained for, one of {SIMILARITIES}, set by the stage that trained it "
+                "(sentence-transformers' similarity_fn_name); None: untrained, or saved before it was recorded."})
 
     def __post_init__(self, **kwargs):
         self._check_types()
         pooling_mode(self.pooling)  # an unknown name is refused here, not silently pooled some other way
+        check_similarity(self.similarity)
         if self.num_thought_tokens < 1:
             raise InputError(f"num_thought_tokens must be >= 1, got {self.num_thought_tokens}")
         if self.padding_side not in ("left", "right"):
@@ -75,6 +79,11 @@ class LatentReasoningConfig(PretrainedConfig):
                 type_validator(name, value, expected)
             except TypeError as err:
                 raise InputError(str(err)) from None
+
+
+def check_similarity(similarity: str | None) -> None:
+    if similarity is not None and similarity not in SIMILARITIES:
+        raise InputError(f"similarity must be one of {SIMILARITIES} (or None: not recorded), got {similarity!r}")
 
 
 # The annotations of LatentReasoningConfig's own fields, evaluated (the base class's name types it never imports).

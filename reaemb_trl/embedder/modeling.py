@@ -40,7 +40,7 @@ from .backbone import (
     load_tokenizer,
     lora_config,
 )
-from .configuration import DEFAULT_INSTRUCTION, LatentReasoningConfig
+from .configuration import DEFAULT_INSTRUCTION, LatentReasoningConfig, check_similarity
 from .pooling import pool, pool_weights, true_positions
 from .prefix_cache import PrefixCache
 from .prefix_state import PrefixState, repeat_cache, select_prefix, split_prefix, stack_prefixes
@@ -557,6 +557,7 @@ class LatentReasoningEmbedder(PreTrainedModel):
         if not self.config.backbone_name_or_path:
             raise InputError("the backbone was built in memory: save it with save_pretrained() and pass that folder "
                              "as backbone_name_or_path to from_backbone() before saving the embedder")
+        check_similarity(self.config.similarity)  # a trainer sets it after construction
         target = Path(save_directory)
         with staged_update(target, last=CONFIG_FILE) as staging:
             save_thought_weights(self, staging)
