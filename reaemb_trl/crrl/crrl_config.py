@@ -52,6 +52,14 @@ NUMBER_RULES = {  # save_steps / eval_steps 0: the Trainer never saves / evaluat
     "sapo_temperature_neg": "> 0",
 }
 INHERITED_NUMBERS = ("num_generations", "reward_weights", "save_total_limit", "data_seed")
+# What a model card shows: CRRL's own keys but those that say where the inputs are or how fast the run went, and
+# the GRPOConfig / TrainingArguments keys that shape the update (not the other 200).
+CARD_LEAVES_OUT = ("model_name_or_path", "backbone", "model_revision", "dataset_dir", "overwrite_output_dir",
+                   "encode_batch_size", "prefix_cache_size")
+CARD_TRL_KEYS = ("max_steps", "num_train_epochs", "per_device_train_batch_size", "gradient_accumulation_steps",
+                 "num_generations", "num_iterations", "learning_rate", "lr_scheduler_type", "warmup_steps",
+                 "weight_decay", "max_grad_norm", "epsilon", "epsilon_high", "beta", "loss_type", "scale_rewards",
+                 "reward_weights", "bf16", "seed")
 
 
 @dataclass
@@ -116,23 +124,40 @@ class CRRLConfig(GRPOConfig):
     overwrite_output_dir: bool = help_field("Replace an output folder that already holds a run.", default=False)
 
     # Reference defaults for GRPOConfig fields
-    per_device_train_batch_size: int = help_field("Samples per process per step: 32 items x 8 generations.",
-                                                  default=256)
+    per_device_train_batch_size: int = help_field(
+             "Completions per process per step, as GRPO counts them: items x num_generations (the default 256 = 32 "
+             "items x 8 generations; LRCL's counts items).", default=256)
     num_iterations: int = help_field("Optimisation passes over each generation batch.", default=2)
     epsilon_high: float | None = help_field("Upper clip: the ratio is clipped to [1 - epsilon, 1 + epsilon_high].",
                                             default=0.28)
     loss_type: str = help_field(f"Aggregation of the clipped objective: {LOSS_TYPES}.", default="grpo")
     learning_rate: float = help_field("Peak learning rate of AdamW.", default=1e-4)
     lr_scheduler_type: str = help_field("A transformers scheduler name.", default="cosine")
-    warmup_steps: float = help_field("Learning-rate warm-up steps.", default=200)
+    warmup_steps: float = help_field("Learning-rate warm-up, as TrainingArguments reads it: a whole number >= 1 is "
+                                     "optimizer steps, a number below 1 a share of the run's steps. The default 0.1 "
+                                     "scales with the run (the reference's fixed 200 steps kept a 25-step run below "
+                                     "1/8 of the peak learning rate).", default=0.1)
     bf16: bool | None = help_field("bfloat16 mixed precision (off by default: the thought module trains in float32).",
                                    default=False)
     activation_checkpointing: bool | None = help_field("Recompute activations in backward; the backbone is frozen "
                                                        "in CRRL, so off by default.", default=False)
     gradient_checkpointing: bool | None = help_field("Deprecated alias of activation_checkpointing.", default=None)
+    report_to: None | str | list[str] = help_field(
+             "Trackers (tensorboard, wandb, ...; none for none). Default tensorboard in both stages: a dependency of "
+             "this package, it shows the curves while a run trains (the curves PNG comes only at the end).",
+             default="tensorboard")
+    resume_from_checkpoint: str | None = help_field("A checkpoint-N folder, or `latest` / `true` for the newest one "
+                                                    "under output_dir.", default=None)
     disable_dropout: bool = help_field("Switch the model's dropout off: with it, the backbone's dropout noise would "
                                        "swamp the thought samples' effect on the reward and make the ratio noisy.",
                                        default=True)
+
+    def card_settings(self) -> dict:
+        """The settings the model card shows (CARD_LEAVES_OUT, CARD_TRL_KEYS), as `to_dict` writes them."""
+        trl_keys = {f.name for f in dataclasses.fields(GRPOConfig)}
+        own = [f.name for f in dataclasses.fields(self) if f.name not in trl_keys and f.name not in CARD_LEAVES_OUT]
+        settings = self.to_dict()
+        return {name: settings[name] for name in [*own, *CARD_TRL_KEYS]}
 
     def _refuse_unused_grpo_keys(self) -> None:
         defaults = {f.name: f.default for f in dataclasses.fields(GRPOConfig)}

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 import warnings
 from dataclasses import dataclass
+
+from transformers import TrainingArguments
 
 from ..embedder.configuration import POOLING_MODES
 from ..embedder.modeling import EXECUTION_PATHS as EMBEDDER_EXECUTION_PATHS
@@ -16,15 +20,24 @@ MIXED_PRECISION_CHOICES = ("auto", "no", "fp16", "bf16")
 QUANTIZATION_CHOICES = ("none", "4bit")
 EXECUTION_PATHS = ("auto", *EMBEDDER_EXECUTION_PATHS)
 OPTIMIZER_CHOICES = ("adamw_torch", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit")
+# TrainingArguments' eval_strategy / save_strategy values that LRCL honours: it counts optimizer steps, not epochs.
+STRATEGY_CHOICES = ("no", "steps")
 # The range of every numeric option (validation.check_numbers also checks that each is a finite int / float).
 NUMBER_RULES = {
     "num_thought_tokens": ">= 1", "max_length": ">= 1", "lora_r": ">= 1", "lora_alpha": "> 0", "lora_dropout": "[0, 1)",
     "lora_top_layers": ">= 1", "view_drop_ratio": "[0, 1)", "temperature": "> 0", "min_temperature": "> 0",
-    "learning_rate": ">= 0", "weight_decay": ">= 0", "warmup_steps": ">= 0", "max_steps": ">= 1",
+    "learning_rate": ">= 0", "weight_decay": ">= 0", "warmup_steps": ">= 0", "max_steps": ">= -1",
+    "num_train_epochs": "> 0",
     "per_device_train_batch_size": ">= 1", "gradient_accumulation_steps": ">= 1", "max_grad_norm": ">= 0",
     "seed": ">= 0", "eval_steps": ">= 0", "eval_items": ">= 0", "eval_batch_size": ">= 1", "logging_steps": ">= 1",
     "save_steps": ">= 0", "save_total_limit": ">= 1",
 }
+
+
+def _flag_field(text: str):
+    """A bool | None option that a bare `--flag` turns on, as TrainingArguments' `--bf16` does; unset stays None.
+    (HfArgumentParser accepts a bare flag only for a non-None default; these keys are passed to add_argument.)"""
+    return dataclasses.field(default=None, metadata={"help": text, "nargs": "?", "const": True})
 
 
 @dataclass
@@ -94,40 +107,72 @@ class LRCLConfig:
     weight_decay: float = help_field("AdamW weight decay.", default=0.0)
     lr_scheduler_type: str = help_field("A transformers.get_scheduler name (linear, cosine, constant, ...).",
                                         default="linear")
-    warmup_steps: int = help_field("Learning-rate warm-up, in optimizer steps.", default=0)
-    max_steps: int = help_field("Optimizer steps to train.", default=2000)
-    per_device_train_batch_size: int = help_field("Items per process per micro-step (each gives two views).",
-                                                  default=64)
+    warmup_steps: float = help_field("Learning-rate warm-up, as TrainingArguments reads it: a whole number >= 1 is "
+                                     "optimizer steps, a number below 1 a share of the run's steps. The default 0.1 "
+                                     "scales with the run, so short runs reach the peak learning rate too.",
+                                     default=0.1)
+    max_steps: int = help_field("Optimizer steps to train (the reference: 2000); -1 trains num_train_epochs instead, "
+                                "as in TrainingArguments.", default=2000)
+    num_train_epochs: float | None = help_field("Passes over the training items, used when max_steps is -1 "
+                                                "(TrainingArguments' meaning; may be fractional).", default=None)
+    per_device_train_batch_size: int = help_field(
+             "Items per process per micro-step; each item gives two views, the other items of the global batch are "
+             "its negatives. Items per optimizer step = this x processes x gradient_accumulation_steps (CRRL's "
+             "counts completions instead, items x num_generations, as GRPO does).", default=64)
     gradient_accumulation_steps: int = help_field("Micro-steps per optimizer step.", default=2)
     max_grad_norm: float = help_field("Gradient clipping norm; 0 turns clipping off.", default=1.0)
-    bf16: bool | None = help_field("bfloat16 mixed precision (TrainingArguments' name). Neither bf16 nor fp16 set: "
-                                   "bf16 on GPUs that have it, else fp16 on GPU, fp32 on CPU (an `accelerate launch` "
-                                   "setting wins).", default=None)
-    fp16: bool | None = help_field("float16 mixed precision (TrainingArguments' name).", default=None)
+    bf16: bool | None = _flag_field("bfloat16 mixed precision; a bare --bf16 turns it on (TrainingArguments' flag). "
+                                    "Neither bf16 nor fp16 set: bf16 on GPUs that have it, else fp16 on GPU, fp32 on "
+                                    "CPU (an `accelerate launch` setting wins); --bf16 false forces full precision.")
+    fp16: bool | None = _flag_field("float16 mixed precision; a bare --fp16 turns it on (TrainingArguments' flag).")
     mixed_precision: str = help_field(f"Deprecated, use bf16 / fp16: {MIXED_PRECISION_CHOICES}.", default="auto")
     seed: int = help_field("Seed of the initialisation, the item order, the views and the held-out items.", default=42)
 
     # Evaluation, logging, checkpoints
-    eval_steps: int = help_field("Evaluate on the held-out items every N optimizer steps (0 = only before and after).",
-                                 default=200)
+    eval_strategy: str = help_field(f"When to evaluate on the held-out items during training: {STRATEGY_CHOICES} "
+                                    "(TrainingArguments' key; `no` = only before and after training).",
+                                    default="steps")
+    eval_steps: int = help_field("With eval_strategy steps: evaluate every N optimizer steps (0 = only before and "
+                                 "after).", default=200)
     eval_items: int = help_field("Items held out of training for evaluation.", default=256)
     eval_batch_size: int = help_field("Texts per forward pass during evaluation.", default=64)
     logging_steps: int = help_field("Log the training loss every N optimizer steps.", default=10)
     report_to: list[str] = help_field("Trackers for accelerate (tensorboard, wandb, ...); none or an empty list for "
-                                      "none.", default_factory=lambda: ["tensorboard"])
+                                      "none. Default tensorboard in both stages: a dependency of this package, it "
+                                      "shows the curves while a run trains (the curves PNG comes only at the end).",
+                                      default_factory=lambda: ["tensorboard"])
     run_name: str | None = help_field("Run name the trackers show (default: lrcl).", default=None)
     push_to_hub: bool = help_field("Upload the output folder (with its model card, without checkpoints) to the Hub "
                                    "at the end.", default=False)
     hub_model_id: str | None = help_field("Hub repository for push_to_hub (default: the output folder's name).",
                                           default=None)
     logging_dir: str | None = help_field("Where trackers write (default: output_dir/logs).", default=None)
-    save_steps: int = help_field("Checkpoint every N optimizer steps (0 = never).", default=500)
+    save_strategy: str = help_field(f"When to write checkpoints: {STRATEGY_CHOICES} (TrainingArguments' key; `no` = "
+                                    "never, the finished model is saved either way).", default="steps")
+    save_steps: int = help_field("With save_strategy steps: checkpoint every N optimizer steps (0 = never).",
+                                 default=500)
     save_total_limit: int = help_field("Checkpoints kept (the oldest are deleted).", default=2)
     resume_from_checkpoint: str | None = help_field("A checkpoint-N folder, or `latest` / `true` for the newest "
                                                     "one under output_dir.", default=None)
 
     def __post_init__(self):
         check_numbers(self, "LRCL config", NUMBER_RULES)
+        if self.max_steps == 0:
+            raise InputError("LRCL config: max_steps must be >= 1, got 0 (or -1: train num_train_epochs)")
+        if self.max_steps == -1 and self.num_train_epochs is None:
+            raise InputError("LRCL config: max_steps -1 trains num_train_epochs, which is not set")
+        if self.max_steps > 0 and self.num_train_epochs is not None:  # TrainingArguments would ignore the epochs
+            raise InputError(f"LRCL config: num_train_epochs={self.num_train_epochs} is ignored while "
+                             f"max_steps={self.max_steps}; set max_steps -1 to train by epochs")
+        for name in ("eval_strategy", "save_strategy"):
+            if getattr(self, name) not in STRATEGY_CHOICES:
+                raise InputError(f"LRCL config: {name}={getattr(self, name)!r} is not one of {STRATEGY_CHOICES} "
+                                 "(LRCL counts optimizer steps, not epochs)")
+        # The trainer evaluates / saves by steps when eval_steps / save_steps > 0: `no` is a step count of 0.
+        if self.eval_strategy == "no":
+            self.eval_steps = 0
+        if self.save_strategy == "no":
+            self.save_steps = 0
         if isinstance(self.report_to, str):
             self.report_to = [name.strip() for name in self.report_to.split(",") if name.strip()]
         self.report_to = [name for name in self.report_to if name != "none"]
@@ -150,6 +195,17 @@ class LRCLConfig:
         if self.gradient_checkpointing and self.execution_path == "fast":
             raise InputError("LRCL config: gradient_checkpointing turns the KV cache off, which the fast path needs "
                              "(use execution_path auto or reference)")
+
+    # TrainingArguments' own reading of warmup_steps (>= 1: steps; below 1: a share of num_training_steps).
+    get_warmup_steps = TrainingArguments.get_warmup_steps
+
+    def total_steps(self, num_train_items: int, num_processes: int) -> int:
+        """Optimizer steps of the run: max_steps, or with max_steps -1 enough steps for num_train_epochs passes over
+        `num_train_items` at per_device_train_batch_size x num_processes x gradient_accumulation_steps items a step."""
+        if self.max_steps > 0:
+            return self.max_steps
+        items_per_step = self.per_device_train_batch_size * num_processes * self.gradient_accumulation_steps
+        return max(1, math.ceil(self.num_train_epochs * num_train_items / items_per_step))
 
     def embedder_execution_path(self) -> str | None:
         """The `execution_path` argument of the embedder's forward (None = its default: fast on decoders)."""
