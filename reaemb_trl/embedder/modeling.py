@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 from torch import nn
-from transformers import AutoConfig, BitsAndBytesConfig, GenerationConfig, PreTrainedModel
+from transformers import AutoConfig, AutoModel, BitsAndBytesConfig, GenerationConfig, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from ..errors import InputError
@@ -55,6 +55,7 @@ from .serialization import (
     load_thought_weights,
     read_config,
     require_files,
+    save_sentence_transformers_files,
     save_thought_weights,
 )
 from .shared_pass import length_batches
@@ -543,7 +544,8 @@ class LatentReasoningEmbedder(PreTrainedModel):
     # ----------------------------------------------------------------------------------------------- save / load
     def save_pretrained(self, save_directory, state_dict=None, safe_serialization=None, relative_backbone: bool = False,
                         **unused) -> None:
-        """Write config.json, tokenizer files, thought_module.safetensors and adapter/ (when LoRA is used).
+        """Write config.json, tokenizer files, thought_module.safetensors, adapter/ (when LoRA is used), and
+        modules.json + config_sentence_transformers.json (the folder loads in sentence-transformers).
 
         A backbone loaded from a local folder is recorded by its absolute path, unless `relative_backbone`: then by
         its path relative to the saved folder, so that the two folders can move together to another machine.
@@ -561,6 +563,7 @@ class LatentReasoningEmbedder(PreTrainedModel):
         target = Path(save_directory)
         with staged_update(target, last=CONFIG_FILE) as staging:
             save_thought_weights(self, staging)
+            save_sentence_transformers_files(staging, self.config.similarity)
             self.tokenizer.save_pretrained(staging)
             if isinstance(self.backbone, PeftModel):
                 # Record the backbone's portable name, not the folder it was resolved to on this machine.
@@ -599,5 +602,7 @@ class LatentReasoningEmbedder(PreTrainedModel):
         embedder._attach(backbone, tokenizer)
         return embedder
 
+
+AutoModel.register(LatentReasoningConfig, LatentReasoningEmbedder, exist_ok=True)
 
 __all__ = ["EmbedderOutput", "LatentReasoningEmbedder"]

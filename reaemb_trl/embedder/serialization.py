@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer
 
 from ..errors import InputError
+from ..io_utils import write_json
 from .backbone import BUNDLED_BACKBONES, load_backbone
 from .configuration import LatentReasoningConfig
 
@@ -27,6 +28,10 @@ ADAPTER_DIR = "adapter"
 ADAPTER_CONFIG_FILE = "adapter_config.json"  # what peft's save_pretrained writes
 ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors"
 _MODULE_PREFIX = "thought_module."
+# What sentence-transformers reads: the module list and the model settings (the similarity among them).
+SENTENCE_TRANSFORMERS_MODULES_FILE = "modules.json"
+SENTENCE_TRANSFORMERS_CONFIG_FILE = "config_sentence_transformers.json"
+SENTENCE_TRANSFORMERS_MODULE = "reaemb_trl.embedder.sentence_transformers_module.LatentReasoningModule"
 # Failures of the libraries that read a folder's files (InputError, a ValueError, is re-raised before these).
 _READ_ERRORS = (OSError, ValueError, SafetensorError)
 
@@ -158,6 +163,16 @@ def save_thought_weights(embedder, folder: str | os.PathLike) -> None:
     tensors["thought_embeddings"] = embedder.thought_embeddings.data
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     save_file(tensors, str(Path(folder) / THOUGHT_MODULE_FILE), metadata={"format": "pt"})
+
+
+def save_sentence_transformers_files(folder: Path, similarity: str | None) -> None:
+    """modules.json and config_sentence_transformers.json, so that the folder loads in sentence-transformers
+    (`sentence_transformers_module`); `similarity` None leaves sentence-transformers' default (cosine)."""
+    write_json(folder / SENTENCE_TRANSFORMERS_MODULES_FILE,
+               [{"idx": 0, "name": "0", "path": "", "type": SENTENCE_TRANSFORMERS_MODULE}])
+    write_json(folder / SENTENCE_TRANSFORMERS_CONFIG_FILE, {
+        "model_type": "SentenceTransformer", "prompts": {}, "default_prompt_name": None,
+        "similarity_fn_name": similarity})
 
 
 def load_thought_weights(embedder, folder: str | os.PathLike, with_adapter: bool = False) -> None:
