@@ -39,13 +39,14 @@ def parse_recipe(config_cls: type[ConfigT], argv: list[str], prog: str | None = 
                  extra: tuple[type, ...] = (), description: str | None = None):
     """`--config RECIPE.yaml` sets defaults, `--key value` overrides them; an unknown key is an InputError naming it.
     Returns the `config_cls` instance, or (it, *instances of `extra`) when `extra` dataclasses are given."""
-    from trl import TrlParser
-
     if "--config" in argv:
         position = argv.index("--config") + 1
         if position == len(argv) or argv[position].startswith("--"):
             raise InputError("--config needs a recipe file (--config RECIPE.yaml)")
-        load_recipe_yaml(Path(argv[position]))  # a clear error for a missing file or a YAML syntax error
+        # a clear error for a missing file, a YAML syntax error or a repeated key (before TRL's slow import)
+        load_recipe_yaml(Path(argv[position]))
+    from trl import TrlParser
+
     parser = TrlParser((config_cls, *extra), prog=prog, description=description,
                        epilog="--config RECIPE.yaml: a YAML file whose keys set these options; flags given after it "
                        "override them.")

@@ -4,6 +4,7 @@ file and the line or record, or a behaviour pinned here."""
 import json
 import re
 import shutil
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import pytest
@@ -85,6 +86,18 @@ def test_a_key_repeated_in_a_recipe_is_refused_with_its_line(tmp_path, text, lin
         load_recipe_yaml(recipe)
 
 
+def test_the_stage_recipe_parser_refuses_a_repeated_key_before_importing_trl(tmp_path):
+    # PipelineConfig.from_yaml reads its recipe with the same load_recipe_yaml
+    from reaemb_trl.recipe import parse_recipe
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("max_steps: 3\nseed: 1\nmax_steps: 30\n")
+    steps = dataclass(type("Steps", (), {"__annotations__": {"max_steps": int, "seed": int}, "max_steps": 1,
+                                         "seed": 0}))
+    with pytest.raises(InputError, match=re.escape(f"{recipe}, line 3: not valid YAML (the key 'max_steps' appears")):
+        parse_recipe(steps, ["--config", str(recipe)])
+
+
 def test_a_recipe_without_repeats_and_with_a_merge_key_still_loads(tmp_path):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text("base: &base {seed: 1, max_steps: 10}\nlrcl:\n  <<: *base\n  max_steps: 20\n")
@@ -160,14 +173,15 @@ def test_yelp_dates_keep_their_utc_offset_and_order_the_items(tmp_path):
 ])
 def test_a_control_character_inside_an_id_is_refused(tmp_path, fmt, name, lines, line):
     path = write(tmp_path / name, lines)
-    with pytest.raises(InputError, match=rf"{re.escape(name)}, line {line}: the '\w+' id .* holds a "
+    with pytest.raises(InputError, match=rf"{re.escape(name)}, line {line}: (user|item) id .* holds a "
                                          "control character"):
         read_interactions(fmt, path)
 
 
 def test_a_control_character_inside_an_item_file_id_is_refused(tmp_path):
     items = write(tmp_path / "items.csv", ["item,title", "A,Pen", "B\x00,Ink"])
-    with pytest.raises(InputError, match=r"items\.csv, line 3: .*'B\\x00' holds a control character"):
+    with pytest.raises(InputError, match=r"items\.csv, item 'B\\x00': item id 'B\\x00' holds a control "
+                                         "character"):
         read_items("csv", items)
 
 

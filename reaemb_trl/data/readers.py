@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from ..errors import InputError
-from .sources import check_id, load_json_document, parse_record, read_lines, require, require_id, text_lines
+from .sources import load_json_document, parse_record, read_lines, require, text_lines
 from .text import TITLE_KEY
 
 # Fields that readers of generic item tables rename to the title, which the item text puts first.
@@ -48,38 +48,38 @@ class RawItems:
     fields: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-# ---------------------------------------------------------------------------------- one spelling per numeric id
-# Ids are compared as text (after trimming surrounding spaces), so "1" and "1.0" would be two users; a file that
-# spells one number two ways is refused instead. A decimal number, exactly: 25-digit ids stay apart.
-_NUMERIC_ID = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+# ------------------------------------------------------------------------------------ ids that would mislead
+# Ids are compared as text (after trimming surrounding spaces), so an id with a control character in it (a NUL from
+# a damaged file) or "1.0" next to "1" would silently name a new user or item: such a file is refused instead.
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_NUMERIC_ID = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")  # read as a Decimal: 25 digits stay exact
 
 
-def _two_spellings(ids: Iterable[str]) -> tuple[str, str] | None:
-    """The first (earlier, later) pair of distinct `ids` that spell one number ("7" and "07", "10" and "1e1")."""
+def _id_problem(ids: Iterable[str], role: str) -> tuple[str, str] | None:
+    """(id, what is wrong) for the first of the distinct `ids` with a control character or spelling a number
+    that an earlier one spells too ("7" and "07", "10" and "1e1"); None when all are fine."""
     spelling: dict[Decimal, str] = {}
     for name in ids:
+        if _CONTROL_CHARACTER.search(name):
+            return name, f"{role} id {name!r} holds a control character"
         if _NUMERIC_ID.fullmatch(name) and (earlier := spelling.setdefault(Decimal(name), name)) != name:
-            return earlier, name
+            return name, (f"{role} id {name!r} spells the same number as {role} id {earlier!r} (ids are compared "
+                          "as text: write each id one way)")
     return None
 
 
-def _spelling_error(where: str, role: str, earlier: str, later: str) -> InputError:
-    return InputError(f"{where}: {role} id {later!r} spells the same number as {role} id {earlier!r} (ids are "
-                      "compared as text: write each id one way)")
-
-
-def _one_spelling_per_number(reader: Callable[..., RawInteractions | RawItems]):
-    """`reader`, refusing a file whose users or items spell one number two ways."""
+def _checked_ids(reader: Callable[..., RawInteractions | RawItems]):
+    """`reader`, refusing a file with an id that `_id_problem` finds; checked once per distinct id, after reading."""
     @functools.wraps(reader)
     def checked(*args):
         raw = reader(*args)
         if isinstance(raw, RawItems):
-            if pair := _two_spellings(raw.fields):
-                raise _spelling_error(f"{raw.path}, item {pair[1]!r}", "item", *pair)
+            if problem := _id_problem(raw.fields, "item"):
+                raise InputError(f"{raw.path}, item {problem[0]!r}: {problem[1]}")
             return raw
         for role, ids in (("user", raw.users), ("item", raw.items)):
-            if pair := _two_spellings(dict.fromkeys(ids)):
-                raise _spelling_error(raw.where(ids.index(pair[1])), role, *pair)
+            if problem := _id_problem(dict.fromkeys(ids), role):
+                raise InputError(f"{raw.where(ids.index(problem[0]))}: {problem[1]}")
         return raw
     return checked
 
@@ -141,13 +141,13 @@ REVIEW_SCHEMAS = {
 }
 
 
-@_one_spelling_per_number
+@_checked_ids
 def _read_reviews(schema: ReviewSchema, path: Path, encoding: str, show_progress: bool) -> RawInteractions:
     raw = RawInteractions(path, timestamps=[], ratings=[], lines=[])
     for number, line in read_lines(path, encoding, show_progress):
         record = parse_record(path, number, line, schema.python_literals)
-        raw.users.append(str(require_id(record, schema.user, path, number)))
-        raw.items.append(str(require_id(record, schema.item, path, number)))
+        raw.users.append(str(require(record, schema.user, path, number)))
+        raw.items.append(str(require(record, schema.item, path, number)))
         raw.ratings.append(_number(require(record, schema.rating, path, number), path, number, schema.rating))
         raw.timestamps.append(_number(require(record, schema.timestamp, path, number), path, number,
                                       schema.timestamp, schema.parse_time))
@@ -155,12 +155,12 @@ def _read_reviews(schema: ReviewSchema, path: Path, encoding: str, show_progress
     return raw
 
 
-@_one_spelling_per_number
+@_checked_ids
 def _read_review_meta(schema: ReviewSchema, path: Path, encoding: str, show_progress: bool) -> RawItems:
     items = RawItems(path)
     for number, line in read_lines(path, encoding, show_progress):
         record = parse_record(path, number, line, schema.python_literals)
-        item_id = str(require_id(record, schema.meta_id, path, number))
+        item_id = str(require(record, schema.meta_id, path, number))
         fields = {name: record[key] for key, name in schema.text_fields if record.get(key) not in (None, "", [])}
         items.fields.setdefault(item_id, fields)
     return items
@@ -186,7 +186,7 @@ def _fields(path: Path, number: int, line: str, separator: str, names: Sequence[
     return dict(zip(names, parts))
 
 
-@_one_spelling_per_number
+@_checked_ids
 def _read_movielens_ratings(path: Path, encoding: str, show_progress: bool) -> RawInteractions:
     """u.data (tab-separated) or ratings.dat (`::`-separated): user, item, rating, timestamp."""
     raw = RawInteractions(path, timestamps=[], ratings=[], lines=[])
@@ -194,15 +194,15 @@ def _read_movielens_ratings(path: Path, encoding: str, show_progress: bool) -> R
     for number, line in read_lines(path, encoding, show_progress):
         separator = separator or ("::" if "::" in line else "\t")
         row = _fields(path, number, line.strip(), separator, ("user", "item", "rating", "timestamp"))
-        raw.users.append(require_id(row, "user", path, number))
-        raw.items.append(require_id(row, "item", path, number))
+        raw.users.append(require(row, "user", path, number))
+        raw.items.append(require(row, "item", path, number))
         raw.ratings.append(_number(row["rating"], path, number, "rating"))
         raw.timestamps.append(_number(row["timestamp"], path, number, "timestamp"))
         raw.lines.append(number)
     return raw
 
 
-@_one_spelling_per_number
+@_checked_ids
 def _read_movielens_movies(path: Path, encoding: str, show_progress: bool) -> RawItems:
     """u.item (`|`, 24 fields with genre flags) or movies.dat (`::`, id, title, `|`-joined genres)."""
     items = RawItems(path)
@@ -214,7 +214,7 @@ def _read_movielens_movies(path: Path, encoding: str, show_progress: bool) -> Ra
             row = _fields(path, number, line, "|", MOVIELENS_100K_ITEM_FIELDS)
             genres = [name for name in MOVIELENS_100K_GENRES if row[name] == "1"]
             fields = {"title": row["title"], "genres": genres, "release date": row["release date"]}
-        items.fields.setdefault(require_id(row, "item_id", path, number), fields)
+        items.fields.setdefault(require(row, "item_id", path, number), fields)
     return items
 
 
@@ -237,7 +237,7 @@ def _first(names: tuple[str, ...], row: dict) -> str | None:
     return next((name for name in names if name in row), None)
 
 
-@_one_spelling_per_number
+@_checked_ids
 def _interaction_columns(path: Path, rows: Iterable[tuple[int, dict[str, str]]],
                          columns: Callable[[dict[str, str]], tuple[str, str, str | None, str | None]]
                          ) -> RawInteractions:
@@ -252,8 +252,8 @@ def _interaction_columns(path: Path, rows: Iterable[tuple[int, dict[str, str]]],
             raw.timestamps = [] if time else None
             raw.ratings = [] if rating else None
         raw.lines.append(number)
-        raw.users.append(distinct.setdefault(value := require_id(row, user, path, number), value))
-        raw.items.append(distinct.setdefault(value := require_id(row, item, path, number), value))
+        raw.users.append(distinct.setdefault(value := require(row, user, path, number), value))
+        raw.items.append(distinct.setdefault(value := require(row, item, path, number), value))
         if time:
             raw.timestamps.append(_number(row[time], path, number, time))
         if rating:
@@ -279,11 +279,11 @@ def _read_recbole_inter(path: Path, encoding: str, show_progress: bool) -> RawIn
                                                          else None, "rating" if "rating" in row else None))
 
 
-@_one_spelling_per_number
+@_checked_ids
 def _read_recbole_items(path: Path, encoding: str, show_progress: bool) -> RawItems:
     items = RawItems(path)
     for number, row in _recbole_rows(path, encoding, show_progress, ("item_id",)):
-        item_id = require_id(row, "item_id", path, number)
+        item_id = require(row, "item_id", path, number)
         items.fields.setdefault(item_id, _title_first({k: v for k, v in row.items() if k != "item_id"}))
     return items
 
@@ -318,18 +318,18 @@ def _read_csv_inter(path: Path, encoding: str, show_progress: bool) -> RawIntera
         _first(names, header) for names in (USER_COLUMNS, ITEM_COLUMNS, TIME_COLUMNS, ("rating",))))
 
 
-@_one_spelling_per_number
+@_checked_ids
 def _read_csv_items(path: Path, encoding: str, show_progress: bool) -> RawItems:
     items = RawItems(path)
     for number, row in _csv_rows(path, encoding, show_progress, (ITEM_COLUMNS,)):
         key = _first(ITEM_COLUMNS, row)
-        item_id = require_id(row, key, path, number)
+        item_id = require(row, key, path, number)
         items.fields.setdefault(item_id, _title_first({k: v for k, v in row.items() if k != key}))
     return items
 
 
 # -------------------------------------------------------------------------------------------- {user: [items]} JSON
-@_one_spelling_per_number
+@_checked_ids
 def _read_seqjson_inter(path: Path, encoding: str, show_progress: bool) -> RawInteractions:
     document = load_json_document(path, encoding)
     if not isinstance(document, dict):
@@ -343,17 +343,17 @@ def _read_seqjson_inter(path: Path, encoding: str, show_progress: bool) -> RawIn
         if user in seen:  # " u1" and "u1" name one user: its sequence would be told twice
             raise InputError(f"{path}, user {key!r}: the user {user!r} is given twice (ids are compared without "
                              "surrounding spaces)")
-        seen.add(check_id(user, f"{path}, user {key!r}", "user"))
+        seen.add(user)
         # bool is an int subclass, but true / false are no item ids
         if not isinstance(sequence, list) or not all(isinstance(item, (int, str)) and not isinstance(item, bool)
                                                       and str(item).strip() for item in sequence):
             raise InputError(f"{path}, user {user!r}: expected a list of item ids (integers or non-empty strings)")
         raw.users.extend([user] * len(sequence))
-        raw.items.extend(check_id(str(item).strip(), f"{path}, user {user!r}", "item") for item in sequence)
+        raw.items.extend(str(item).strip() for item in sequence)
     return raw
 
 
-@_one_spelling_per_number
+@_checked_ids
 def _read_seqjson_items(path: Path, encoding: str, show_progress: bool) -> RawItems:
     document = load_json_document(path, encoding)
     if not isinstance(document, dict):
@@ -361,7 +361,7 @@ def _read_seqjson_items(path: Path, encoding: str, show_progress: bool) -> RawIt
     items = RawItems(path)
     given_as: dict[str, str] = {}  # trimmed id -> the key as written
     for key, fields in document.items():
-        item_id = check_id(key.strip(), f"{path}, item {key!r}", "item")
+        item_id = key.strip()
         if not item_id:
             raise InputError(f"{path}, item {key!r}: an empty item id")
         if item_id in given_as:  # as on the interactions side: " 1" and "1" name one item

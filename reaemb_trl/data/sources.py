@@ -7,7 +7,6 @@ import codecs
 import contextlib
 import gzip
 import json
-import re
 import zlib
 from pathlib import Path
 from typing import Any, Iterator
@@ -17,8 +16,6 @@ from tqdm import tqdm
 from ..errors import InputError
 
 _GZIP_MAGIC = b"\x1f\x8b"
-# C0 and C1 control characters (NUL included): inside an id they come from a damaged file, and would name a new id.
-_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def existing_file(path, role: str) -> Path:
@@ -194,15 +191,3 @@ def require(record: dict, key: str, path: Path, number: int, what: str = "line")
         raise InputError(f"{path}, {what} {number}: missing required field {key!r}")
     return value
 
-
-def require_id(record: dict, key: str, path: Path, number: int, what: str = "line") -> Any:
-    """`require` for an id field; an id holding a control character is an error too."""
-    return check_id(require(record, key, path, number, what), f"{path}, {what} {number}", repr(key))
-
-
-def check_id(value: Any, where: str, role: str) -> Any:
-    """`value`, unless it is a string with a control character in it (a NUL from a damaged file would otherwise
-    name a new user or item without a word)."""
-    if isinstance(value, str) and _CONTROL_CHARACTER.search(value):
-        raise InputError(f"{where}: the {role} id {value!r} holds a control character")
-    return value
