@@ -190,4 +190,3 @@ def require(record: dict, key: str, path: Path, number: int, what: str = "line")
     if value is None or value == "":
         raise InputError(f"{path}, {what} {number}: missing required field {key!r}")
     return value
-
