@@ -57,3 +57,25 @@ def test_bench_scale_measures_every_step_at_every_size(tmp_path):
     assert (out / "scale.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     markdown = (out / "scale.md").read_text()
     assert "| export | working MiB |" in markdown and "2,000 items" in markdown
+
+
+def test_bench_scale_compares_with_a_baseline_under_a_memory_budget(tmp_path):
+    # The checkout itself as the baseline: the plumbing (PYTHONPATH, the budget, the ratios) is what is tested.
+    out = tmp_path / "scale"
+    command = [sys.executable, str(REPO / "benchmarks" / "bench_scale.py"), "--json", "--sizes", "500",
+               "--interactions-per-item", "10", "--output", str(out), "--steps", "prepare", "candidates",
+               "--max-memory", "64MiB", "--baseline", str(REPO)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    run = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900, check=False)
+    assert run.returncode == 0, run.stderr[-4000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["max_memory"] == "64MiB" and set(result["steps"]) == {"prepare", "candidates"}
+    assert result["baseline"]["source"] == str(REPO) and set(result["baseline"]["steps"]) == {"prepare", "candidates"}
+    for step, ratios in result["ratio_to_baseline"].items():
+        for key, (ratio,) in ratios.items():
+            assert ratio == round(result["steps"][step][key][0] / result["baseline"]["steps"][step][key][0], 3)
+    assert result["baseline"]["steps"]["prepare"]["interactions"] == result["steps"]["prepare"]["interactions"]
+    assert "(baseline)" in run.stderr and "(this version)" in run.stderr
+    refused = subprocess.run([*command[:2], "--baseline", str(tmp_path), "--output", str(out)], capture_output=True,
+                             text=True, env=env, check=False)
+    assert refused.returncode == 2 and "no reaemb_trl/ folder there" in refused.stderr
