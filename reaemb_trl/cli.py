@@ -6,7 +6,10 @@ import importlib
 import sys
 
 from .errors import InputError
-from .io_utils import sigterm_as_interrupt
+from .io_utils import refused_write, sigterm_as_interrupt
+
+# Exit code of bad input (InputError) and of a write the machine refused: argparse's code for a usage error.
+USAGE_ERROR = 2
 
 # name -> (module:function, one-line help). Imported lazily so `--help` stays fast.
 COMMANDS = {
@@ -43,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         print(f"reaemb-trl: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
-        return 2
+        return USAGE_ERROR
     module_name, func_name = COMMANDS[name][0].split(":")
     func = getattr(importlib.import_module(module_name), func_name)
     try:
@@ -51,7 +54,14 @@ def main(argv: list[str] | None = None) -> int:
             return int(func(rest) or 0)
     except InputError as err:
         print(f"reaemb-trl {name}: error: {err}", file=sys.stderr)
-        return 1
+        return USAGE_ERROR
+    except Exception as err:  # a write the machine refused outside the atomic helpers (which name their file)
+        reason = refused_write(err)
+        if reason is None:
+            raise
+        where = f"{err.filename}: " if getattr(err, "filename", None) else ""
+        print(f"reaemb-trl {name}: error: {where}cannot write: {reason}", file=sys.stderr)
+        return USAGE_ERROR
     except KeyboardInterrupt as err:
         print(f"reaemb-trl {name}: stopped by {err.args[0] if err.args else 'SIGINT'}; nothing half-written "
               "was left (a training stage resumes from its last checkpoint)", file=sys.stderr)

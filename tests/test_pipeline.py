@@ -144,9 +144,9 @@ def test_dotted_overrides_and_dry_run_write_nothing(tmp_path, capsys):
     assert not out.exists()
 
     # an unknown key is refused by name, like a wrong key in the recipe file; so is a malformed override
-    assert cli_main(["pipeline", "--config", str(recipe), "--dry-run", "--lrcl.max_stepz", "3"]) == 1
+    assert cli_main(["pipeline", "--config", str(recipe), "--dry-run", "--lrcl.max_stepz", "3"]) == 2
     assert "unknown key(s) in `lrcl`: ['max_stepz']" in capsys.readouterr().err
-    assert cli_main(["pipeline", "--config", str(recipe), "--dry-run", "--compare.seedz", "3"]) == 1
+    assert cli_main(["pipeline", "--config", str(recipe), "--dry-run", "--compare.seedz", "3"]) == 2
     assert "unknown key(s) ['seedz']" in capsys.readouterr().err
-    assert cli_main(["pipeline", "--config", str(recipe), "--dry-run", "--lrcl.max_steps"]) == 1
+    assert cli_main(["pipeline", "--config", str(recipe), "--dry-run", "--lrcl.max_steps"]) == 2
     assert "--KEY VALUE" in capsys.readouterr().err

@@ -2,7 +2,7 @@
 texts, `convert_table` for a table in another format."""
 
 from .convert import convert_table
-from .encode import encode, encode_table, item_file_texts
+from .new_items import encode, encode_table, item_file_texts
 from .export import default_device, export_item_table, export_item_tables, pca_path
 from .formats import FORMATS
 from .similarity import trained_similarity

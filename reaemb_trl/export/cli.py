@@ -110,7 +110,7 @@ def encode_main(argv: list[str] | None = None) -> int:
                         description="Embed new items (a raw item file) or plain texts with a trained embedder "
                                     "folder; the rows equal export's for the same items.")
     from ..embedder import LatentReasoningEmbedder
-    from .encode import encode_table, item_file_texts
+    from .new_items import encode_table, item_file_texts
 
     check_export_numbers(args.batch_size)
     if (args.items is None) == (not args.text):
