@@ -8,6 +8,7 @@ and holds it while it writes (README, "Output safety").
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -31,6 +32,9 @@ _SCRATCH, _ASIDE, _LOCK = ".reaemb_trl.tmp", ".reaemb_trl.old", ".reaemb_trl.loc
 _ANY_SCRATCH = re.compile(r"\..+(\.[a-z0-9_]{8})?\.reaemb_trl\.(tmp|old)")
 # folder: replaced as a whole when the command ends; file: the same for a file; run: a folder written in place
 KINDS = ("folder", "file", "run")
+# A write the machine refused whatever the data: a full disk or quota, a file-size limit, a read-only file system
+_REFUSED_WRITES = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")  # how a Rust library (safetensors) words an OSError
 
 
 def scratch(path: str | os.PathLike, *, fixed: bool = False, create: bool = True, suffix: str = _SCRATCH) -> Path:
@@ -55,13 +59,14 @@ def scratch(path: str | os.PathLike, *, fixed: bool = False, create: bool = True
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a scratch file path (same name, beside `path`); it replaces `path` only if the block succeeds."""
     path = Path(path)
-    entry = scratch(path)
-    try:
-        entry.touch()
-        yield entry
-        os.replace(entry, path)
-    finally:
-        shutil.rmtree(entry.parent, ignore_errors=True)
+    with _naming_refused_writes(path):
+        entry = scratch(path)
+        try:
+            entry.touch()
+            yield entry
+            os.replace(entry, path)
+        finally:
+            shutil.rmtree(entry.parent, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -72,13 +77,14 @@ def atomic_output_dir(path: str | os.PathLike, overwrite: bool = False) -> Itera
     path = Path(path)
     if _is_real_dir(path) and any(path.iterdir()) and not overwrite:
         raise InputError(f"{path}: output folder exists and is not empty (pass --overwrite to replace it)")
-    entry = scratch(path)
-    try:
-        entry.mkdir()
-        yield entry
-        _swap_in(entry, path)
-    finally:
-        shutil.rmtree(entry.parent, ignore_errors=True)
+    with _naming_refused_writes(path):
+        entry = scratch(path)
+        try:
+            entry.mkdir()
+            yield entry
+            _swap_in(entry, path)
+        finally:
+            shutil.rmtree(entry.parent, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -89,15 +95,40 @@ def staged_update(target: str | os.PathLike, last: str | None = None) -> Iterato
     holds it is complete. Each entry is swapped atomically, the folder as a whole is not.
     """
     target = Path(target)
-    target.mkdir(parents=True, exist_ok=True)
-    staging = scratch(target / target.name)
+    with _naming_refused_writes(target):
+        target.mkdir(parents=True, exist_ok=True)
+        staging = scratch(target / target.name)
+        try:
+            staging.mkdir()
+            yield staging
+            for entry in sorted(staging.iterdir(), key=lambda p: p.name == last):
+                _swap_in(entry, target / entry.name)
+        finally:
+            shutil.rmtree(staging.parent, ignore_errors=True)
+
+
+def refused_write(err: BaseException) -> str | None:
+    """Why the machine refused a write ("No space left on device", "File too large", "Read-only file system"), or
+    None when `err` is any other error."""
+    code = err.errno if isinstance(err, OSError) else None
+    if code is None and not isinstance(err, InputError):
+        match = _OS_ERROR.search(str(err))
+        code = int(match.group(1)) if match else None
+    return os.strerror(code) if code in _REFUSED_WRITES else None
+
+
+@contextlib.contextmanager
+def _naming_refused_writes(path: Path) -> Iterator[None]:
+    """A write to `path` that the machine refuses becomes an InputError naming it (the atomic helpers have removed
+    their scratch by then, and `path` is as it was)."""
     try:
-        staging.mkdir()
-        yield staging
-        for entry in sorted(staging.iterdir(), key=lambda p: p.name == last):
-            _swap_in(entry, target / entry.name)
-    finally:
-        shutil.rmtree(staging.parent, ignore_errors=True)
+        yield
+    except Exception as err:
+        reason = refused_write(err)
+        if reason is None:
+            raise
+        raise InputError(f"{path}: cannot write it: {reason}; the earlier {path.name}, if any, is unchanged and no "
+                         "scratch file was left (free some space or choose another output)") from err
 
 
 class SetAside:
@@ -169,7 +200,12 @@ class OutputGuard:
                 if relation:
                     raise InputError(f"{self.given}: the output {relation} the input {given}: writing it would delete "
                                      "the input or change it; choose an output outside every input")
-        _check_creatable(self.path, self.given)
+        if self.given.is_symlink():  # it would write where the link points, not where the command was told to
+            target = os.readlink(self.given)
+            raise InputError(f"{self.given}: the output path is a symbolic link (to {target}"
+                             f"{'' if self.given.exists() else ', which does not exist'}); name the real path "
+                             "or a new one")
+        _check_creatable(self.path, self.given, inside=self.kind != "file")
         self.replaces = self._decide()
 
     def _decide(self) -> bool:
@@ -351,13 +387,15 @@ def _is_scratch(folder: Path) -> bool:
     return _is_real_dir(folder) and marker.is_file() and not marker.is_symlink()
 
 
-def _check_creatable(path: Path, shown: Path) -> None:
-    """Refuse an output path that lies under a file or in a folder that is not writable."""
+def _check_creatable(path: Path, shown: Path, inside: bool = False) -> None:
+    """Refuse an output path that lies under a file or in a folder that is not writable; with `inside` (an output
+    folder, written into or moved aside as a whole) also an existing output folder that is not writable."""
     existing = next(folder for folder in (path.parent, *path.parent.parents) if folder.exists())
     if not existing.is_dir():
         raise InputError(f"{shown}: cannot write here, {existing} is a file")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise InputError(f"{shown}: cannot write here, {existing} is not writable")
+    for folder in (existing, path) if inside and _is_real_dir(path) else (existing,):
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise InputError(f"{shown}: cannot write here, {folder} is not writable")
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import re
 from pathlib import Path
@@ -15,6 +16,7 @@ from tqdm.auto import tqdm
 from ..data import PreparedDataset
 from ..errors import InputError
 from ..io_utils import OutputGuard, atomic_output_dir, sha256_file, write_json
+from ..validation import check_number
 from .config import DownstreamConfig
 from .evaluate import load_table, run_records
 from .metrics import GROUPS
@@ -88,6 +90,28 @@ def markdown_table(summary: dict, group_sizes: dict[str, dict[str, int]],
     return "\n".join(lines)
 
 
+def _check_runs(config: DownstreamConfig, recommenders: Sequence[str], seeds: int | Sequence[int],
+                protocols: Sequence[str]) -> tuple[list[int], list[str]]:
+    """(seeds, protocols) as lists, once every run's config has been built as the training loop will build it: an
+    unknown recommender or protocol, or a bad seed, fails before the data is read and the first model trains."""
+    for what, names in (("recommenders", recommenders), ("protocols", protocols)):
+        if isinstance(names, str) or not names:
+            raise InputError(f"compare: {what} must be a non-empty list of names, got {names!r}")
+    if isinstance(seeds, (list, tuple, range)):
+        seeds = list(seeds)
+    else:  # a count
+        seeds = list(range(check_number(seeds, "compare: seeds", "int", ">= 1")))
+    if not seeds:
+        raise InputError("compare needs at least one seed")
+    protocols = list(dict.fromkeys(protocols))
+    try:
+        for recommender, protocol, seed in itertools.product(recommenders, protocols, seeds):
+            dataclasses.replace(config, recommender=recommender, protocol=protocol, seed=seed)
+    except InputError as err:
+        raise InputError(f"compare: {err}") from None
+    return seeds, protocols
+
+
 def _file_name(run: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", run)
 
@@ -105,19 +129,14 @@ def compare(data: str | os.PathLike, runs: Mapping[str, str | os.PathLike] | Non
     The popularity baseline (recommender "pop") runs once: it has no table and no randomness.
     """
     config = config or DownstreamConfig()
-    guard = OutputGuard(output, marker="results.json", inputs=[data, *(runs or {}).values()], overwrite=overwrite)
     reserved = {ID_ONLY, POPULARITY} & set(runs or {})
     if reserved:
         raise InputError(f"run name(s) {sorted(reserved)} are reserved for the built-in baselines; rename them")
+    seeds, protocols = _check_runs(config, recommenders, seeds, protocols)
+    guard = OutputGuard(output, marker="results.json", inputs=[data, *(runs or {}).values()], overwrite=overwrite)
     dataset = PreparedDataset.load(data)
     tables = {name: load_table(path, dataset) for name, path in (runs or {}).items()}
     table_runs = ([ID_ONLY] if id_only or not tables else []) + list(tables)
-    seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
-    if not seeds:
-        raise InputError("compare needs at least one seed")
-    protocols = list(dict.fromkeys(protocols))
-    if not protocols:
-        raise InputError("compare needs at least one protocol")
     jobs = []
     for recommender in recommenders:
         if recommender == "pop":

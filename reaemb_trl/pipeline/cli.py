@@ -12,15 +12,28 @@ from .runner import PipelineRunner
 
 
 def parse_overrides(extra: list[str]) -> dict:
-    """`--lrcl.max_steps 10 --seed 3` -> {"lrcl.max_steps": 10, "seed": 3}; values read as YAML (numbers, lists,
-    booleans), so they mean what they would in the recipe file."""
+    """`--lrcl.max_steps 10 --seed=3` -> {"lrcl.max_steps": 10, "seed": 3}; values read as YAML (numbers, lists,
+    booleans), so they mean what they would in the recipe file. Which names exist is checked with the recipe."""
     overrides = {}
-    for position in range(0, len(extra), 2):
-        flag = extra[position]
-        if not flag.startswith("--") or position + 1 == len(extra) or extra[position + 1].startswith("--"):
-            raise InputError(f"{flag}: overrides are `--KEY VALUE` or `--SECTION.KEY VALUE` pairs "
+    position = 0
+    while position < len(extra):
+        token = extra[position]
+        flag, equals, value = token.partition("=")  # `--KEY=VALUE`, or `--KEY VALUE`
+        paired = bool(equals) or (position + 1 < len(extra) and not extra[position + 1].startswith("--"))
+        if not flag.startswith("--") or flag == "--" or not paired:
+            raise InputError(f"{token}: overrides are `--KEY VALUE` or `--SECTION.KEY VALUE` pairs "
                              "(e.g. --lrcl.max_steps 10)")
-        overrides[flag[2:].replace("-", "_")] = yaml.safe_load(extra[position + 1])
+        if not equals:
+            value = extra[position + 1]
+        position += 1 if equals else 2
+        key = flag[2:].replace("-", "_")
+        if key in overrides:
+            raise InputError(f"{flag} is given twice; give each override once")
+        try:
+            overrides[key] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise InputError(f"{flag} {value!r}: not a value a recipe could hold "
+                             f"({getattr(err, 'problem', None) or err})") from None
     return overrides
 
 

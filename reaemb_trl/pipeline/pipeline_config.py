@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,27 @@ class DatasetSection:
     # and the four keys above are ignored.
     prepared: str | None = None
 
+    def __post_init__(self):
+        from ..data import PrepareOptions
+        from ..data.readers import get_format
+
+        _check_text(self, "dataset", optional=("items", "prepared"))
+        if self.prepared is not None:
+            return  # a prepared folder is used as it is: the other keys are ignored
+        try:
+            get_format(self.format)
+        except InputError as err:
+            raise InputError(f"dataset: format: {err}") from None
+        _check_mapping(self.options, "dataset.options", "prepare options (reaemb-trl prepare --help)")
+        known = {option.name for option in dataclasses.fields(PrepareOptions)}
+        unknown = sorted(set(self.options) - known)
+        if unknown:
+            raise InputError(f"dataset.options: unknown prepare option(s) {unknown}; known: {sorted(known)}")
+        try:  # the values too, before any file is read
+            PrepareOptions(**self.options)
+        except InputError as err:
+            raise InputError(f"dataset.options: {err}") from None
+
 
 @dataclass
 class ExportSection:
@@ -59,6 +81,10 @@ class CompareSection:
         check_numbers(self, "compare", {"seeds": ">= 1"})
         if not isinstance(self.options, dict):
             raise InputError(f"compare.options must be a mapping of DownstreamConfig keys, got {self.options!r}")
+        if (not isinstance(self.recommenders, list) or not self.recommenders
+                or not all(isinstance(name, str) for name in self.recommenders)):
+            raise InputError(f"compare: recommenders must be a non-empty list of names (e.g. [sasrec, gru4rec]), "
+                             f"got {self.recommenders!r}")
 
         settable = {f.name for f in dataclasses.fields(DownstreamConfig)} - {"recommender", "protocol", "seed"}
         unknown = sorted(set(self.options) - settable)
@@ -73,10 +99,12 @@ class CompareSection:
         unknown = [p for p in self.protocol_list() if p not in PROTOCOLS]
         if unknown:
             raise InputError(f"compare: unknown protocol(s) {unknown} (choose from {', '.join(PROTOCOLS)})")
-        try:  # the values too (finite, in range), now rather than when compare runs
-            DownstreamConfig(**self.options)
-        except InputError as err:
-            raise InputError(f"compare.options: {err}") from None
+        # every run's config, as compare will build it: a bad name or value fails now, not after the training
+        for recommender in self.recommenders:
+            try:
+                DownstreamConfig(**self.options, recommender=recommender, protocol=self.protocol_list()[0])
+            except InputError as err:
+                raise InputError(f"compare: {err}") from None
 
     def protocol_list(self) -> list[str]:
         """The protocols to report, the checkpoint-selecting one first."""
@@ -105,6 +133,47 @@ class PipelineConfig:
         unknown = [arm for arm in self.extra_arms if arm not in EXTRA_ARMS]
         if unknown:
             raise InputError(f"extra_arms: unknown arm(s) {unknown}; choose from {list(EXTRA_ARMS)}")
+        if isinstance(self.output_dir, os.PathLike):
+            self.output_dir = os.fspath(self.output_dir)
+        _check_text(self, "pipeline", names=("output_dir", "backbone"))
+        for section in ("lrcl", "crrl"):
+            _check_mapping(getattr(self, section), section, f"{section.upper()}Config keys (`reaemb-trl {section} "
+                           "--help`)")
+        self.check_stages()
+
+    def lrcl_settings(self, data_dir: str | os.PathLike, no_thought: bool = False) -> dict:
+        """The settings of an LRCL stage (its recipe, less output_dir): the recipe's `lrcl` keys over the pipeline's
+        backbone, dataset and seed."""
+        settings = {"model_name_or_path": self.backbone, "dataset_dir": str(data_dir), "seed": self.seed, **self.lrcl}
+        return {**settings, "no_thought": True} if no_thought else settings
+
+    def crrl_settings(self, lrcl_dir: str | os.PathLike, data_dir: str | os.PathLike) -> dict:
+        """The settings of the CRRL stage (and of its supervised control), from the LRCL folder `lrcl_dir`."""
+        return {"model_name_or_path": str(lrcl_dir), "dataset_dir": str(data_dir), "seed": self.seed, **self.crrl}
+
+    def check_stages(self) -> None:
+        """Build every training stage's config as the stage will (so each of its checks runs) and look up its reward
+        names: a bad key or value fails now, before any stage runs or deletes anything."""
+        from ..crrl import CRRLConfig
+        from ..lrcl import LRCLConfig
+        from ..rewards import get_reward
+
+        out, data_dir = Path(self.output_dir), self.dataset.prepared or Path(self.output_dir) / "data"
+        stages = [("lrcl", LRCLConfig, self.lrcl_settings(data_dir), "lrcl"),
+                  ("lrcl", LRCLConfig, self.lrcl_settings(data_dir, no_thought=True), "lrcl_no_thought"),
+                  ("crrl", CRRLConfig, self.crrl_settings(out / "lrcl", data_dir), "crrl")]
+        for section, config_cls, settings, folder in stages:
+            allowed = {f.name for f in dataclasses.fields(config_cls)}
+            unknown = sorted(set(getattr(self, section)) - allowed)
+            if unknown:
+                raise InputError(f"unknown key(s) in `{section}`: {unknown} (see `reaemb-trl {section} --help`)")
+            try:
+                config = config_cls(**{**settings, "output_dir": str(out / folder)})
+                if section == "crrl":
+                    for name in dict.fromkeys([*config.rewards, config.eval_reward]):
+                        get_reward(name)
+            except InputError as err:
+                raise InputError(f"`{section}`: {err}") from None
 
     @classmethod
     def from_yaml(cls, path: str | Path, output_dir: str | None = None,
@@ -121,7 +190,6 @@ class PipelineConfig:
             raise InputError(str(err) if str(err).startswith(str(path)) else f"{path}: {err}") from None
         if output_dir is not None:
             config.output_dir = output_dir
-        _check_stage_keys(config, str(path))
         return config
 
     def to_dict(self) -> dict:
@@ -134,14 +202,30 @@ def stage_hash(*parts: Any) -> str:
 
 
 def _set_dotted(raw: dict, dotted: str, value: Any, where: str) -> None:
-    """raw["lrcl"]["max_steps"] = value for "lrcl.max_steps"; a section must be a mapping."""
-    *sections, key = dotted.split(".")
-    target = raw
-    for section in sections:
+    """raw["lrcl"]["max_steps"] = value for "lrcl.max_steps": every name before the last one names a mapping of the
+    recipe (a section, or `options` inside dataset / compare)."""
+    names = dotted.split(".")
+    if not all(names):
+        raise InputError(f"{where}: --{dotted}: an empty name in the override; write --KEY VALUE or "
+                         "--SECTION.KEY VALUE (e.g. --lrcl.max_steps 10)")
+    *sections, key = names
+    target, cls = raw, PipelineConfig
+    for depth, section in enumerate(sections):
+        mappings = _mapping_fields(cls) if cls is not None else {}
+        if section not in mappings:
+            place = ".".join(sections[:depth]) or "the recipe"
+            raise InputError(f"{where}: --{dotted}: `{section}` is not a section of {place} (sections: "
+                             f"{', '.join(sorted(mappings)) or 'none'})")
+        cls = _SECTIONS.get(mappings[section])
         target = target.setdefault(section, {})
         if not isinstance(target, dict):
-            raise InputError(f"{where}: --{dotted}: `{section}` is not a section of the recipe")
+            raise InputError(f"{where}: `{'.'.join(sections[:depth + 1])}` must be a mapping, got {target!r}")
     target[key] = value
+
+
+def _mapping_fields(cls) -> dict[str, str]:
+    """The fields of a recipe dataclass that hold a mapping (a section class or a dict), by name -> annotation."""
+    return {f.name: f.type for f in dataclasses.fields(cls) if f.type in _SECTIONS or f.type.startswith("dict[")}
 
 
 def _build(cls, raw: dict, where: str):
@@ -165,22 +249,19 @@ def _build(cls, raw: dict, where: str):
 _SECTIONS = {"DatasetSection": DatasetSection, "ExportSection": ExportSection, "CompareSection": CompareSection}
 
 
-def _check_stage_keys(config: PipelineConfig, where: str) -> None:
-    """Unknown LRCL / CRRL keys fail now, before any stage runs."""
-    from ..crrl import CRRLConfig
-    from ..lrcl import LRCLConfig
+def _check_text(config: Any, label: str, names: tuple[str, ...] | None = None, optional: tuple[str, ...] = ()) -> None:
+    """Every `str` field of the dataclass `config` (or only `names`) holds a string (None too for `optional`):
+    YAML's `backbone: 5` fails by name here, not as a type error deep inside a stage."""
+    for name in names or [f.name for f in dataclasses.fields(config) if f.type.startswith("str")]:
+        value = getattr(config, name)
+        if not isinstance(value, str) and not (value is None and name in optional):
+            raise InputError(f"{label}: {name} must be a string{' or null' if name in optional else ''}, "
+                             f"got {value!r}")
 
-    for section, config_cls in (("lrcl", LRCLConfig), ("crrl", CRRLConfig)):
-        allowed = {f.name for f in dataclasses.fields(config_cls)}
-        unknown = sorted(set(getattr(config, section)) - allowed)
-        if unknown:
-            raise InputError(f"{where}: unknown key(s) in `{section}`: {unknown} (see `reaemb-trl {section} --help`)")
-    # Their values too (finite, in range, integers where they count), as the stages will check them: a bad value
-    # fails now, before any stage runs or deletes anything.
-    for section, config_cls in (("lrcl", LRCLConfig), ("crrl", CRRLConfig)):
-        settings = {"seed": config.seed, "output_dir": str(Path(config.output_dir) / section),
-                    **getattr(config, section)}
-        try:
-            config_cls(**settings)
-        except InputError as err:
-            raise InputError(f"{where}: `{section}`: {err}") from None
+
+def _check_mapping(value: Any, label: str, what: str) -> None:
+    if not isinstance(value, dict):
+        raise InputError(f"{label} must be a mapping of {what}, got {value!r}")
+    names = [key for key in value if not isinstance(key, str)]
+    if names:
+        raise InputError(f"{label}: keys must be names, got {names!r}")

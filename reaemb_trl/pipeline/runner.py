@@ -24,6 +24,7 @@ from typing import Callable
 import yaml
 
 from ..data import PreparedDataset, prepare_dataset, sample_dataset_files
+from ..data.sources import load_json_document
 from ..errors import InputError
 from ..io_utils import OutputGuard, SetAside, atomic_path, write_json
 from ..recipe import parse_recipe
@@ -63,7 +64,7 @@ class PipelineState:
 
     def __init__(self, path: Path):
         self.path = path
-        self.stages: dict[str, dict] = json.loads(path.read_text())["stages"] if path.exists() else {}
+        self.stages: dict[str, dict] = _read_stages(path) if path.exists() else {}
 
     def get(self, name: str) -> dict | None:
         return self.stages.get(name)
@@ -97,7 +98,8 @@ class PipelineRunner:
     def _run_stages(self) -> Path | None:
         self.state = PipelineState(self.out / "pipeline_state.json")
         data_dir = self.prepared if self.prepared is not None else self.out / "data"
-        lrcl_common = {"model_name_or_path": self.backbone, "dataset_dir": str(data_dir), "seed": self.config.seed}
+        lrcl_settings = self.config.lrcl_settings(data_dir)
+        no_thought_settings = self.config.lrcl_settings(data_dir, no_thought=True)
         self._stage("prepare", self._prepare_output(data_dir), self._prepare, settings=self._prepare_settings())
         runs = table_runs(self.config)
         raw_keys = _embedder_keys(self.config.lrcl)
@@ -108,14 +110,11 @@ class PipelineRunner:
             self._stage("raw_mean", self.out / "raw_mean", lambda out: self._save_raw_backbone(out, mean_keys),
                         settings={"backbone": self.backbone, **mean_keys})
         self._stage("lrcl_no_thought", self.out / "lrcl_no_thought",
-                    lambda out: self._training_stage("lrcl", out,
-                                                     {**lrcl_common, **self.config.lrcl, "no_thought": True}),
-                    settings={**lrcl_common, **self.config.lrcl, "no_thought": True}, after=["prepare"])
-        self._stage("lrcl", self.out / "lrcl",
-                    lambda out: self._training_stage("lrcl", out, {**lrcl_common, **self.config.lrcl}),
-                    settings={**lrcl_common, **self.config.lrcl}, after=["prepare"])
-        crrl_settings = {"model_name_or_path": str(self.out / "lrcl"), "dataset_dir": str(data_dir),
-                         "seed": self.config.seed, **self.config.crrl}
+                    lambda out: self._training_stage("lrcl", out, no_thought_settings),
+                    settings=no_thought_settings, after=["prepare"])
+        self._stage("lrcl", self.out / "lrcl", lambda out: self._training_stage("lrcl", out, lrcl_settings),
+                    settings=lrcl_settings, after=["prepare"])
+        crrl_settings = self.config.crrl_settings(self.out / "lrcl", data_dir)
         self._stage("crrl", self.out / "crrl", lambda out: self._training_stage("crrl", out, crrl_settings),
                     settings=crrl_settings, after=["prepare", "lrcl"])
         if "lrcl_cooc_sft" in runs:  # CRRL's recipe, its supervised control
@@ -247,6 +246,39 @@ class PipelineRunner:
             if path is not None and not Path(path).exists():
                 raise InputError(f"dataset.{kind}: {path} does not exist (checked before any training starts)")
         return dataset.interactions, dataset.items
+
+
+# The fields of a stage record that are read back (`_stage`, the report): their types, as the message words them.
+_RECORD_FIELDS = {"hash": (str, "a string"), "status": (str, "a string"), "seconds": ((int, float), "a number"),
+                  "started": (str, "a string"), "finished": (str, "a string")}
+
+
+def _read_stages(path: Path) -> dict[str, dict]:
+    """The stage records of `pipeline_state.json`, each checked: a damaged file is refused by name (not guessed at),
+    with the way out."""
+    # the state alone is not enough to delete: a stage folder left without its record is not replaced silently
+    redo = f"delete {path.parent} (or this file and the stage folders beside it) to run every stage again"
+    try:
+        document = load_json_document(path)
+    except InputError as err:
+        raise InputError(f"{err}; {redo}") from None
+    stages = document.get("stages") if isinstance(document, dict) else None
+    if not isinstance(stages, dict):
+        raise InputError(f"{path}: expected {{\"stages\": {{STAGE: RECORD, ...}}}}, got {_short(document)}; {redo}")
+    for name, record in stages.items():
+        if not isinstance(record, dict):
+            raise InputError(f"{path}: stage {name!r}: expected a record (a mapping), got {_short(record)}; {redo}")
+        for key, (kind, wording) in _RECORD_FIELDS.items():
+            if key in record and (not isinstance(record[key], kind) or isinstance(record[key], bool)):
+                raise InputError(f"{path}: stage {name!r}: {key} must be {wording}, got {_short(record[key])}; "
+                                 f"{redo}")
+    return stages
+
+
+def _short(value) -> str:
+    """A JSON value as a message quotes it: at most 60 characters."""
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _embedder_keys(lrcl: dict) -> dict:
