@@ -12,8 +12,8 @@ from reaemb_trl.data.embedding_table import read_item_table
 from reaemb_trl.errors import InputError
 from reaemb_trl.export import FORMATS, export_item_table
 from reaemb_trl.export.cli import encode_main
-from reaemb_trl.export.new_items import encode, item_file_texts
 from reaemb_trl.export.formats import table_path
+from reaemb_trl.export.new_items import encode, item_file_texts
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,9 @@
 texts, `convert_table` for a table in another format."""
 
 from .convert import convert_table
-from .new_items import encode, encode_table, item_file_texts
 from .export import default_device, export_item_table, export_item_tables, pca_path
 from .formats import FORMATS
+from .new_items import encode, encode_table, item_file_texts
 from .similarity import trained_similarity
 
 __all__ = ["FORMATS", "convert_table", "default_device", "encode", "encode_table", "export_item_table",
