@@ -142,7 +142,7 @@ def cooccurrence_blocks(sequences: Sequence[np.ndarray], num_items: int, window:
         block = sp.csr_matrix((np.ones(off_diagonal.sum(), dtype=np.int32), (rows[off_diagonal], cols[off_diagonal])),
                               shape=(stop - start, size))
         block.sum_duplicates()  # sorts the indices too
-        yield block.astype(np.int32)
+        yield block
 
 
 def _without_diagonal(block: sp.csr_matrix, start: int) -> sp.csr_matrix:
@@ -159,10 +159,10 @@ class SpilledRows:
     """A CSR matrix appended row block by row block to two scratch files in `folder` (column indices, counts), with
     its row pointers and row sums in memory: `prepare` scores and saves it without ever holding it whole."""
 
-    def __init__(self, folder: str | os.PathLike, num_cols: int, dtype=np.int32):
+    def __init__(self, folder: str | os.PathLike, num_cols: int):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.num_cols, self.dtype = num_cols, np.dtype(dtype)
+        self.num_cols, self.dtype = num_cols, np.dtype(np.int32)  # counts, as `cooccurrence_blocks` yields them
         self.index_dtype = np.dtype(np.int32 if num_cols <= np.iinfo(np.int32).max else np.int64)
         self._indptr, self._sums = [np.zeros(1, dtype=np.int64)], []
         for name in ("indices", "data"):
