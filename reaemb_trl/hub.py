@@ -28,6 +28,8 @@ METADATA_ORDER = ["library_name", "pipeline_tag", "base_model", "tags", "embeddi
 # The load snippet; `push_folder` puts the repository's real id into it.
 LOAD_CALL = 'LatentReasoningEmbedder.from_pretrained("{}")'
 UNPUSHED_ID = "PATH_OR_HUB_ID"
+# The Trainer's speed measures, which `evaluate` returns beside the metrics: not results of the model.
+SPEED_SUFFIXES = ("_runtime", "_samples_per_second", "_steps_per_second")
 # Top-level folders a push leaves out: accelerate's (LRCL) and the Trainer's (CRRL) tracker logs.
 TRACKER_FOLDERS = ("logs", "runs")
 # Files a push reads as text, to take this machine's paths out of them; the others (weights, images) go as they are.
@@ -39,8 +41,9 @@ def model_card(stage: str, backbone: str, settings: dict[str, Any], dataset_sha2
                embedding_dim: int | None = None, similarity: str | None = None) -> str:
     """The README.md of an embedder folder. Metadata (a `ModelCardData`): library, `feature-extraction`, the base
     model when it is on the Hub, tags, embedding dimension, similarity, dataset fingerprint, and `metrics` (this
-    model's held-out results) as model-index eval results. Text: what it is, a load snippet, the metrics beside
-    `start_metrics` (the same metrics before this stage trained, same keys), and `settings`."""
+    model's held-out results; the Trainer's speed measures are dropped) as model-index eval results. Text: what it
+    is, a load snippet, the metrics beside `start_metrics` (the same keys, before this stage trained), `settings`."""
+    metrics = {name: value for name, value in metrics.items() if not name.endswith(SPEED_SUFFIXES)}
     numbers = {name: value for name, value in metrics.items() if _is_number(value)}
     sha = dataset_sha256 or "unknown"
     eval_results = [EvalResult(task_type="feature-extraction", task_name="item embedding (held-out items)",

@@ -24,7 +24,7 @@ def _settings_block(card: ModelCard) -> dict:
 def test_crrl_card_metadata_rewards_before_and_after_and_the_settings_that_matter(tmp_path):
     settings = CRRLConfig(output_dir=str(tmp_path), use_cpu=True, sigma=0.05).card_settings()
     text = model_card(stage="crrl", backbone="bundled-smollm2", settings=settings, dataset_sha256=SHA,
-                      metrics={"eval_cooc_ndcg": 0.41, "eval_train_items_cooc_ndcg": 0.45},
+                      metrics={"eval_cooc_ndcg": 0.41, "eval_train_items_cooc_ndcg": 0.45, "eval_runtime": 3.2},
                       start_metrics={"eval_cooc_ndcg": 0.35, "eval_train_items_cooc_ndcg": 0.36},
                       repo_id="me/office-embedder", embedding_dim=576, similarity="cosine")
     card = ModelCard(text)
@@ -38,7 +38,7 @@ def test_crrl_card_metadata_rewards_before_and_after_and_the_settings_that_matte
     assert {(r.metric_type, r.metric_value, r.task_type, r.dataset_revision) for r in data.eval_results} == {
         ("eval_cooc_ndcg", 0.41, "feature-extraction", SHA), ("eval_train_items_cooc_ndcg", 0.45,
                                                               "feature-extraction", SHA)}
-    assert "| eval_cooc_ndcg | 0.3500 | 0.4100 |" in card.text
+    assert "| eval_cooc_ndcg | 0.3500 | 0.4100 |" in card.text and "eval_runtime" not in text
     assert 'LatentReasoningEmbedder.from_pretrained("me/office-embedder")' in card.text
     shown = _settings_block(card)
     assert shown["sigma"] == 0.05 and shown["num_generations"] == 8 and shown["warmup_steps"] == 0.1
