@@ -10,7 +10,7 @@ the pipeline (and its `--dry-run`) and the Python API refuse the same values, be
 - a rule per field bounds it: `"> 0"`, `">= 0"`, `">= 1"`, `"<= 1"`, `"[0, 1)"`, `"[0, 1]"`, `"(0, 1]"`.
 
 `NonFiniteError` is the error of a training run whose loss or weights became NaN / inf, and of a table with
-non-finite rows: an `InputError`, so the CLI prints it and exits 1 (what to change is a setting).
+non-finite rows: an `InputError`, so the CLI prints it and exits 2 (what to change is a setting).
 """
 
 from __future__ import annotations

@@ -119,4 +119,4 @@ def test_cli_runs_the_pipelines_recipe_by_hand(office30, tiny_embedder_folder, t
     assert main(["cooc-sft", "--config", str(recipe)]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["item_visits"] == 8 and (tmp_path / "sft" / "cooc_sft_metrics.json").is_file()
-    assert main(["cooc-sft", "--config", str(recipe)]) == 1  # a finished folder is kept without the overwrite flag
+    assert main(["cooc-sft", "--config", str(recipe)]) == 2  # a finished folder is kept without the overwrite flag

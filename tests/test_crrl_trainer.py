@@ -156,7 +156,9 @@ def test_cli_writes_an_embedder_folder_and_resumes(lrcl_folder, prepared_sample,
     assert 0 < metrics["end"]["eval_train_items_cooc_ndcg"] <= 0.5
     curves = output / "crrl_curves.png"
     assert curves.stat().st_size > 10_000 and curves.read_bytes()[:4] == b"\x89PNG"
-    assert json.loads((output / "crrl_config.json").read_text())["learning_rate"] == 0.01
+    crrl_config = json.loads((output / "crrl_config.json").read_text())
+    assert crrl_config["learning_rate"] == 0.01
+    assert json.loads((output / "config.json").read_text())["similarity"] == crrl_config["similarity"]
     # The trainer's arguments are kept as JSON, never as transformers' pickled training_args.bin.
     for folder in (output, output / "checkpoint-1"):
         assert not (folder / "training_args.bin").exists()

@@ -30,7 +30,7 @@ def reviews(*records):
 
 
 def assert_rejected(tmp_path, code, err, *fragments):
-    assert code == 1
+    assert code == 2
     for fragment in fragments:
         assert fragment in err
     assert not (tmp_path / "out").exists()
@@ -146,7 +146,7 @@ def test_existing_output_folder_is_refused_unless_overwrite(tmp_path, capsys):
     (tmp_path / "out" / "keep.txt").write_text("mine")
     inter = write(tmp_path / "inter.txt", ["1 1", "1 2", "2 2"])
     code, err = run_prepare(tmp_path, capsys, "reaemb", inter)
-    assert code == 1 and "output folder exists and is not empty" in err and "--overwrite" in err
+    assert code == 2 and "output folder exists and is not empty" in err and "--overwrite" in err
     assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
 
     (tmp_path / "out" / "keep.txt").unlink()
@@ -205,7 +205,7 @@ def test_overwrite_never_deletes_a_folder_holding_an_input(tmp_path, capsys):
     inter = write(raw / "inter.json", ['{"u1": [1, 2, 3], "u2": [2, 3, 1]}'])
     notes = write(raw / "NOTES.txt", ["mine"])
     code = main(["prepare", "seqjson", "--interactions", str(inter), "--output", str(raw), "--overwrite"])
-    assert code == 1 and "would delete the input" in capsys.readouterr().err
+    assert code == 2 and "would delete the input" in capsys.readouterr().err
     assert inter.is_file() and notes.is_file()
 
 
@@ -215,7 +215,7 @@ def test_overwrite_replaces_only_what_the_toolkit_wrote(tmp_path, capsys):
     foreign.mkdir()
     write(foreign / "thesis.tex", ["mine"])
     code, err = run_prepare(tmp_path, capsys, "seqjson", inter, None, "--overwrite")
-    assert code == 1 and "replaces only a folder this toolkit wrote" in err
+    assert code == 2 and "replaces only a folder this toolkit wrote" in err
     assert (foreign / "thesis.tex").is_file()
     (foreign / "thesis.tex").unlink()
     assert run_prepare(tmp_path, capsys, "seqjson", inter)[0] == 0  # empty folder: fine
@@ -227,7 +227,7 @@ def test_overwrite_refuses_the_working_directory(tmp_path, capsys, monkeypatch):
     inter = write(tmp_path / "inter.json", ['{"u1": [1, 2, 3], "u2": [2, 3, 1]}'])
     monkeypatch.chdir(tmp_path)
     code = main(["prepare", "seqjson", "--interactions", "inter.json", "--output", ".", "--overwrite"])
-    assert code == 1 and "working directory" in capsys.readouterr().err
+    assert code == 2 and "working directory" in capsys.readouterr().err
     assert inter.is_file()
 
 
@@ -235,7 +235,7 @@ def test_output_that_is_a_file_is_refused_before_reading(tmp_path, capsys):
     inter = write(tmp_path / "inter.txt", ["1 1", "not read"])  # reading would fail on line 2: it never starts
     write(tmp_path / "out", ["a file"])
     code, err = run_prepare(tmp_path, capsys, "reaemb", inter)
-    assert code == 1 and "out: the output path is a file, not a folder" in err and "line 2" not in err
+    assert code == 2 and "out: the output path is a file, not a folder" in err and "line 2" not in err
     assert (tmp_path / "out").read_text() == "a file\n"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
 
@@ -246,7 +246,7 @@ def test_output_under_a_file_is_refused_before_reading(tmp_path, capsys):
     out = tmp_path / "notes.txt" / "sub" / "out"
     code = main(["prepare", "reaemb", "--interactions", str(inter), "--output", str(out)])
     err = capsys.readouterr().err
-    assert code == 1 and f"{out}: cannot write here, {tmp_path / 'notes.txt'} is a file" in err
+    assert code == 2 and f"{out}: cannot write here, {tmp_path / 'notes.txt'} is a file" in err
     assert (tmp_path / "notes.txt").read_text() == "mine\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["inter.txt", "notes.txt"]
 
@@ -264,7 +264,7 @@ def test_output_in_a_folder_that_is_not_writable_is_refused_before_reading(tmp_p
     finally:
         locked.chmod(0o755)
     err = capsys.readouterr().err
-    assert code == 1 and f"cannot write here, {locked} is not writable" in err
+    assert code == 2 and f"cannot write here, {locked} is not writable" in err
     assert list(locked.iterdir()) == []
 
 

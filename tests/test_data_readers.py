@@ -309,10 +309,10 @@ def run_script(args, cwd):
 def test_data_prep_script_applies_overridable_defaults(tmp_path):
     interactions, items, _ = write_yelp(tmp_path)
     script = str(REPO_ROOT / "data_prep" / "prepare_yelp.py")
-    # The script's defaults (stars >= 4, 5-core users) filter every user out of this tiny file: exit 1, no folder.
+    # The script's defaults (stars >= 4, 5-core users) filter every user out of this tiny file: exit 2, no folder.
     failed = run_script([script, "--interactions", str(interactions), "--items", str(items), "--output", "out"],
                         tmp_path)
-    assert failed.returncode == 1 and "every user was filtered out" in failed.stderr
+    assert failed.returncode == 2 and "every user was filtered out" in failed.stderr
     assert not (tmp_path / "out").exists()
     done = run_script([script, "--interactions", str(interactions), "--items", str(items), "--output", "out",
                        "--min-user-interactions", "0", "--min-item-interactions", "0"], tmp_path)

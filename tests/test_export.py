@@ -86,7 +86,7 @@ def test_export_refusals(small_dataset, model_dir, tmp_path, capsys):
     with pytest.raises(InputError, match="--pca 1000"):
         export_item_table(embedder, dataset, tmp_path / "x.safetensors", pca=1000)
     args = ["export", "--model", str(model_dir), "--data", str(small_dataset), "--output", str(tmp_path / "y")]
-    assert cli_main([*args, "--num-items", str(dataset.num_items + 1), "--no-progress"]) == 1
+    assert cli_main([*args, "--num-items", str(dataset.num_items + 1), "--no-progress"]) == 2
     assert "export was asked for" in capsys.readouterr().err
     (tmp_path / "empty_model").mkdir()
     assert cli_main(["export", "--model", str(tmp_path / "empty_model"), "--data", str(small_dataset),
@@ -189,7 +189,7 @@ def test_a_damaged_folder_or_textless_dataset_is_refused_clearly(small_dataset, 
     weights.write_bytes(weights.read_bytes()[:100])  # truncated mid-file
     output = tmp_path / "t.safetensors"
     argv = ["export", "--model", str(damaged), "--data", str(small_dataset), "--output", str(output), "--no-progress"]
-    assert cli_main(argv) == 1
+    assert cli_main(argv) == 2
     assert "thought_module.safetensors: not a readable safetensors file" in capsys.readouterr().err
     assert not output.exists() and not list(tmp_path.glob(".*tmp*"))
 
@@ -201,5 +201,5 @@ def test_a_damaged_folder_or_textless_dataset_is_refused_clearly(small_dataset, 
     loads = []
     monkeypatch.setattr(LatentReasoningEmbedder, "from_pretrained", classmethod(lambda cls, *a, **k: loads.append(a)))
     argv = ["export", "--model", str(model_dir), "--data", str(textless), "--output", str(output)]
-    assert cli_main(argv) == 1
+    assert cli_main(argv) == 2
     assert "3 items have no text" in capsys.readouterr().err and loads == []

@@ -54,6 +54,10 @@ def test_minilm_run_lowers_heldout_loss_and_improves_view_retrieval(minilm_lrcl)
 
     saved_config = json.loads((output / "lrcl_config.json").read_text())
     assert saved_config["max_steps"] == 20 and saved_config["train_items"] == 2420 - 256
+    # the similarity the loss trains for is saved with the model (export and sentence-transformers read it)
+    from reaemb_trl.lrcl.losses import LOSSES
+
+    assert json.loads((output / "config.json").read_text())["similarity"] == LOSSES[saved_config["loss"]].similarity
     assert (output / "lrcl_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     reloaded = LatentReasoningEmbedder.from_pretrained(output).eval()
     texts = ["title is Pilot G2 Gel Pen; brand is Pilot", "title is Stapler; brand is Swingline"]
@@ -177,7 +181,7 @@ def test_bad_input(prepared_sample, tiny_decoder, tmp_path, capsys):
 
     recipe = tmp_path / "lrcl.yaml"
     recipe.write_text(f"model_name_or_path: {tiny_decoder}\ndataset_dir: {prepared_sample}\nmax_step: 3\n")
-    assert cli_main(["lrcl", "--config", str(recipe)]) == 1
+    assert cli_main(["lrcl", "--config", str(recipe)]) == 2
     assert "max_step" in capsys.readouterr().err
 
     with pytest.raises(InputError, match="no checkpoint-N folder to resume from"):

@@ -127,7 +127,7 @@ def test_crrl_sigma_nan_fails_before_anything_is_read_or_written(tmp_path, capsy
     output = tmp_path / "out"
     code = cli_main(["crrl", "--model_name_or_path", str(tmp_path / "missing-model"), "--dataset_dir",
                      str(tmp_path / "missing-data"), "--output_dir", str(output), "--sigma", "nan"])
-    assert code == 1
+    assert code == 2
     assert "sigma must be a finite number, got nan" in capsys.readouterr().err
     assert not output.exists()
 
@@ -175,7 +175,7 @@ def test_export_refuses_a_bad_batch_size_before_reading_anything(tmp_path, capsy
     for value, message in (("-4", "--batch-size must be >= 1, got -4"), ("0", "--batch-size must be >= 1, got 0")):
         code = cli_main(["export", "--model", str(tmp_path / "missing-model"), "--data", str(tmp_path / "missing"),
                          "--output", str(output), "--batch-size", value, "--no-progress"])
-        assert code == 1 and message in capsys.readouterr().err
+        assert code == 2 and message in capsys.readouterr().err
     assert cli_main(["export", "--model", str(tmp_path / "m"), "--data", str(tmp_path / "d"), "--output", str(output),
                      "--pca", "0", "--no-progress"]) == 1
     assert "--pca must be >= 1, got 0" in capsys.readouterr().err

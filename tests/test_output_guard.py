@@ -123,7 +123,7 @@ def test_export_never_writes_over_its_inputs(tiny_embedder_folder, small_dataset
     before = snapshot(tmp_path)
     code = cli_main(["export", "--model", str(model), "--data", str(data), "--output", str(tmp_path / target),
                      "--no-progress", *flag])
-    assert code == 1 and "lies inside the input" in capsys.readouterr().err
+    assert code == 2 and "lies inside the input" in capsys.readouterr().err
     assert snapshot(tmp_path) == before
 
 
@@ -132,13 +132,13 @@ def test_export_replaces_only_its_own_tables_and_only_with_overwrite(tiny_embedd
     notes = tmp_path / "notes.safetensors"
     notes.write_text("mine")
     argv = ["export", "--model", str(tiny_embedder_folder), "--data", str(small_dataset), "--no-progress"]
-    assert cli_main([*argv, "--output", str(notes), "--overwrite"]) == 1
+    assert cli_main([*argv, "--output", str(notes), "--overwrite"]) == 2
     assert "replaces only a file this toolkit wrote" in capsys.readouterr().err and notes.read_text() == "mine"
 
     table = tmp_path / "items.safetensors"
     assert cli_main([*argv, "--output", str(table)]) == 0
     written = table.read_bytes()
-    assert cli_main([*argv, "--output", str(table)]) == 1
+    assert cli_main([*argv, "--output", str(table)]) == 2
     assert "pass --overwrite to replace it" in capsys.readouterr().err and table.read_bytes() == written
     assert cli_main([*argv, "--output", str(table), "--overwrite"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == [
@@ -157,13 +157,13 @@ def test_evaluate_never_writes_over_its_inputs(small_dataset, tmp_path, capsys):
     for extra in (["--recommender", "pop", "--output", str(data / "dataset.json")],
                   ["--embeddings", str(tmp_path / "items.safetensors"), "--output", str(tmp_path / "items.safetensors"),
                    "--overwrite"]):
-        assert cli_main(["evaluate", "--data", str(data), *fast, *extra]) == 1
+        assert cli_main(["evaluate", "--data", str(data), *fast, *extra]) == 2
         assert "the input" in capsys.readouterr().err
     assert snapshot(tmp_path) == before
 
     pop = ["evaluate", "--data", str(data), "--recommender", "pop", *fast, "--output", str(tmp_path / "m.json")]
     assert cli_main(pop) == 0
-    assert cli_main(pop) == 1 and "pass --overwrite" in capsys.readouterr().err
+    assert cli_main(pop) == 2 and "pass --overwrite" in capsys.readouterr().err
     assert cli_main([*pop, "--overwrite"]) == 0  # a metrics file evaluate wrote
 
 
@@ -298,7 +298,7 @@ def test_a_second_prepare_on_the_same_output_is_refused_naming_the_first(tmp_pat
     err = capsys.readouterr().err
     _, first_err = first.communicate(timeout=300)
     assert first.returncode == 0, first_err
-    assert code == 1 and f"another run (pid {first.pid}) is writing this output" in err
+    assert code == 2 and f"another run (pid {first.pid}) is writing this output" in err
     assert json.loads((out / "dataset.json").read_text())["counts"]["users"] == 30_000
     assert not leftovers(tmp_path)
 

@@ -147,7 +147,7 @@ def test_recipe_with_a_yaml_syntax_error_names_file_and_line(tmp_path, capsys, c
 
     recipe = tmp_path / "bad.yaml"
     recipe.write_text("max_steps: 3\nlearning_rate: [1e-3\nseed: 1\n")
-    assert main([command, "--config", str(recipe)]) == 1
+    assert main([command, "--config", str(recipe)]) == 2
     err = capsys.readouterr().err
     assert f"{recipe}, line " in err and "not valid YAML" in err and "Traceback" not in err
 
@@ -156,5 +156,5 @@ def test_recipe_with_a_yaml_syntax_error_names_file_and_line(tmp_path, capsys, c
 def test_config_flag_without_a_value(capsys, command):
     from reaemb_trl.cli import main
 
-    assert main([command, "--config"]) == 1
+    assert main([command, "--config"]) == 2
     assert "--config needs a recipe file" in capsys.readouterr().err

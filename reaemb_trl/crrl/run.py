@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -39,20 +38,19 @@ def load_policy(args: CRRLConfig):
     """The LRCL embedder named by `args.model_name_or_path`, checked against `args.backbone` before loading."""
     from ..embedder import LatentReasoningEmbedder
     from ..embedder.backbone import torch_dtype
-    from ..embedder.serialization import embedder_folder
+    from ..embedder.serialization import embedder_folder, read_config, require_files
 
     if not args.model_name_or_path:
         raise InputError("CRRL: model_name_or_path (the LRCL output folder) is required")
     folder = embedder_folder(args.model_name_or_path, args.model_revision)
-    config_file = folder / "config.json"
-    if not config_file.is_file():
-        raise InputError(f"{folder}: not an LRCL output folder (config.json is missing)")
-    recorded = json.loads(config_file.read_text(encoding="utf-8")).get("backbone_name_or_path")
+    require_files(folder)
+    recorded = read_config(folder).backbone_name_or_path
     if args.backbone is not None and not _same_backbone(args.backbone, recorded):
-        raise InputError(f"{config_file}: the LRCL model was built on backbone {recorded!r}, "
+        raise InputError(f"{folder / 'config.json'}: the LRCL model was built on backbone {recorded!r}, "
                          f"but the recipe says backbone={args.backbone!r}")
     embedder = LatentReasoningEmbedder.from_pretrained(folder, is_trainable=args.train_lora,
                                                        dtype=torch_dtype(args.dtype))
+    embedder.config.similarity = args.similarity  # CRRL trains for its reward's similarity, saved with the model
     if args.max_length is not None:
         embedder.set_max_length(args.max_length)
     return embedder

@@ -8,7 +8,7 @@ Two execution paths share one set of weights (docs/method.md, section 2):
 - ``fast`` (decoders): in a causal model the states before the first thought p_1 do not depend on anything after
   it, so one prefix pass [0, p_1) serves as pass 1 *and* as pass 2's prefix. It keeps its KV cache; the thought
   module reads the prefix states detached (= the gradient-free pass 1); pass 2 runs only the thoughts and the tokens
-  after them on that cache, and mean pooling reuses the prefix states. Same function, fewer FLOPs.
+  after them on that cache, and every pooling mode reuses the prefix states. Same function, fewer FLOPs.
 
 Encoders are bidirectional and always run ``reference``.
 """

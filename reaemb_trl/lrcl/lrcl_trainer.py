@@ -44,7 +44,7 @@ from ..training_state import (
     save_training_state,
 )
 from ..validation import NonFiniteError
-from .losses import build_loss
+from .losses import LOSSES, build_loss
 from .lrcl_config import LRCLConfig
 from .views import ViewSampler
 
@@ -118,6 +118,7 @@ def build_embedder(config: LRCLConfig):
         gguf_file=config.gguf_file, system_prompt=config.system_prompt, dtype=config.dtype,
         revision=config.model_revision, attn_implementation=config.attn_implementation,
         trust_remote_code=config.trust_remote_code, **kwargs)
+    embedder.config.similarity = LOSSES[config.loss].similarity  # saved with the model: export and CRRL read it
     if config.no_thought:
         # Recorded in the saved config so that export embeds the same way; frozen, so DDP does not wait for
         # gradients that never come.
@@ -149,11 +150,16 @@ def _full_tensor(param: torch.Tensor) -> torch.Tensor:
     return param.full_tensor() if isinstance(param, DTensor) else param
 
 
+# what may differ between the run that wrote a checkpoint and the one resuming it (the similarity follows the loss,
+# which the config already fingerprints)
+_NOT_FINGERPRINTED = ("transformers_version", "dtype", "torch_dtype", "similarity")
+
+
 def _model_fingerprint(config_dict: dict, trainable: dict[str, list[int]]) -> str:
     def strip(value):
         if isinstance(value, dict):
             return {k: strip(v) for k, v in value.items()
-                    if "name_or_path" not in str(k) and k not in ("transformers_version", "dtype", "torch_dtype")}
+                    if "name_or_path" not in str(k) and k not in _NOT_FINGERPRINTED}
         return value
 
     return sha256_json({"config": strip(config_dict), "trainable": trainable})
