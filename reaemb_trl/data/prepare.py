@@ -197,7 +197,7 @@ def _describe_input(path: Path | None, encoding: str) -> dict | None:
             "encoding": encoding}
 
 
-def _encodings(source: SourceFormat, items_path: Path | None, encoding: str | None) -> tuple[str, str]:
+def file_encodings(source: SourceFormat, items_path: Path | None, encoding: str | None) -> tuple[str, str]:
     """(interactions, items) encodings: the one given, else utf-8, else the source's legacy encoding for an item
     file that does not decode as utf-8 (a utf-8 movies.dat read as latin-1 would turn "é" into "Ã©")."""
     if encoding is not None:
@@ -228,7 +228,7 @@ def _prepare(format: str, source: SourceFormat, opts: PrepareOptions, inter_path
              guard: OutputGuard) -> None:
     """Read, filter and write the prepared folder at `guard.path`."""
     keep_repeats = source.keeps_repeats if opts.keep_repeats is None else opts.keep_repeats
-    inter_encoding, items_encoding = _encodings(source, items_path, opts.encoding)
+    inter_encoding, items_encoding = file_encodings(source, items_path, opts.encoding)
 
     raw = source.read_interactions(inter_path, inter_encoding, opts.show_progress)
     if not raw.users:

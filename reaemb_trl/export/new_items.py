@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.prepare import _encodings
+from ..data.prepare import file_encodings
 from ..data.readers import get_format
 from ..data.sources import existing_file
 from ..data.text import DEFAULT_MAX_VALUE_CHARS, item_attributes, join_attributes
@@ -52,7 +52,7 @@ def item_file_texts(items: str | os.PathLike, source_format: str, encoding: str 
     built as `prepare` builds it (give the `max_value_chars` the dataset was prepared with)."""
     source = get_format(source_format)
     path = existing_file(items, "items")
-    raw = source.read_items(path, _encodings(source, path, encoding)[1], show_progress)
+    raw = source.read_items(path, file_encodings(source, path, encoding)[1], show_progress)
     if not raw.fields:
         raise InputError(f"{path}: empty input (no items)")
     texts = [join_attributes(item_attributes(fields, max_value_chars)) for fields in raw.fields.values()]
