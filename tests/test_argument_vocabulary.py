@@ -100,3 +100,31 @@ def test_a_25_step_crrl_run_reaches_the_peak_learning_rate(small_dataset, tmp_pa
         trainer.lr_scheduler.step()
     assert rates[:4] == pytest.approx([0, 1e-3 / 3, 2e-3 / 3, 1e-3])
     assert max(rates) == pytest.approx(1e-3) and rates[-1] < rates[4]  # then the cosine decay
+
+
+def _lrcl_trainer(small_dataset, tmp_path, **settings):
+    from reaemb_trl.lrcl import LRCLTrainer
+
+    backbone = save_tiny_decoder(tmp_path / "backbone", hidden_size=32, num_layers=1)
+    return LRCLTrainer(LRCLConfig(model_name_or_path=str(backbone), dataset_dir=str(small_dataset),
+                                  output_dir=str(tmp_path / "lrcl"), max_length=32, per_device_train_batch_size=4,
+                                  gradient_accumulation_steps=1, eval_items=4, report_to="none", seed=0, **settings))
+
+
+def test_a_25_step_lrcl_run_reaches_the_peak_learning_rate(small_dataset, tmp_path):
+    trainer = _lrcl_trainer(small_dataset, tmp_path, max_steps=25, learning_rate=1e-3)
+    rates = []
+    for _ in range(25):  # the learning rate each optimizer step uses, from the trainer's own schedule
+        rates.append(trainer.scheduler.get_last_lr()[0])
+        trainer.optimizer.step()
+        trainer.scheduler.step()
+    assert rates[:4] == pytest.approx([0, 1e-3 / 3, 2e-3 / 3, 1e-3]) and max(rates) == pytest.approx(1e-3)
+
+
+def test_lrcl_trains_num_train_epochs_when_max_steps_is_minus_one(small_dataset, tmp_path):
+    trainer = _lrcl_trainer(small_dataset, tmp_path, max_steps=-1, num_train_epochs=1.5, eval_steps=0,
+                            save_steps=0)
+    expected = -(-3 * len(trainer.train_item_ids) // (2 * 4))  # ceil(1.5 passes x items / 4 items a step)
+    assert trainer.max_steps == expected
+    trainer.train()
+    assert trainer.global_step == expected

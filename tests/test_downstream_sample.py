@@ -148,7 +148,7 @@ def test_bad_inputs_are_named(prepared_sample, tmp_path):
         DownstreamConfig(recommender="lstm")
     # Through the CLI: a clean message and exit code 1, no traceback.
     assert cli_main(["evaluate", "--data", str(tmp_path / "missing"), "--recommender", "pop",
-                     "--output", str(tmp_path / "m.json")]) == 1
+                     "--output", str(tmp_path / "m.json")]) == 2
     assert not (tmp_path / "m.json").exists()
 
 
@@ -181,5 +181,5 @@ def test_evaluate_refuses_before_training(prepared_sample, tmp_path):
     with pytest.raises(InputError, match="exported from another dataset"):
         evaluate(prepared_sample, other, recommender="sasrec", **FAST)
     assert cli_main(["evaluate", "--data", str(prepared_sample), "--recommender", "pop", "--epochs", "0",
-                     "--output", str(tmp_path / "m.json")]) == 1
+                     "--output", str(tmp_path / "m.json")]) == 2
     assert not (tmp_path / "m.json").exists()

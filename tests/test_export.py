@@ -90,14 +90,14 @@ def test_export_refusals(small_dataset, model_dir, tmp_path, capsys):
     assert "export was asked for" in capsys.readouterr().err
     (tmp_path / "empty_model").mkdir()
     assert cli_main(["export", "--model", str(tmp_path / "empty_model"), "--data", str(small_dataset),
-                     "--output", str(tmp_path / "z")]) == 1
+                     "--output", str(tmp_path / "z")]) == 2
     assert "missing config.json" in capsys.readouterr().err
     (tmp_path / "a_folder").mkdir()
     (tmp_path / "a_file").write_text("")
     for output, message in ((tmp_path / "a_folder", "the output path is a folder"),
                             (tmp_path / "a_file" / "t.safetensors", "a_file is a file")):
         assert cli_main(["export", "--model", str(model_dir), "--data", str(small_dataset), "--output",
-                         str(output)]) == 1
+                         str(output)]) == 2
         assert message in capsys.readouterr().err
     assert not list(tmp_path.glob("*.safetensors")) and not (tmp_path / "y").exists()
 
@@ -146,7 +146,7 @@ def test_folders_sharing_pass1_are_exported_from_one_pass(small_dataset, model_d
     assert len(passes) == 2 * batches and len(set(passes)) == 2  # the LRCL folder's passes serve the CRRL folder
 
     assert cli_main(["export", "--data", str(small_dataset), "--model", str(model_dir), "--output", "a",
-                     "--output", "b"]) == 1
+                     "--output", "b"]) == 2
 
 
 def test_export_in_blocks_gives_the_one_block_tables(small_dataset, model_dir, tmp_path, monkeypatch):

@@ -215,11 +215,11 @@ def test_refusals_come_before_any_file_is_written(small_dataset, lrcl_dir, tmp_p
         (["--format", "recbole", "--pca", "8"], "got --format recbole"),
     ]
     for extra, message in cases:
-        assert _export(lrcl_dir, small_dataset, out / "items", *extra) == 1
+        assert _export(lrcl_dir, small_dataset, out / "items", *extra) == 2
         assert re.search(message, capsys.readouterr().err)
-    assert _export(lrcl_dir, small_dataset, out / "items.safetensors", "--format", "npy") == 1
+    assert _export(lrcl_dir, small_dataset, out / "items.safetensors", "--format", "npy") == 2
     assert "the suffix .safetensors belongs to --format safetensors, not --format npy" in capsys.readouterr().err
-    assert _export(lrcl_dir, small_dataset, out / "items.npy") == 1
+    assert _export(lrcl_dir, small_dataset, out / "items.npy") == 2
     assert "belongs to --format npy" in capsys.readouterr().err
     embedder = LatentReasoningEmbedder.from_pretrained(lrcl_dir)
     with pytest.raises(InputError, match="unknown format"):

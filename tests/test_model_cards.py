@@ -10,6 +10,7 @@ import yaml
 from huggingface_hub import ModelCard
 
 from reaemb_trl.crrl import CRRLConfig
+from reaemb_trl.embedder import LatentReasoningEmbedder
 from reaemb_trl.hub import LOAD_CALL, UNPUSHED_ID, files_to_push, model_card, pushed_files
 from reaemb_trl.lrcl import LRCLConfig, LRCLTrainer
 from reaemb_trl.testing import save_tiny_decoder
@@ -77,3 +78,21 @@ def test_push_uploads_no_local_path_and_names_the_repository(small_dataset, tmp_
     assert LOAD_CALL.format("me/office-embedder") in card.text and card.data.model_name == "me/office-embedder"
     assert "- Backbone: `backbone`" in card.text  # a local backbone folder, by its name only
     assert json.loads(pushed["config.json"])["backbone_name_or_path"] == "backbone"
+
+
+def test_crrl_card_shows_its_reward_before_and_after(small_dataset, tmp_path):
+    from reaemb_trl.crrl import run as run_crrl
+
+    backbone = save_tiny_decoder(tmp_path / "backbone", hidden_size=32, num_layers=1)
+    LatentReasoningEmbedder.from_backbone(str(backbone), max_length=32).save_pretrained(tmp_path / "lrcl")
+    output = tmp_path / "crrl"
+    metrics = run_crrl(CRRLConfig(output_dir=str(output), model_name_or_path=str(tmp_path / "lrcl"),
+                                  dataset_dir=str(small_dataset), max_steps=1, num_generations=2,
+                                  per_device_train_batch_size=2, eval_items=4, save_strategy="no", report_to="none",
+                                  use_cpu=True, seed=0))
+    card = ModelCard.load(output / "README.md")
+    start, end = metrics["start"]["eval_start_cooc_ndcg"], metrics["end"]["eval_cooc_ndcg"]
+    assert f"| eval_cooc_ndcg | {start:.4f} | {end:.4f} |" in card.text
+    assert ("eval_cooc_ndcg", end) in {(r.metric_type, r.metric_value) for r in card.data.eval_results}
+    assert "adam_beta1" not in card.text and "sigma: 0.1" in card.text
+    assert card.data.to_dict()["similarity"] == "cosine" and card.data.to_dict()["embedding_dimension"] == 32

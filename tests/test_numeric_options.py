@@ -151,10 +151,10 @@ def test_pipeline_and_its_dry_run_refuse_bad_numbers_at_load(tmp_path, capsys):
     with pytest.raises(InputError, match=f"{recipe}: `lrcl`: LRCL config: max_steps must be an integer, got 'ten'"):
         PipelineConfig.from_yaml(recipe, overrides={"lrcl.max_steps": "ten"})
     assert cli_main(["pipeline", "--config", str(recipe), "--output", str(out), "--dry-run",
-                     "--crrl.sigma", "nan"]) == 1
+                     "--crrl.sigma", "nan"]) == 2
     assert "sigma must be a finite number" in capsys.readouterr().err
     assert cli_main(["pipeline", "--config", str(recipe), "--output", str(out), "--dry-run",
-                     "--lrcl.max_steps", "true"]) == 1
+                     "--lrcl.max_steps", "true"]) == 2
     assert "max_steps must be an integer, got True" in capsys.readouterr().err
     assert not out.exists()
     assert PipelineConfig.from_yaml(recipe, output_dir=str(out)).lrcl == {"max_steps": 3}
@@ -177,7 +177,7 @@ def test_export_refuses_a_bad_batch_size_before_reading_anything(tmp_path, capsy
                          "--output", str(output), "--batch-size", value, "--no-progress"])
         assert code == 2 and message in capsys.readouterr().err
     assert cli_main(["export", "--model", str(tmp_path / "m"), "--data", str(tmp_path / "d"), "--output", str(output),
-                     "--pca", "0", "--no-progress"]) == 1
+                     "--pca", "0", "--no-progress"]) == 2
     assert "--pca must be >= 1, got 0" in capsys.readouterr().err
     assert not output.exists()
 

@@ -307,6 +307,7 @@ def test_a_second_pipeline_on_the_same_output_is_refused_before_any_stage(small_
     out = tmp_path / "out"
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys, time
+        from reaemb_trl.io_utils import OutputGuard
         with OutputGuard({str(out)!r}, kind="run", marker="pipeline_state.json", resume=True):
             print("held", flush=True)
             time.sleep(120)

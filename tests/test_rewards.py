@@ -79,3 +79,58 @@ def test_dotted_path_and_entry_point(tmp_path, monkeypatch):
         get_reward("no_such_module_xyz:fn")
     with pytest.raises(InputError, match="has no callable 'missing'"):
         get_reward("user_rewards_pkg:missing")
+
+
+def test_reward_kwargs_reach_the_reward_from_a_recipe_or_the_command_line(tmp_path):
+    """`cooc_softmax`'s temperature used to be unreachable from a recipe; now each reward's own parameters are set
+    per reward, and a parameter it does not have (a typo) is refused instead of vanishing into **kwargs."""
+    from reaemb_trl.crrl import CRRLConfig
+    from reaemb_trl.errors import InputError
+    from reaemb_trl.recipe import parse_recipe
+    from reaemb_trl.rewards import bind_reward, get_reward
+
+    scores = torch.tensor([[0.9, 0.2, 0.4], [0.1, 0.3, 0.8]])
+    weights = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    softmax = get_reward("cooc_softmax")
+    hot = bind_reward("cooc_softmax", {"temperature": 1.0})
+    assert hot.__name__ == "cooc_softmax"
+    assert torch.allclose(hot(scores, weights), torch.log_softmax(scores, dim=1)[[0, 1], [0, 1]])
+    assert not torch.allclose(hot(scores, weights), softmax(scores, weights))
+
+    recipe = tmp_path / "crrl.yaml"
+    recipe.write_text("rewards: [cooc_softmax]\nreward_kwargs: {cooc_softmax: {temperature: 1.0}}\n"
+                      f"output_dir: {tmp_path / 'out'}\nuse_cpu: true\n")
+    command_line = ["--rewards", "cooc_softmax", "--output_dir", str(tmp_path / "out"), "--use_cpu",
+                    "--reward_kwargs", '{"cooc_softmax": {"temperature": 1.0}}']
+    for config in (parse_recipe(CRRLConfig, ["--config", str(recipe)]), parse_recipe(CRRLConfig, command_line)):
+        assert torch.allclose(config.reward("cooc_softmax")(scores, weights), hot(scores, weights))
+        assert config.reward("cooc_ndcg") is get_reward("cooc_ndcg")  # no kwargs: the registered function itself
+
+    with pytest.raises(InputError, match="'cooc_softmax' has no parameter 'temprature'"):
+        CRRLConfig(output_dir=str(tmp_path), use_cpu=True, rewards=["cooc_softmax"],
+                   reward_kwargs={"cooc_softmax": {"temprature": 0.5}})
+    with pytest.raises(InputError, match="names 'cooc_mrr', which is neither in rewards"):
+        CRRLConfig(output_dir=str(tmp_path), use_cpu=True, reward_kwargs={"cooc_mrr": {}})
+
+
+def test_the_readme_reward_example_runs_as_written(tmp_path, monkeypatch):
+    """The README's `my_rewards.py` and its recipe lines, taken from the README itself."""
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    from reaemb_trl.crrl import CRRLConfig
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    module = re.search(r"```python\n(# my_rewards\.py\n.*?)```", readme, re.S).group(1)
+    recipe = re.search(r"```yaml\n(rewards: \[cooc_ndcg, my_rewards:top_k_hit\].*?)```", readme, re.S).group(1)
+    (tmp_path / "my_rewards.py").write_text(module)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = CRRLConfig(output_dir=str(tmp_path / "out"), use_cpu=True, **yaml.safe_load(recipe))
+    scores = torch.tensor([[0.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4]])  # the positive (column 0) ranks last of 7
+    weights = torch.tensor([[1.0, 0, 0, 0, 0, 0, 0]])
+    assert config.reward("my_rewards:top_k_hit")(scores, weights).item() == 0.0  # k = 5 from reward_kwargs
+    scores[0, 0] = 0.65  # now 4th
+    assert config.reward("my_rewards:top_k_hit")(scores, weights).item() == 1.0
+    assert get_reward("my_rewards:top_k_hit")(scores, weights).item() == 0.0  # the default k = 3

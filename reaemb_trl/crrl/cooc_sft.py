@@ -27,7 +27,6 @@ from ..embedder import LatentReasoningEmbedder, PrefixCache
 from ..errors import InputError
 from ..hub import write_model_card
 from ..io_utils import OutputGuard, atomic_output_dir, write_json
-from ..rewards import get_reward
 from ..rewards.builtin import cooc_softmax
 from .crrl_config import CRRLConfig
 from .crrl_trainer import select_trainable
@@ -108,7 +107,7 @@ class CoocSFT:
                 embedded.update(zip(new, self.encode(new)))
             return torch.stack([embedded[text] for text in texts])
 
-        scores = {self.args.eval_reward: get_reward(self.args.eval_reward), "loss": cross_entropy}
+        scores = {self.args.eval_reward: self.args.reward(self.args.eval_reward), "loss": cross_entropy}
         return {name + key: self.reward_model.evaluate(items, encode_once, score_fn)
                 for name, items in item_sets.items() for key, score_fn in scores.items()}
 
@@ -174,6 +173,8 @@ def run_cooc_sft(args: CRRLConfig) -> dict:
         write_json(folder / "cooc_sft_config.json", args.to_dict())
         write_json(folder / "cooc_sft_metrics.json", metrics)
         write_model_card(folder, stage="cooc_sft", backbone=sft.embedder.config.backbone_name_or_path,
-                         settings=args.to_dict(), dataset_sha256=reward_model.dataset_sha256,
-                         metrics={**metrics["start"], **metrics["end"]}, repo_id=args.hub_model_id)
+                         settings=args.card_settings(), dataset_sha256=reward_model.dataset_sha256,
+                         metrics=metrics["end"], repo_id=args.hub_model_id,
+                         start_metrics={key.replace("eval_start_", "eval_"): value
+                                        for key, value in metrics["start"].items()})
     return metrics

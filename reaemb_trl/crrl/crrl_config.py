@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from trl import GRPOConfig
 
@@ -13,6 +15,7 @@ from ..embedder.configuration import SIMILARITIES
 from ..errors import InputError
 from ..launch import gpu_less_multiprocess
 from ..recipe import help_field
+from ..rewards import bind_reward
 from ..validation import check_numbers
 from .policy import LOGPROB_REDUCTIONS, LOSS_TYPES
 
@@ -114,6 +117,9 @@ class CRRLConfig(GRPOConfig):
     eval_items: int = help_field("Items held out of training; their mean noise-free eval_reward is the evaluation.",
                                  default=256)
     eval_reward: str = help_field("Reward reported on the held-out items.", default="cooc_ndcg")
+    reward_kwargs: dict[str, Any] | str | None = help_field(
+        "Each reward's own parameters, by reward name, e.g. {cooc_softmax: {temperature: 0.05}} (JSON on the command "
+        "line); they apply wherever that reward is used, training or evaluation.", default=None)
     encode_batch_size: int = help_field("Texts per forward pass when embedding candidates and held-out items.",
                                         default=64)
     prefix_cache_size: int = help_field("Prompts whose pass-1 results (prefix states, KV cache) are kept and reused, "
@@ -159,6 +165,28 @@ class CRRLConfig(GRPOConfig):
         settings = self.to_dict()
         return {name: settings[name] for name in [*own, *CARD_TRL_KEYS]}
 
+    def _check_reward_kwargs(self) -> None:
+        if isinstance(self.reward_kwargs, str):
+            try:
+                self.reward_kwargs = json.loads(self.reward_kwargs)
+            except json.JSONDecodeError as err:
+                raise InputError(f"CRRL config: reward_kwargs is not valid JSON ({err.msg})") from None
+        self.reward_kwargs = dict(self.reward_kwargs or {})
+        used = {*self.rewards, self.eval_reward}
+        for name, kwargs in self.reward_kwargs.items():
+            if name not in used:
+                raise InputError(f"CRRL config: reward_kwargs names {name!r}, which is neither in rewards "
+                                 f"{self.rewards} nor the eval_reward {self.eval_reward!r}")
+            if not isinstance(kwargs, dict):
+                raise InputError(f"CRRL config: reward_kwargs[{name!r}] must be a mapping of parameter: value")
+            self.reward(name)  # a parameter the reward does not have is refused now, before any data is read
+        for name in used:
+            bind_reward(name)  # an unknown reward name is refused before the model or the data is loaded
+
+    def reward(self, name: str):
+        """Reward `name` with its `reward_kwargs` applied: every place that scores with a reward gets it here."""
+        return bind_reward(name, self.reward_kwargs.get(name))
+
     def _refuse_unused_grpo_keys(self) -> None:
         defaults = {f.name: f.default for f in dataclasses.fields(GRPOConfig)}
         for meaning, names in UNUSED_GRPO_KEYS.items():
@@ -185,6 +213,7 @@ class CRRLConfig(GRPOConfig):
             self.rewards = [name.strip() for name in self.rewards.split(",") if name.strip()]
         if not self.rewards:
             raise InputError("CRRL config: rewards is empty")
+        self._check_reward_kwargs()
         if self.reward_weights is not None and len(self.reward_weights) != len(self.rewards):
             raise InputError(f"CRRL config: {len(self.reward_weights)} reward_weights for {len(self.rewards)} rewards")
         if self.advantage == "noise_free_baseline" and not self.noise_free_first:

@@ -22,7 +22,6 @@ from ..embedder import LatentReasoningEmbedder, PrefixCache, pad_prompts
 from ..embedder.serialization import load_thought_weights
 from ..errors import InputError
 from ..hub import write_model_card
-from ..rewards import get_reward
 from ..training_state import SafeCheckpointMixin, has_state, load_state, save_state
 from ..validation import NonFiniteError
 from .crrl_config import CRRLConfig
@@ -88,7 +87,7 @@ class EmbeddingGRPOTrainer(SafeCheckpointMixin, GRPOTrainer):
         if args.logprob == "token_likelihood" and not model.config.is_causal:
             raise InputError("logprob=token_likelihood needs a decoder backbone with an LM head")
         names = list(args.rewards) if reward_funcs is None else [getattr(f, "__name__", str(f)) for f in reward_funcs]
-        reward_funcs = [get_reward(name) for name in args.rewards] if reward_funcs is None else list(reward_funcs)
+        reward_funcs = [args.reward(name) for name in args.rewards] if reward_funcs is None else list(reward_funcs)
         self.reward_model = reward_model
         reward_model.clear_cache()
         select_trainable(model, args.train_lora)
@@ -302,7 +301,7 @@ class EmbeddingGRPOTrainer(SafeCheckpointMixin, GRPOTrainer):
         was_training = self.model.training
         self.model.eval()
         try:
-            reward_fn = get_reward(self.args.eval_reward)
+            reward_fn = self.args.reward(self.args.eval_reward)
             metrics = {f"{metric_key_prefix}_{self.args.eval_reward}":
                        self.reward_model.evaluate(dataset["item_id"], self._encode, reward_fn)}
             if self.train_sample_ids is not None:
@@ -346,8 +345,9 @@ class EmbeddingGRPOTrainer(SafeCheckpointMixin, GRPOTrainer):
 
 
     def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None,
-                          tags: str | list[str] | None = None) -> None:
-        """This model's card (not TRL's text-generation one): TRL writes it with every checkpoint and push."""
+                          tags: str | list[str] | None = None, start_metrics: dict[str, float] | None = None) -> None:
+        """This model's card (not TRL's text-generation one): TRL writes it with every checkpoint and push;
+        `start_metrics`: the held-out metrics before training, beside the last ones."""
         if not self.is_world_process_zero():
             return
         evaluations = [entry for entry in self.state.log_history if any(k.startswith("eval_") for k in entry)]
@@ -355,5 +355,5 @@ class EmbeddingGRPOTrainer(SafeCheckpointMixin, GRPOTrainer):
                    if key.startswith("eval_") and isinstance(value, float)}
         embedder = self.accelerator.unwrap_model(self.model)
         write_model_card(self.args.output_dir, stage="crrl", backbone=embedder.config.backbone_name_or_path,
-                         settings=self.args.to_dict(), dataset_sha256=self.reward_model.dataset_sha256,
-                         metrics=metrics, repo_id=self.args.hub_model_id)
+                         settings=self.args.card_settings(), dataset_sha256=self.reward_model.dataset_sha256,
+                         metrics=metrics, start_metrics=start_metrics, repo_id=self.args.hub_model_id)

@@ -14,7 +14,6 @@ from ..curves import plot_log_history
 from ..errors import InputError
 from ..io_utils import OutputGuard, write_json
 from ..launch import StopRequests
-from ..rewards import get_reward
 from ..training_state import CHECKPOINT_MARKER, resolve_resume
 from .crrl_config import CRRLConfig
 
@@ -96,7 +95,7 @@ def _reward_headroom(trainer, start: float) -> dict:
     """The held-out reward's random-ranking floor and ceiling next to the starting table's reward, logged; a warning
     when the start is so close to the floor that the reward barely tells this table from a random one."""
     args = trainer.args
-    floor, ceiling = trainer.reward_model.reward_bounds(trainer.eval_dataset["item_id"], get_reward(args.eval_reward),
+    floor, ceiling = trainer.reward_model.reward_bounds(trainer.eval_dataset["item_id"], args.reward(args.eval_reward),
                                                         seed=args.seed)
     headroom = (start - floor) / (ceiling - floor) if ceiling > floor else float("nan")
     trainer.log({"reward_floor": floor, "reward_ceiling": ceiling, "start_above_floor": headroom})
@@ -176,5 +175,6 @@ def _train(args: CRRLConfig, trainer, output: Path) -> dict:
         write_json(output / "crrl_config.json", args.to_dict())
         write_json(output / "crrl_metrics.json", metrics)
         plot_curves(trainer.state.log_history, args.eval_reward, output / CURVES_FILE, metrics)
-        trainer.create_model_card()
+        trainer.create_model_card(start_metrics={key.replace("eval_start_", "eval_"): value
+                                                 for key, value in metrics.get("start", {}).items()})
     return metrics

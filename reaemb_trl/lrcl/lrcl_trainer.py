@@ -202,6 +202,7 @@ class LRCLTrainer:
             step_scheduler_with_optimizer=False,  # one schedule step per optimizer step, whatever the world size
         )
 
+        self.max_steps = config.total_steps(len(self.train_item_ids), self.accelerator.num_processes)
         set_seed(config.seed)  # the same initial LoRA / thought weights on every process
         embedder = embedder if embedder is not None else build_embedder(config)
         loss = build_loss(config.loss, config.temperature, config.learnable_temperature, config.min_temperature)
@@ -215,8 +216,9 @@ class LRCLTrainer:
             {"embedder": embedder.config.to_dict(), "backbone": embedder.backbone_model.config.to_dict()},
             self.trainable)
         optimizer = build_optimizer([p for p in model.parameters() if p.requires_grad], config)
-        scheduler = get_scheduler(config.lr_scheduler_type, optimizer, num_warmup_steps=config.warmup_steps,
-                                  num_training_steps=config.max_steps)
+        scheduler = get_scheduler(config.lr_scheduler_type, optimizer,
+                                  num_warmup_steps=config.get_warmup_steps(self.max_steps),
+                                  num_training_steps=self.max_steps)
         self._fill_deepspeed_micro_batch()
         self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, optimizer, scheduler)
         self.accelerator.register_save_state_pre_hook(self._keep_trainable_weights)
@@ -400,8 +402,8 @@ class LRCLTrainer:
             raise InputError(f"{path}: the checkpoint comes from a different model (trained from "
                              f"{meta.get('model')!r}; this run uses {self.config.model_name_or_path!r}, whose "
                              "architecture or trainable weights differ)")
-        if step > self.config.max_steps:
-            raise InputError(f"{path}: checkpoint at step {step} is past max_steps={self.config.max_steps}")
+        if step > self.max_steps:
+            raise InputError(f"{path}: checkpoint at step {step} is past max_steps={self.max_steps}")
         if has_training_state(path):
             self._restore_trainable_weights([self.model], path)
             load_training_state(path, self.optimizer, self.scheduler, self.accelerator.scaler)
@@ -445,7 +447,7 @@ class LRCLTrainer:
         if self.global_step == 0:
             self._record_eval()
 
-        progress = tqdm(total=config.max_steps, initial=self.global_step, desc="LRCL",
+        progress = tqdm(total=self.max_steps, initial=self.global_step, desc="LRCL",
                         disable=not accelerator.is_local_main_process)
         trainable = [p for p in self.model.parameters() if p.requires_grad]
         items_per_step = (config.per_device_train_batch_size * accelerator.num_processes
@@ -453,7 +455,7 @@ class LRCLTrainer:
         window_losses, window_start = [], time.perf_counter()
         self.model.train()
         with StopRequests() as stop:  # SIGTERM / SIGINT: checkpoint after the running step, then stop
-            while self.global_step < config.max_steps:
+            while self.global_step < self.max_steps:
                 step_start = time.perf_counter()
                 step_loss = torch.zeros((), device=accelerator.device)
                 for micro in range(config.gradient_accumulation_steps):
@@ -493,7 +495,7 @@ class LRCLTrainer:
                 window_losses.append(step_loss)
                 progress.update(1)
                 progress.set_postfix(loss=f"{step_loss:.4f}")
-                if self.global_step % config.logging_steps == 0 or self.global_step == config.max_steps:
+                if self.global_step % config.logging_steps == 0 or self.global_step == self.max_steps:
                     elapsed = time.perf_counter() - window_start
                     accelerator.log({"train_loss": float(np.mean(window_losses)), "temperature": temperature,
                                      "learning_rate": self.scheduler.get_last_lr()[0],
@@ -573,7 +575,7 @@ class LRCLTrainer:
                                  dataset_sha256=getattr(self.dataset, "sha256", None),
                                  metrics=_heldout_metrics(self.history["eval"]), repo_id=self.config.hub_model_id)
                 write_json(staging / "trainer_state.json", {
-                    "global_step": self.global_step, "max_steps": self.config.max_steps,
+                    "global_step": self.global_step, "max_steps": self.max_steps,
                     "items_per_step": (self.config.per_device_train_batch_size * accelerator.num_processes
                                        * self.config.gradient_accumulation_steps),
                     "train_seconds_this_session": self.train_seconds,

@@ -152,11 +152,10 @@ class PipelineConfig:
         return {"model_name_or_path": str(lrcl_dir), "dataset_dir": str(data_dir), "seed": self.seed, **self.crrl}
 
     def check_stages(self) -> None:
-        """Build every training stage's config as the stage will (so each of its checks runs) and look up its reward
-        names: a bad key or value fails now, before any stage runs or deletes anything."""
+        """Build every training stage's config as the stage will, so each of its checks runs (CRRL's include its
+        reward names): a bad key or value fails now, before any stage runs or deletes anything."""
         from ..crrl import CRRLConfig
         from ..lrcl import LRCLConfig
-        from ..rewards import get_reward
 
         out, data_dir = Path(self.output_dir), self.dataset.prepared or Path(self.output_dir) / "data"
         stages = [("lrcl", LRCLConfig, self.lrcl_settings(data_dir), "lrcl"),
@@ -168,10 +167,7 @@ class PipelineConfig:
             if unknown:
                 raise InputError(f"unknown key(s) in `{section}`: {unknown} (see `reaemb-trl {section} --help`)")
             try:
-                config = config_cls(**{**settings, "output_dir": str(out / folder)})
-                if section == "crrl":
-                    for name in dict.fromkeys([*config.rewards, config.eval_reward]):
-                        get_reward(name)
+                config_cls(**{**settings, "output_dir": str(out / folder)})  # CRRL also looks up its reward names
             except InputError as err:
                 raise InputError(f"`{section}`: {err}") from None
 

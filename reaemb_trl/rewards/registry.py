@@ -11,12 +11,17 @@ Every reward has one signature::
         kwargs            item_ids [N], candidate_ids [N, K], embeddings [N, d]; accept and ignore the rest.
         returns           [N] one reward per sample, higher is better.
         '''
+
+A reward's own parameters (`cooc_softmax`'s `temperature`) are keyword parameters with defaults; a recipe sets them
+per reward with `reward_kwargs: {cooc_softmax: {temperature: 0.05}}`, and `bind_reward` is where they are applied.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata
+import inspect
 from typing import Callable
 
 import torch
@@ -78,3 +83,18 @@ def get_reward(name: str) -> RewardFn:
         f"unknown reward {name!r}; registered: {', '.join(available_rewards())} "
         "(or give a dotted path such as my_pkg.rewards:my_reward)"
     )
+
+
+def bind_reward(name: str, kwargs: dict | None = None) -> RewardFn:
+    """`get_reward(name)` with its own parameters set from `kwargs`; each must be a named parameter of the reward
+    (not swallowed by its **kwargs), so a typo is refused instead of ignored."""
+    fn = get_reward(name)
+    if not kwargs:
+        return fn
+    parameters = inspect.signature(fn).parameters
+    named = [key for key, p in parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)][2:]
+    unknown = sorted(set(kwargs) - set(named))
+    if unknown:
+        raise InputError(f"reward_kwargs: reward {name!r} has no parameter {', '.join(map(repr, unknown))} "
+                         f"(its parameters: {', '.join(named) or 'none'})")
+    return functools.update_wrapper(functools.partial(fn, **kwargs), fn)
