@@ -19,6 +19,9 @@ COMMANDS = {
     "cooc-sft": ("reaemb_trl.crrl.cli:cooc_sft_main", "CRRL's supervised control on the same positives and negatives."),
     "export": ("reaemb_trl.export.cli:main", "Embed every item of a prepared dataset into an item table "
                "(safetensors, npy, parquet or RecBole)."),
+    "encode": ("reaemb_trl.export.cli:encode_main", "Embed new items (a raw item file) or plain texts with a trained "
+               "embedder folder; rows equal export's for the same items."),
+    "convert": ("reaemb_trl.export.cli:convert_main", "Write an item table in another format without encoding again."),
     "evaluate": ("reaemb_trl.downstream.cli:evaluate_main", "Train and test one sequential recommender."),
     "compare": ("reaemb_trl.downstream.cli:compare_main", "Compare embedding tables across recommenders and seeds."),
     "pipeline": ("reaemb_trl.pipeline.cli:main", "prepare -> LRCL -> CRRL -> export -> compare, resumable."),

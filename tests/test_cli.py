@@ -29,3 +29,18 @@ def test_bad_input_exits_2_with_one_line_and_no_traceback(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("reaemb-trl prepare: error: ") and "missing.json" in err and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_every_command_resolves_and_encode_and_convert_are_reachable(tmp_path, capsys):
+    """Each COMMANDS entry names a real function; encode / convert reach their own parsers (their refusals, before
+    any model or file is read) through the top-level CLI."""
+    import importlib
+
+    for target, _ in COMMANDS.values():
+        module, _, function = target.partition(":")
+        assert callable(getattr(importlib.import_module(module), function))
+    assert main(["encode", "--model", str(tmp_path / "m"), "--output", str(tmp_path / "t")]) == 2
+    assert "give --items FILE --format F, or --text TEXT" in capsys.readouterr().err
+    assert main(["convert", "--table", str(tmp_path / "missing.npy"), "--data", str(tmp_path / "d"),
+                 "--output", str(tmp_path / "t")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1  # one line, no traceback

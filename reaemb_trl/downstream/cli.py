@@ -19,8 +19,9 @@ _PER_RUN = {"--recommender": "--recommenders", "--protocol": "--protocols", "--s
 class EvaluateArguments:
     data: str = help_field("Prepared dataset folder.")
     output: str = help_field("metrics.json to write (atomically).")
-    embeddings: str | None = help_field("Item embedding file (safetensors); without it: learned ID embeddings.",
-                                        default=None)
+    embeddings: str | None = help_field("Item table: any format export writes (safetensors, npy, parquet, "
+                                        ".itememb), or a .npy / parquet table from another tool lined up with the "
+                                        "dataset's ids; without it: learned ID embeddings.", default=None)
     overwrite: bool = help_field("Replace an existing metrics file that evaluate wrote.", default=False)
 
 
