@@ -150,3 +150,29 @@ def test_dotted_overrides_and_dry_run_write_nothing(tmp_path, capsys):
     assert "unknown key(s) ['seedz']" in capsys.readouterr().err
     assert cli_main(["pipeline", "--config", str(recipe), "--dry-run", "--lrcl.max_steps"]) == 2
     assert "--KEY VALUE" in capsys.readouterr().err
+
+
+def test_the_bundled_sample_is_hashed_by_name_not_install_path(tmp_path, monkeypatch):
+    """A second checkout or virtual environment (the sample at another path) and a changed memory budget must not
+    re-run prepare and every stage after it."""
+    import shutil
+
+    from reaemb_trl.data import sample_dataset_files
+    from reaemb_trl.pipeline import PipelineConfig, PipelineRunner
+    from reaemb_trl.pipeline import runner as runner_module
+    from reaemb_trl.pipeline.pipeline_config import DatasetSection
+
+    def prepare_hash(options):
+        config = PipelineConfig(output_dir=str(tmp_path / "out"), dataset=DatasetSection(options=options))
+        planner = PipelineRunner(config, dry_run=True, log=lambda message: None)
+        planner.run()
+        return planner.hashes["prepare"]
+
+    here = prepare_hash({})
+    copies = tmp_path / "elsewhere"
+    copies.mkdir()
+    moved = tuple(Path(shutil.copy(path, copies)) for path in sample_dataset_files())
+    monkeypatch.setattr(runner_module, "sample_dataset_files", lambda: moved)
+    assert prepare_hash({}) == here
+    assert prepare_hash({"max_memory": "1GiB"}) == here
+    assert prepare_hash({"min_rating": 4}) != here

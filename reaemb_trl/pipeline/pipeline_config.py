@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..data.prepare import BUNDLED
 from ..embedder.backbone import BUNDLED_MINILM
 from ..errors import InputError
 from ..io_utils import sha256_json
 from ..recipe import load_recipe_yaml
 from ..validation import check_numbers
 
-BUNDLED = "bundled"  # dataset paths: the Office 2014 sample inside the package
 # Recipe keys renamed so that each name says one thing: the error for an old key names the new one.
 RENAMED = {"backbones": "recommenders", "max_len": "max_items"}
 # Baselines a recipe may add with `extra_arms` (run names of `runner.TABLE_RUNS`): `raw_mean`, the untrained backbone

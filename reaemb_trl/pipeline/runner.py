@@ -24,12 +24,13 @@ from typing import Callable
 import yaml
 
 from ..data import PreparedDataset, prepare_dataset, sample_dataset_files
+from ..data.prepare import BUNDLED
 from ..data.sources import load_json_document
 from ..errors import InputError
 from ..io_utils import OutputGuard, SetAside, atomic_path, write_json
 from ..recipe import parse_recipe
 from ..training_state import latest_checkpoint
-from .pipeline_config import BUNDLED, EXTRA_ARMS, PipelineConfig, stage_hash
+from .pipeline_config import EXTRA_ARMS, PipelineConfig, stage_hash
 from .report import write_report
 
 # Embedding tables compared downstream, in report order: run name -> stage folder that holds its embedder.
@@ -176,8 +177,13 @@ class PipelineRunner:
         if self.prepared is not None:
             # the folder's own fingerprint: later stages re-run if its content changes, not only its path
             return {"prepared": str(self.prepared), "dataset_sha256": self.prepared_sha256}
-        return {"format": self.config.dataset.format, "interactions": self.interactions, "items": self.items,
-                "options": self.config.dataset.options}
+        dataset = self.config.dataset
+        # the bundled sample by its name, not by where the package is installed: another checkout or virtual
+        # environment reuses the stages; the memory budget never changes the prepared data
+        interactions = BUNDLED if dataset.interactions == BUNDLED else self.interactions
+        items = BUNDLED if dataset.items == BUNDLED else self.items
+        options = {key: value for key, value in dataset.options.items() if key != "max_memory"}
+        return {"format": dataset.format, "interactions": interactions, "items": items, "options": options}
 
     def _prepare_output(self, data_dir: Path) -> Path:
         """With `dataset.prepared` the stage only records which folder it used: the user's folder is never the
