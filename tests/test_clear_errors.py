@@ -282,3 +282,14 @@ def test_prepare_past_a_file_size_limit_exits_2_and_leaves_nothing(tmp_path):
     assert done.returncode == 2, done.stderr[-3000:]
     assert f"{tmp_path / 'office'}: cannot write it: File too large" in done.stderr and "Traceback" not in done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_prepare_options_of_the_wrong_type_are_refused_before_any_file_is_read(tmp_path):
+    """`cooc_window: ten` used to be a TypeError traceback, `min_rating: x` an error only after reading the data."""
+    from reaemb_trl.data.prepare import PrepareOptions
+
+    with pytest.raises(InputError, match="prepare options: cooc_window must be an integer"):
+        PrepareOptions(cooc_window="ten")
+    with pytest.raises(InputError, match="prepare options: min_rating must be"):
+        PrepareOptions(min_rating="x")
+    assert PrepareOptions(min_rating=4, cooc_window=3).min_rating == 4.0

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..io_utils import OutputGuard, atomic_output_dir, sha256_file, sha256_json, write_json
+from ..validation import check_numbers
 from .cooccurrence import HOLDOUT, SpilledRows, cooccurrence_blocks, default_max_memory, parse_memory
 from .readers import RawInteractions, RawItems, SourceFormat, get_format
 from .reward_signal import reward_signal
@@ -62,7 +63,8 @@ class PrepareOptions:
                 "raw files is not bounded by it."})
 
     def __post_init__(self):
-        # Checked before any file is read.
+        # Checked before any file is read: types first (a recipe's `cooc_window: ten`), then ranges.
+        check_numbers(self, "prepare options")
         if self.cooc_window is not None and self.cooc_window < 1:
             raise InputError(f"--cooc-window must be at least 1 (or left out for whole prefixes), "
                              f"got {self.cooc_window}")
