@@ -187,3 +187,21 @@ def test_bad_input(prepared_sample, tiny_decoder, tmp_path, capsys):
     with pytest.raises(InputError, match="no checkpoint-N folder to resume from"):
         LRCLTrainer(tiny_config(tiny_decoder, prepared_sample, tmp_path / "o3",
                                 resume_from_checkpoint="latest")).train()
+
+
+def test_every_lrcl_tensorboard_tag_lands_under_output_dir(prepared_sample, tiny_decoder, tmp_path, monkeypatch):
+    """The LRCL counterpart of CRRL's events test: training and held-out scalars, all under output_dir, none in the
+    working directory."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    monkeypatch.chdir(tmp_path)
+    output = tmp_path / "out"
+    LRCLTrainer(tiny_config(tiny_decoder, prepared_sample, output, max_steps=2, logging_steps=1, eval_steps=1,
+                            report_to="tensorboard")).train()
+    assert sorted(entry.name for entry in tmp_path.iterdir()) == ["out"]
+    tags = set()
+    for events in output.rglob("events.out.tfevents.*"):
+        accumulator = EventAccumulator(str(events))
+        accumulator.Reload()
+        tags |= set(accumulator.Tags()["scalars"])
+    assert {"train_loss", "learning_rate", "eval_loss"} <= tags, tags
