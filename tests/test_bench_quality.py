@@ -61,7 +61,7 @@ def test_arms_follow_the_schema_and_the_records_seed_by_seed(compare_results, tm
     for arm in ARM_NAMES:
         assert list(quality["arms"][arm]) == ["sasrec", "gru4rec"]
         for rec in ("sasrec", "gru4rec"):
-            assert list(quality["arms"][arm][rec]) == ["sampled", "full"]
+            assert list(quality["arms"][arm][rec]) == ["full", "sampled"]  # full ranking judges first
             for protocol in ("sampled", "full"):
                 assert list(quality["arms"][arm][rec][protocol]) == GROUPS
                 for group in GROUPS:
@@ -316,7 +316,7 @@ def test_bench_quality_script_end_to_end_on_a_tiny_recipe(tmp_path):
     for arm in ALL_ARMS:
         assert list(quality["arms"][arm]) == ["sasrec", "gru4rec"]
         for rec in ("sasrec", "gru4rec"):
-            assert list(quality["arms"][arm][rec]) == ["sampled", "full"]
+            assert list(quality["arms"][arm][rec]) == ["full", "sampled"]  # full ranking judges first
             for by_group in quality["arms"][arm][rec].values():
                 assert list(by_group) == GROUPS
                 assert all(len(by_group[g][m]) == 2 for g in GROUPS for m in ("NDCG@10", "HR@10"))
@@ -327,6 +327,8 @@ def test_bench_quality_script_end_to_end_on_a_tiny_recipe(tmp_path):
                                                                             "lrcl_cooc_sft<lrcl_crrl"]
     assert {"prepare", "lrcl", "crrl", "raw_mean", "cooc_sft", "export_raw_mean", "compare"} <= set(
         quality["stage_seconds"])
+    assert quality["peak_rss_gib"] > 0.1 and quality["crrl_items_per_second"] == pytest.approx(
+        2 * 8 / 2 / quality["stage_seconds"]["crrl"], rel=0.02)  # 2 steps x 8 completions / G 2
     # the opt-in arms' tables, the SFT's from the LRCL folder with CRRL's recipe and item visits (2 steps x 8 / 2)
     assert sorted(p.name for p in (out / "tables").glob("*.safetensors")) == sorted(
         f"{run}.safetensors" for run in ("raw_backbone", "raw_mean", "lrcl_no_thought", "lrcl", "lrcl_cooc_sft",
@@ -338,8 +340,8 @@ def test_bench_quality_script_end_to_end_on_a_tiny_recipe(tmp_path):
     # the prepared folder is used in place: nothing copied into the output, nothing written into it
     assert not (out / "data").exists() and sorted(p.name for p in data.iterdir()) == before
     results = json.loads((out / "compare" / "results.json").read_text())
-    assert results["data"] == str(data.resolve()) and results["selection_protocol"] == "sampled"
-    assert "Protocols: `sampled`, `full`" in (out / "report.md").read_text()
+    assert results["data"] == str(data.resolve()) and results["selection_protocol"] == "full"
+    assert "Protocols: `full`, `sampled`" in (out / "report.md").read_text()
 
     again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900, cwd=tmp_path, check=False)
     assert again.returncode == 0, again.stderr[-4000:]
