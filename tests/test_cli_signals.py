@@ -19,7 +19,8 @@ def test_signal_during_prepare_leaves_nothing_half_written(tmp_path, sig):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     process = subprocess.Popen([sys.executable, "-m", "reaemb_trl.cli", "prepare", "seqjson", "--interactions",
                                 str(tmp_path / "inter.json"), "--output", str(tmp_path / "out")],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                               preexec_fn=_default_sigint)
     deadline = time.monotonic() + 120
     while not any(p.name.startswith(".out.") for p in tmp_path.iterdir()):  # the staging folder exists
         assert process.poll() is None, process.communicate()
@@ -32,10 +33,16 @@ def test_signal_during_prepare_leaves_nothing_half_written(tmp_path, sig):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["inter.json"]
 
 
+def _default_sigint():
+    # A shell runs background jobs with SIGINT ignored, and Python then installs no Ctrl-C handler: give the child
+    # the default disposition, so the test sees what a user at a terminal gets.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _launch(argv, log):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen([sys.executable, "-m", "reaemb_trl.cli", *argv], stdout=log.open("w"),
-                            stderr=subprocess.STDOUT, env=env)
+                            stderr=subprocess.STDOUT, env=env, preexec_fn=_default_sigint)
 
 
 def _wait_for(process, log, pattern, timeout=300):

@@ -127,7 +127,7 @@ def test_bad_input(lrcl_folder, reward_model, tmp_path):
     with pytest.raises(InputError, match="built on backbone"):
         load_policy(CRRLConfig(output_dir=str(tmp_path), model_name_or_path=str(lrcl_folder),
                                backbone="Qwen/Qwen2.5-0.5B"))
-    with pytest.raises(InputError, match="not an LRCL output folder"):
+    with pytest.raises(InputError, match="not a LatentReasoningEmbedder folder"):
         load_policy(CRRLConfig(output_dir=str(tmp_path), model_name_or_path=str(tmp_path)))
     with pytest.raises(InputError, match="divisible by num_generations"):
         make_trainer(lrcl_folder, reward_model, tmp_path, per_device_train_batch_size=6)
