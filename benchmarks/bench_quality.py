@@ -92,11 +92,6 @@ def main(argv: list[str] | None = None) -> int:
     quality["wall_time_s"] = round(time.perf_counter() - start, 2)
     # ru_maxrss is KiB on Linux: the largest resident set of this process over every stage it ran
     quality["peak_rss_gib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
-    crrl = config.crrl
-    visits = int(crrl.get("max_steps", 0)) * int(crrl.get("per_device_train_batch_size", 0)) // int(
-        crrl.get("num_generations", 1))
-    if visits and quality["stage_seconds"].get("crrl"):
-        quality["crrl_items_per_second"] = round(visits / quality["stage_seconds"]["crrl"], 2)
     quality["output"] = str(out)
     write_quality(out, quality)
     sys.stdout.flush()

@@ -327,8 +327,7 @@ def test_bench_quality_script_end_to_end_on_a_tiny_recipe(tmp_path):
                                                                             "lrcl_cooc_sft<lrcl_crrl"]
     assert {"prepare", "lrcl", "crrl", "raw_mean", "cooc_sft", "export_raw_mean", "compare"} <= set(
         quality["stage_seconds"])
-    assert quality["peak_rss_gib"] > 0.1 and quality["crrl_items_per_second"] == pytest.approx(
-        2 * 8 / 2 / quality["stage_seconds"]["crrl"], rel=0.02)  # 2 steps x 8 completions / G 2
+    assert quality["peak_rss_gib"] > 0.1
     # the opt-in arms' tables, the SFT's from the LRCL folder with CRRL's recipe and item visits (2 steps x 8 / 2)
     assert sorted(p.name for p in (out / "tables").glob("*.safetensors")) == sorted(
         f"{run}.safetensors" for run in ("raw_backbone", "raw_mean", "lrcl_no_thought", "lrcl", "lrcl_cooc_sft",
