@@ -1,14 +1,12 @@
 """A CSV of interactions (header: user,item[,timestamp][,rating]) + an item CSV (header: item,title,...).
 
-Usage (options after the defaults below override them; see `reaemb-trl prepare --help`):
+Usage (the source's usual filters are DEFAULTS in prepare.py; options override them):
     python data_prep/prepare_csv.py --interactions interactions.csv --items items.csv --output data/mine
 """
 
 import sys
 
-from reaemb_trl.cli import main
-
-DEFAULTS = []
+from prepare import launch
 
 if __name__ == "__main__":
-    sys.exit(main(["prepare", "csv", *DEFAULTS, *sys.argv[1:]]))
+    sys.exit(launch("csv"))

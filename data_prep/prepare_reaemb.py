@@ -1,15 +1,13 @@
 """The ReaEmb reference's processed files: handled/inter.txt + handled/item_info.jsonline.
 
-Usage (options after the defaults below override them; see `reaemb-trl prepare --help`):
+Usage (the source's usual filters are DEFAULTS in prepare.py; options override them):
     python data_prep/prepare_reaemb.py --interactions handled/inter.txt --items handled/item_info.jsonline \
         --output data/games
 """
 
 import sys
 
-from reaemb_trl.cli import main
-
-DEFAULTS = []
+from prepare import launch
 
 if __name__ == "__main__":
-    sys.exit(main(["prepare", "reaemb", *DEFAULTS, *sys.argv[1:]]))
+    sys.exit(launch("reaemb"))
