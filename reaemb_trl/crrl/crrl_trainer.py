@@ -9,12 +9,16 @@ buffer holds tensors only, and the loss recomputes the mean from the stored pref
 from __future__ import annotations
 
 import copy
+import os
 from typing import Any
 
 import datasets
 import numpy as np
 import torch
 from peft import PeftModel
+from transformers import TrainerState
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import TrainOutput, get_last_checkpoint
 from trl import GRPOTrainer
 from trl.trainer.utils import nanstd
 
@@ -337,6 +341,20 @@ class EmbeddingGRPOTrainer(SafeCheckpointMixin, GRPOTrainer):
         self._buffered_inputs = [{key: value.to(device) if isinstance(value, torch.Tensor) else value
                                   for key, value in batch.items()}
                                  for batch in state.get("buffered_inputs", [])] or None
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs):
+        """The Trainer's `train`, except that resuming from the checkpoint of a finished run trains no more steps
+        (the Trainer would run one step past `max_steps`: it checks the limit only after a step)."""
+        checkpoint = get_last_checkpoint(self.args.output_dir) if resume_from_checkpoint is True else (
+            resume_from_checkpoint or None)
+        if checkpoint is not None and os.path.isfile(os.path.join(checkpoint, TRAINER_STATE_NAME)):
+            state = TrainerState.load_from_json(os.path.join(checkpoint, TRAINER_STATE_NAME))
+            limit = self.args.max_steps if self.args.max_steps > 0 else state.max_steps
+            if state.global_step >= limit:
+                self._load_from_checkpoint(checkpoint)
+                self.state = state
+                return TrainOutput(state.global_step, float("nan"), {})  # no step ran: no training loss
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         # Checkpoints are embedder folders (thought module + adapter), not a full state dict.
