@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
-from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+from peft import PeftModel, get_peft_model, prepare_model_for_kbit_training
 from torch import nn
 from transformers import AutoConfig, AutoModel, BitsAndBytesConfig, GenerationConfig, PreTrainedModel
 from transformers.utils import ModelOutput
@@ -40,7 +40,8 @@ from .backbone import (
     load_tokenizer,
     lora_config,
 )
-from .configuration import DEFAULT_INSTRUCTION, LatentReasoningConfig, check_similarity
+from .configuration import LatentReasoningConfig, check_similarity
+from .loading import LoadingOptions
 from .pooling import pool, pool_weights, true_positions
 from .prefix_cache import PrefixCache
 from .prefix_state import PrefixState, repeat_cache, select_prefix, split_prefix, stack_prefixes
@@ -133,46 +134,25 @@ class LatentReasoningEmbedder(PreTrainedModel):
 
     # ----------------------------------------------------------------------------------------------- construction
     @classmethod
-    def from_backbone(
-        cls,
-        model_or_path,
-        tokenizer=None,
-        num_thought_tokens: int = 1,
-        pooling: str = "mean",
-        lora: LoraConfig | dict | bool | None = None,
-        quantization: BitsAndBytesConfig | None = None,
-        instruction: str = DEFAULT_INSTRUCTION,
-        max_length: int = 1024,
-        padding_side: str | None = None,
-        backbone_name_or_path: str | None = None,
-        dtype: Any = None,
-        seed: int = 0,
-        use_thought: bool = True,
-        gguf_file: str | None = None,
-        system_prompt: str | None = None,
-        revision: str | None = None,
-        attn_implementation: str | None = None,
-        trust_remote_code: bool = False,
-    ) -> "LatentReasoningEmbedder":
-        """Wrap a backbone given as a bundled name (`bundled-smollm2`, `bundled-minilm`), a folder (with `gguf_file`
-        for a GGUF checkpoint in it) or hub id (loaded here), or as a model object (adopted, not copied).
+    def from_backbone(cls, model_or_path, options: LoadingOptions | None = None, tokenizer=None,
+                      backbone_name_or_path: str | None = None) -> "LatentReasoningEmbedder":
+        """Wrap a backbone given as a bundled name (`bundled-smollm2`, `bundled-minilm`), a folder (with
+        `options.gguf_file` for a GGUF checkpoint in it) or hub id (loaded here), or as a model object (adopted, not
+        copied), built as `options` (`LoadingOptions`, the one set of loading options; default: a plain embedder) say.
 
         A model built in memory needs `tokenizer`, and `backbone_name_or_path` (a folder it was saved to) before
-        `save_pretrained` can write a reloadable folder. `quantization` and `dtype` apply when loading from a path.
-        `lora`: True (r 8, alpha 32, dropout 0.1 on q,k,v,o,gate,up,down as present), a dict of LoraConfig overrides
-        or a LoraConfig. `seed` draws the thought module's q/k initialisation. `use_thought=False` makes the plain
-        one-pass embedding (no latent thought) the default of `forward` / `encode` / export, saved in config.json.
-        `system_prompt`: None keeps the chat template's default system message; a string (even "") replaces it,
-        which shortens every prompt of templates that add a default one. `revision`, `attn_implementation`,
-        `trust_remote_code` (off unless asked for) and `dtype` are passed to transformers when loading; the first
-        three are saved, so `from_pretrained` loads the backbone the same way.
+        `save_pretrained` can write a reloadable folder; quantisation and `dtype` apply when loading from a path.
+        `options.model_revision`, `attn_implementation` and `trust_remote_code` are saved, so `from_pretrained`
+        loads the backbone the same way.
         """
+        options = options if options is not None else LoadingOptions()
+        quantization = options.quantization_config()
         if isinstance(model_or_path, (str, os.PathLike)):
             path = str(model_or_path)
-            tokenizer = (tokenizer if tokenizer is not None
-                         else load_tokenizer(path, gguf_file, revision, trust_remote_code))
-            backbone = load_backbone(path, quantization, dtype, gguf_file, revision, attn_implementation,
-                                     trust_remote_code)
+            tokenizer = (tokenizer if tokenizer is not None else
+                         load_tokenizer(path, options.gguf_file, options.model_revision, options.trust_remote_code))
+            backbone = load_backbone(path, quantization, options.dtype, options.gguf_file, options.model_revision,
+                                     options.attn_implementation, options.trust_remote_code)
             portable = path in BUNDLED_BACKBONES or not Path(path).is_dir()  # a bundled name or a hub id
             name = backbone_name_or_path or (path if portable else str(Path(path).resolve()))
         else:
@@ -185,33 +165,26 @@ class LatentReasoningEmbedder(PreTrainedModel):
         tokenizer = copy.deepcopy(tokenizer)  # thought tokens are added: leave the caller's tokenizer as it was
         backbone_config = backbone.config.get_text_config()
         position_limit = getattr(backbone_config, "max_position_embeddings", None)
+        max_length = options.max_length
         if position_limit and max_length > position_limit:  # e.g. BERT's 512 absolute positions
             logger.warning("max_length=%d exceeds the backbone's %d positions: using %d", max_length,
                            position_limit, position_limit)
             max_length = position_limit
         config = LatentReasoningConfig(
+            **options.embedder_settings(),
             backbone_name_or_path=name,
             is_causal=is_causal_config(backbone.config),
             hidden_size=backbone_config.hidden_size,
-            num_thought_tokens=num_thought_tokens,
-            pooling=pooling,
-            instruction=instruction,
             max_length=max_length,
-            use_thought=use_thought,
-            padding_side=padding_side or tokenizer.padding_side,
+            padding_side=options.padding_side or tokenizer.padding_side,
             quantization=quantization.to_dict() if quantization is not None else None,
-            gguf_file=gguf_file,
-            system_prompt=system_prompt,
-            backbone_revision=revision,
-            attn_implementation=attn_implementation,
-            trust_remote_code=trust_remote_code,
         )
         add_thought_tokens(backbone, tokenizer, config.thought_tokens)
         if quantization is not None:
             # No gradient checkpointing: it would switch the KV cache off, and the fast path lives on the cache.
             backbone = prepare_model_for_kbit_training(backbone, use_gradient_checkpointing=False)
-        if lora is not None and lora is not False:
-            adapter = lora_config(lora, backbone)
+        if options.use_peft:
+            adapter = lora_config(options.lora_settings(), backbone)
             backbone = get_peft_model(backbone, adapter)
             config.lora = {"r": adapter.r, "lora_alpha": adapter.lora_alpha, "lora_dropout": adapter.lora_dropout,
                            "target_modules": sorted(adapter.target_modules),
@@ -222,7 +195,7 @@ class LatentReasoningEmbedder(PreTrainedModel):
         with torch.no_grad():
             mean_row = backbone.get_input_embeddings().weight[: min(embedder.thought_token_ids)].float().mean(0)
             embedder.thought_embeddings.copy_(mean_row.expand_as(embedder.thought_embeddings))
-        embedder.thought_module.reset_parameters(embedder._value_scale(), torch.Generator().manual_seed(seed))
+        embedder.thought_module.reset_parameters(embedder._value_scale(), torch.Generator().manual_seed(options.seed))
         return embedder
 
     @torch.no_grad()

@@ -10,22 +10,21 @@ from dataclasses import dataclass
 
 from transformers import TrainingArguments
 
-from ..embedder.configuration import POOLING_MODES
-from ..embedder.modeling import EXECUTION_PATHS as EMBEDDER_EXECUTION_PATHS
+from ..embedder.loading import LoadingOptions
+from ..embedder.modeling import EXECUTION_PATHS
 from ..errors import InputError
 from ..recipe import help_field
 from ..validation import check_numbers
 
 MIXED_PRECISION_CHOICES = ("auto", "no", "fp16", "bf16")
-QUANTIZATION_CHOICES = ("none", "4bit")
-EXECUTION_PATHS = ("auto", *EMBEDDER_EXECUTION_PATHS)
+EXECUTION_PATH_CHOICES = ("auto", *EXECUTION_PATHS)
 OPTIMIZER_CHOICES = ("adamw_torch", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit")
 # TrainingArguments' eval_strategy / save_strategy values that LRCL honours: it counts optimizer steps, not epochs.
 STRATEGY_CHOICES = ("no", "steps")
 # The range of every numeric option (validation.check_numbers also checks that each is a finite int / float).
+# LoadingOptions checks its own (lora_r, max_length, ...).
 NUMBER_RULES = {
-    "num_thought_tokens": ">= 1", "max_length": ">= 1", "lora_r": ">= 1", "lora_alpha": "> 0", "lora_dropout": "[0, 1)",
-    "lora_top_layers": ">= 1", "view_drop_ratio": "[0, 1)", "temperature": "> 0", "min_temperature": "> 0",
+    "view_drop_ratio": "[0, 1)", "temperature": "> 0", "min_temperature": "> 0",
     "learning_rate": ">= 0", "weight_decay": ">= 0", "warmup_steps": ">= 0", "max_steps": ">= -1",
     "num_train_epochs": "> 0",
     "per_device_train_batch_size": ">= 1", "gradient_accumulation_steps": ">= 1", "max_grad_norm": ">= 0",
@@ -41,53 +40,31 @@ def _flag_field(text: str):
 
 
 @dataclass
-class LRCLConfig:
-    """One LRCL run. Reference: 4 GPUs x 64 items x 2 accumulation steps = 512 items per optimizer step."""
+class LRCLConfig(LoadingOptions):
+    """One LRCL run. Reference: 4 GPUs x 64 items x 2 accumulation steps = 512 items per optimizer step. The
+    backbone's loading options and the embedder's settings are `LoadingOptions`' fields (flat recipe keys)."""
 
-    # Inputs and outputs
+    CONFIG_LABEL = "LRCL config"
+
+    # Inputs and outputs (the backbone's loading options and the embedder's settings: LoadingOptions' fields)
     model_name_or_path: str | None = help_field("Backbone: bundled-smollm2, bundled-minilm, a local folder (decoder or "
                                                 "encoder) or a hub name.", default=None)
-    dtype: str | None = help_field("dtype the backbone is loaded in (float32, bfloat16, float16, auto; default "
-                                   "float32: LoRA and the thought module train in full precision under autocast).",
-                                   default=None)
-    attn_implementation: str | None = help_field("transformers attention implementation (eager, sdpa, "
-                                                 "flash_attention_2, ...; default: transformers' choice).",
-                                                 default=None)
-    model_revision: str | None = help_field("Hub revision (branch, tag or commit) of the backbone.", default=None)
-    trust_remote_code: bool = help_field("Run code from the backbone's repository (off unless you trust it).",
-                                         default=False)
-    gguf_file: str | None = help_field("A GGUF file inside the model_name_or_path folder to load (converted once "
-                                       "into a cached transformers folder).", default=None)
     dataset_dir: str | None = help_field("Prepared dataset folder (`reaemb-trl prepare`).", default=None)
     output_dir: str = help_field("Where the trained embedder, the logs and the checkpoints go.", default="outputs/lrcl")
     overwrite_output_dir: bool = help_field("Replace an output folder that already holds a run.", default=False)
 
     # Embedder
-    num_thought_tokens: int = help_field("Latent thought tokens placed after the item text (reference: 1).", default=1)
-    pooling: str = help_field("How token states become the item embedding: " + "; ".join(
-             f"{name} = {meaning}" for name, meaning in POOLING_MODES.items()) + ".", default="mean")
     no_thought: bool = help_field("Bypass the thought module (the LLMEmb-style ablation).", default=False)
-    max_length: int = help_field("Longest tokenised prompt; longer item texts are truncated.", default=1024)
-    instruction: str | None = help_field("Instruction before the item text; None keeps the embedder's default.",
-                                         default=None)
-    system_prompt: str | None = help_field("System message for chat templates: None keeps the template's default; a "
-                                           "string (even '') replaces it and shortens every prompt.", default=None)
-    quantization: str = help_field(f"Backbone weights: {QUANTIZATION_CHOICES} (4bit = QLoRA, needs bitsandbytes).",
-                                   default="none")
-    lora_r: int = help_field("LoRA rank.", default=8)
-    lora_alpha: int = help_field("LoRA scaling numerator.", default=32)
-    lora_dropout: float = help_field("Dropout on the LoRA input.", default=0.1)
-    lora_top_layers: int | None = help_field("LoRA only on the last N transformer layers (peft layers_to_transform): "
-                                             "the backward pass then stops there; None = every layer.", default=None)
-    lora_target_modules: list[str] | None = help_field(
-             "Module names that get LoRA adapters; None = every attention/MLP projection the backbone has "
-             "(decoders: q,k,v,o,gate,up,down; BERT encoders: query,key,value,dense).", default=None)
-    execution_path: str = help_field(f"{EXECUTION_PATHS}: auto = the exact fast path on decoders (prefix KV cache "
-                                     "reused by pass 2), the plain two-pass reference path on encoders.",
+    execution_path: str = help_field(f"{EXECUTION_PATH_CHOICES}: auto = the exact fast path on decoders (prefix KV "
+                                     "cache reused by pass 2), the plain two-pass reference path on encoders.",
                                      default="auto")
-    gradient_checkpointing: bool = help_field("Recompute backbone activations in the backward pass to save memory "
-                                              "(runs the reference path: the fast path needs the KV cache).",
-                                              default=False)
+    activation_checkpointing: bool = help_field("Recompute backbone activations in the backward pass to save memory "
+                                                "(TrainingArguments' name; runs the reference path: the fast path "
+                                                "needs the KV cache).", default=False)
+    # LoadingOptions' fields as LRCL sets them: it always trains LoRA adapters (the backbone is saved by reference),
+    # and `no_thought` decides whether the thought runs.
+    use_peft: bool = dataclasses.field(default=True, init=False)
+    use_thought: bool = dataclasses.field(default=True, init=False)
 
     # Views and loss
     view_drop_ratio: float = help_field("Share of an item's attributes dropped in each view: int(ratio * k).",
@@ -126,7 +103,8 @@ class LRCLConfig:
                                     "CPU (an `accelerate launch` setting wins); --bf16 false forces full precision.")
     fp16: bool | None = _flag_field("float16 mixed precision; a bare --fp16 turns it on (TrainingArguments' flag).")
     mixed_precision: str = help_field(f"Deprecated, use bf16 / fp16: {MIXED_PRECISION_CHOICES}.", default="auto")
-    seed: int = help_field("Seed of the initialisation, the item order, the views and the held-out items.", default=42)
+    seed: int = help_field("Seed of the initialisation (thought module, LoRA), the item order, the views and the "
+                           "held-out items.", default=42)
 
     # Evaluation, logging, checkpoints
     eval_strategy: str = help_field(f"When to evaluate on the held-out items during training: {STRATEGY_CHOICES} "
@@ -157,6 +135,8 @@ class LRCLConfig:
 
     def __post_init__(self):
         check_numbers(self, "LRCL config", NUMBER_RULES)
+        self.use_thought = not self.no_thought
+        super().__post_init__()
         if self.max_steps == 0:
             raise InputError("LRCL config: max_steps must be >= 1, got 0 (or -1: train num_train_epochs)")
         if self.max_steps == -1 and self.num_train_epochs is None:
@@ -181,10 +161,7 @@ class LRCLConfig:
         if self.mixed_precision != "auto":
             warnings.warn("LRCL config: mixed_precision is deprecated; use bf16: true / fp16: true (TrainingArguments' "
                           "names)", FutureWarning, stacklevel=2)
-        if isinstance(self.lora_target_modules, str):
-            self.lora_target_modules = [name.strip() for name in self.lora_target_modules.split(",") if name.strip()]
-        choices = {"mixed_precision": MIXED_PRECISION_CHOICES, "quantization": QUANTIZATION_CHOICES,
-                   "pooling": tuple(POOLING_MODES), "execution_path": EXECUTION_PATHS}
+        choices = {"mixed_precision": MIXED_PRECISION_CHOICES, "execution_path": EXECUTION_PATH_CHOICES}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise InputError(f"LRCL config: {name}={getattr(self, name)!r} is not one of {allowed}")
@@ -192,8 +169,8 @@ class LRCLConfig:
 
         if self.loss not in LOSSES:
             raise InputError(f"LRCL config: unknown loss {self.loss!r} (known: {sorted(LOSSES)})")
-        if self.gradient_checkpointing and self.execution_path == "fast":
-            raise InputError("LRCL config: gradient_checkpointing turns the KV cache off, which the fast path needs "
+        if self.activation_checkpointing and self.execution_path == "fast":
+            raise InputError("LRCL config: activation_checkpointing turns the KV cache off, which the fast path needs "
                              "(use execution_path auto or reference)")
 
     # TrainingArguments' own reading of warmup_steps (>= 1: steps; below 1: a share of num_training_steps).
@@ -209,9 +186,17 @@ class LRCLConfig:
 
     def embedder_execution_path(self) -> str | None:
         """The `execution_path` argument of the embedder's forward (None = its default: fast on decoders)."""
-        if self.gradient_checkpointing:
+        if self.activation_checkpointing:
             return "reference"
         return None if self.execution_path == "auto" else self.execution_path
+
+    def embedder_options(self) -> LoadingOptions:
+        """The options LRCL builds its embedder with (the pipeline's raw arm too): these fields, with the 4-bit
+        layers computing in bfloat16 under bf16 mixed precision unless `bnb_4bit_compute_dtype` says otherwise."""
+        options = self.loading_options()
+        if options.bnb_4bit_compute_dtype is None and self.resolved_mixed_precision() == "bf16":
+            options = dataclasses.replace(options, bnb_4bit_compute_dtype="bfloat16")
+        return options
 
     def resolved_mixed_precision(self) -> str | None:
         """The value for `Accelerator(mixed_precision=...)`; None lets an `accelerate launch` setting through."""

@@ -100,32 +100,16 @@ def view_retrieval_accuracy(view_a: torch.Tensor, view_b: torch.Tensor) -> float
 
 def build_embedder(config: LRCLConfig):
     """The embedder the config describes: backbone + thought module, LoRA (on a 4-bit backbone for QLoRA)."""
-    from transformers import BitsAndBytesConfig
-
     from ..embedder import LatentReasoningEmbedder
 
-    lora = {"r": config.lora_r, "lora_alpha": config.lora_alpha, "lora_dropout": config.lora_dropout,
-            "target_modules": config.lora_target_modules, "top_layers": config.lora_top_layers}
-    quantization = None
-    if config.quantization == "4bit":
-        compute_dtype = torch.bfloat16 if config.resolved_mixed_precision() == "bf16" else torch.float32
-        quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                          bnb_4bit_compute_dtype=compute_dtype)
-    kwargs = {"instruction": config.instruction} if config.instruction is not None else {}
-    embedder = LatentReasoningEmbedder.from_backbone(
-        config.model_name_or_path, num_thought_tokens=config.num_thought_tokens, pooling=config.pooling,
-        lora=lora, quantization=quantization, max_length=config.max_length, seed=config.seed,
-        gguf_file=config.gguf_file, system_prompt=config.system_prompt, dtype=config.dtype,
-        revision=config.model_revision, attn_implementation=config.attn_implementation,
-        trust_remote_code=config.trust_remote_code, **kwargs)
+    embedder = LatentReasoningEmbedder.from_backbone(config.model_name_or_path, config.embedder_options())
     embedder.config.similarity = LOSSES[config.loss].similarity  # saved with the model: export and CRRL read it
     if config.no_thought:
-        # Recorded in the saved config so that export embeds the same way; frozen, so DDP does not wait for
-        # gradients that never come.
-        embedder.config.use_thought = False
+        # Frozen, so DDP does not wait for gradients that never come (config.use_thought is False: export embeds
+        # the same way).
         for param in embedder.thought_module.parameters():
             param.requires_grad_(False)
-    if config.gradient_checkpointing:
+    if config.activation_checkpointing:
         embedder.backbone_model.activation_checkpointing_enable(
             activation_checkpointing_kwargs={"use_reentrant": False})
     return embedder
