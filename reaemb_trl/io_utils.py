@@ -35,6 +35,8 @@ KINDS = ("folder", "file", "run")
 # A write the machine refused whatever the data: a full disk or quota, a file-size limit, a read-only file system
 _REFUSED_WRITES = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
 _OS_ERROR = re.compile(r"\(os error (\d+)\)")  # how a Rust library (safetensors) words an OSError
+# How numpy (np.save, ndarray.tofile) words a short write: no errno, but only the file system cuts a write short
+_SHORT_WRITE = re.compile(r"^\d+ requested and \d+ written$")
 
 
 def scratch(path: str | os.PathLike, *, fixed: bool = False, create: bool = True, suffix: str = _SCRATCH) -> Path:
@@ -108,9 +110,11 @@ def staged_update(target: str | os.PathLike, last: str | None = None) -> Iterato
 
 
 def refused_write(err: BaseException) -> str | None:
-    """Why the machine refused a write ("No space left on device", "File too large", "Read-only file system"), or
-    None when `err` is any other error."""
+    """Why the machine refused a write ("No space left on device", "File too large", "Read-only file system", or
+    numpy's short write), or None when `err` is any other error."""
     code = err.errno if isinstance(err, OSError) else None
+    if code is None and isinstance(err, OSError) and _SHORT_WRITE.match(str(err)):
+        return "the file system took only part of the write (a full disk, a quota or a file-size limit)"
     if code is None and not isinstance(err, InputError):
         match = _OS_ERROR.search(str(err))
         code = int(match.group(1)) if match else None

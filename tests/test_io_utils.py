@@ -88,6 +88,22 @@ def test_a_refused_safetensors_write_is_named_too(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_refused_numpy_write_is_named_too(tmp_path):
+    """np.save reports a short write as a bare OSError ("N requested and M written", no errno): still a refused
+    write, named with its file."""
+    import numpy as np
+
+    from reaemb_trl.errors import InputError
+    from reaemb_trl.io_utils import atomic_path
+
+    path = tmp_path / "table.npy"
+    with file_size_limit(4096), pytest.raises(InputError, match="table.npy: cannot write it: the file system took "
+                                                                "only part of the write"):
+        with atomic_path(path) as tmp:
+            np.save(tmp, np.zeros(10_000))
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_other_errors_inside_an_atomic_write_pass_through_unchanged(tmp_path):
     from reaemb_trl.io_utils import atomic_path
 
