@@ -51,6 +51,9 @@ VARIANTS = {
     # the batch lever: 128 items x 8 samples per step, one pass over the 1,725 items with a PMI positive; 4x the
     # samples behind each step's gradient estimate, a quarter of the optimizer steps' random drift
     "pmi_batch128": {"positive_rule": "pmi", "per_device_train_batch_size": 1024, "max_steps": 14},
+    # the same 1,024 samples per step spent on G: 16 items x 64 samples. A Gaussian policy's gradient is a
+    # zeroth-order estimate whose noise grows with the embedding width d over G (d / G = 72 at G 8 on the decoder)
+    "pmi_g64": {"positive_rule": "pmi", "num_generations": 64, "per_device_train_batch_size": 1024, "max_steps": 20},
 }
 DEFAULT_VARIANTS = ("count", "cosine", "pmi", "pmi_hard")
 
