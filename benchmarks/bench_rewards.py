@@ -53,7 +53,8 @@ VARIANTS = {
     "pmi_batch128": {"positive_rule": "pmi", "per_device_train_batch_size": 1024, "max_steps": 14},
     # the same 1,024 samples per step spent on G: 16 items x 64 samples. A Gaussian policy's gradient is a
     # zeroth-order estimate whose noise grows with the embedding width d over G (d / G = 72 at G 8 on the decoder)
-    "pmi_g64": {"positive_rule": "pmi", "num_generations": 64, "per_device_train_batch_size": 1024, "max_steps": 20},
+    "pmi_g64": {"positive_rule": "pmi", "num_generations": 64, "per_device_train_batch_size": 1024, "max_steps": 20,
+                "per_device_eval_batch_size": 64},  # TRL: eval batches hold whole groups too
 }
 DEFAULT_VARIANTS = ("count", "cosine", "pmi", "pmi_hard")
 
@@ -76,7 +77,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def crrl_stage(recipe: PipelineConfig, overrides: dict, lrcl: Path, data: Path, output: Path) -> dict:
     """CRRL from `lrcl` with the recipe's settings and `overrides`: held-out reward, its bounds, time."""
-    settings = {**recipe.crrl, **overrides, "model_name_or_path": str(lrcl), "dataset_dir": str(data),
+    settings = {**recipe.crrl, **overrides, "lrcl_model_path": str(lrcl), "dataset_dir": str(data),
                 "seed": recipe.seed, "output_dir": str(output), "overwrite_output_dir": True, "save_strategy": "no",
                 "disable_tqdm": True}
     settings.pop("save_steps", None)
