@@ -28,7 +28,7 @@ def test_bench_levers_end_to_end_on_a_tiny_recipe(tmp_path):
               "crrl": {**stage, "num_generations": 2, "per_device_train_batch_size": 8, "num_iterations": 1,
                        "warmup_steps": 0, "eval_items": 16},
               "compare": {"options": {"epochs": 1, "patience": 1, "max_items": 10, "hidden_size": 16,
-                                      "inner_size": 32, "num_layers": 1}}}
+                                      "recommender_kwargs": {"sasrec": {"inner_size": 32, "num_layers": 1}}}}}
     recipe_path = tmp_path / "tiny.yaml"
     recipe_path.write_text(yaml.safe_dump(recipe))
     out = tmp_path / "out"

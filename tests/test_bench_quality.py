@@ -48,8 +48,8 @@ def compare_results(tmp_path_factory):
         table[0] = 0
         runs[run] = folder / f"{run}.safetensors"
         save_embedding_table(runs[run], table)
-    config = DownstreamConfig(epochs=1, patience=1, max_items=10, hidden_size=16, inner_size=32, num_layers=1,
-                              show_progress=False)
+    config = DownstreamConfig(epochs=1, patience=1, max_items=10, hidden_size=16, show_progress=False,
+                              recommender_kwargs={"sasrec": {"inner_size": 32, "num_layers": 1}})
     return compare(data, runs, folder / "compare", recommenders=["sasrec", "gru4rec"], seeds=[1, 0],
                    protocols=["sampled", "full"], id_only=True, config=config)
 
@@ -300,7 +300,7 @@ def test_bench_quality_script_end_to_end_on_a_tiny_recipe(tmp_path):
                        "warmup_steps": 0, "eval_strategy": "no"},
               "export": {"batch_size": 64},
               "compare": {"options": {"epochs": 1, "patience": 1, "max_items": 10, "hidden_size": 16,
-                                      "inner_size": 32, "num_layers": 1}}}
+                                      "recommender_kwargs": {"sasrec": {"inner_size": 32, "num_layers": 1}}}}}
     recipe_path = tmp_path / "tiny.yaml"
     recipe_path.write_text(yaml.safe_dump(recipe))
     out = tmp_path / "out"
@@ -335,7 +335,7 @@ def test_bench_quality_script_end_to_end_on_a_tiny_recipe(tmp_path):
     assert json.loads((out / "raw_mean" / "config.json").read_text())["pooling"] == "mean"
     sft_metrics = json.loads((out / "cooc_sft" / "cooc_sft_metrics.json").read_text())
     assert sft_metrics["item_visits"] == 2 * 4 and sft_metrics["heldout_items"] == 16
-    assert yaml.safe_load((out / "recipes" / "cooc_sft.yaml").read_text())["model_name_or_path"] == str(out / "lrcl")
+    assert yaml.safe_load((out / "recipes" / "cooc_sft.yaml").read_text())["lrcl_model_path"] == str(out / "lrcl")
     # the prepared folder is used in place: nothing copied into the output, nothing written into it
     assert not (out / "data").exists() and sorted(p.name for p in data.iterdir()) == before
     results = json.loads((out / "compare" / "results.json").read_text())

@@ -99,7 +99,8 @@ def test_compare_writes_table_json_and_plots(office_subset, minilm_table, tmp_pa
 def test_compare_trains_once_and_tests_under_every_protocol(office_subset, tmp_path):
     from reaemb_trl.downstream import compare
 
-    config = DownstreamConfig(**{**FAST, "hidden_size": 32, "inner_size": 64, "num_layers": 1})
+    config = DownstreamConfig(**FAST, hidden_size=32,
+                              recommender_kwargs={"sasrec": {"inner_size": 64, "num_layers": 1}})
     both = compare(office_subset, output=tmp_path / "both", recommenders=["sasrec", "pop"], seeds=[1, 0],
                    protocols=["sampled", "full"], id_only=True, config=config)
     alone = compare(office_subset, output=tmp_path / "sampled", recommenders=["sasrec"], seeds=[1, 0],

@@ -4,10 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from reaemb_trl.downstream import DownstreamConfig, DownstreamTrainer
+from reaemb_trl.downstream import RECOMMENDERS, DownstreamConfig, DownstreamTrainer
 from reaemb_trl.downstream.models import build_model
 
 NUM_COMMON = 30
+# every registered recommender that trains on an item table (pop reads none and trains nothing)
+TABLE_RECOMMENDERS = [name for name, entry in RECOMMENDERS.items() if entry.uses_table]
 
 
 def cyclic_dataset(num_users=100, seed=0):
@@ -26,13 +28,15 @@ def cyclic_dataset(num_users=100, seed=0):
 
 
 def small_config(**overrides):
-    values = dict(hidden_size=32, max_items=16, num_heads=2, inner_size=64, epochs=12, patience=3, batch_size=32,
-                  dropout=0.1, learning_rate=5e-3, show_progress=False, protocol="full")
+    transformer = {"num_heads": 2, "inner_size": 64}
+    values = dict(hidden_size=32, max_items=16, epochs=12, patience=3, batch_size=32, dropout=0.1,
+                  learning_rate=5e-3, show_progress=False, protocol="full",
+                  recommender_kwargs={"sasrec": transformer, "bert4rec": transformer})
     values.update(overrides)
     return DownstreamConfig(**values)
 
 
-@pytest.mark.parametrize("recommender", ["sasrec", "gru4rec", "bert4rec"])
+@pytest.mark.parametrize("recommender", TABLE_RECOMMENDERS)
 def test_no_test_item_reaches_the_training_arrays(recommender):
     sequences, num_items = cyclic_dataset()
     trainer = DownstreamTrainer(small_config(recommender=recommender), sequences, num_items)
@@ -126,12 +130,13 @@ def test_frozen_table_stays_fixed_and_trainable_table_learns():
     assert not torch.equal(trainable.model.item_table.table.detach(), torch.from_numpy(table))
 
 
-@pytest.mark.parametrize("recommender", ["sasrec", "gru4rec", "bert4rec"])
+@pytest.mark.parametrize("recommender", TABLE_RECOMMENDERS)
 def test_padding_never_changes_a_users_scores(recommender):
     table = np.random.default_rng(1).normal(size=(41, 8)).astype(np.float32)
     for embeddings in (None, table):
         torch.manual_seed(0)
-        config = DownstreamConfig(recommender=recommender, hidden_size=16, max_items=10, inner_size=32, dropout=0.0)
+        config = DownstreamConfig(recommender=recommender, hidden_size=16, max_items=10, dropout=0.0,
+                                  recommender_kwargs={"sasrec": {"inner_size": 32}, "bert4rec": {"inner_size": 32}})
         model = build_model(config, 40, np.zeros(41), embeddings).eval()
         short = torch.tensor([[3, 7, 9]])
         padded = torch.tensor([[3, 7, 9, 0, 0, 0], [1, 2, 3, 4, 5, 6]])

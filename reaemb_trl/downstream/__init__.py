@@ -4,23 +4,36 @@ Reads only prepared folders and embedding files (`reaemb_trl.data`); knows nothi
 """
 
 from .compare import compare
-from .config import RECOMMENDERS, DownstreamConfig
+from .config import DownstreamConfig
 from .evaluate import evaluate
 from .metrics import ranking_metrics
-from .models import MODELS, build_model
+from .models import RecommenderConfig, build_model
 from .protocol import LeaveOneOutSplit, sample_negatives
+from .registry import (
+    ENTRY_POINT_GROUP,
+    RECOMMENDERS,
+    Recommender,
+    available_recommenders,
+    get_recommender,
+    register_recommender,
+)
 from .trainer import DownstreamTrainer, RunResult
 
 __all__ = [
+    "ENTRY_POINT_GROUP",
+    "RECOMMENDERS",
     "DownstreamConfig",
     "DownstreamTrainer",
     "LeaveOneOutSplit",
-    "MODELS",
-    "RECOMMENDERS",
+    "Recommender",
+    "RecommenderConfig",
     "RunResult",
+    "available_recommenders",
     "build_model",
     "compare",
     "evaluate",
+    "get_recommender",
     "ranking_metrics",
+    "register_recommender",
     "sample_negatives",
 ]

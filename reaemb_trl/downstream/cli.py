@@ -4,12 +4,13 @@ other sub-command (`TrlParser`: `--key value` with `-` or `_`, or `--config RECI
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from ..errors import InputError
 from ..recipe import help_field, parse_recipe
-from .config import RECOMMENDERS, DownstreamConfig
+from .config import DownstreamConfig
 from .protocol import PROTOCOLS
+from .registry import RECOMMENDERS
 
 # DownstreamConfig fields that compare sets per run from its own lists
 _PER_RUN = {"--recommender": "--recommenders", "--protocol": "--protocols", "--seed": "--seeds"}
@@ -32,7 +33,8 @@ class CompareArguments:
     runs: list[str] = field(default_factory=list, metadata={"help": "Embedding files to compare, as NAME=FILE."})
     id_only: bool = help_field("Add learned ID embeddings as a run ('id-only').", default=False)
     recommenders: list[str] = field(default_factory=lambda: ["sasrec", "gru4rec"], metadata={
-        "help": f"Recommenders to train: {', '.join(RECOMMENDERS)} (pop = popularity baseline)."})
+        "help": f"Recommenders to train: {', '.join(RECOMMENDERS)} (pop = popularity baseline), or ones published "
+                "under the reaemb_trl.recommenders entry points."})
     seeds: int = help_field("Seeds per combination: 0 .. N-1.", default=3)
     protocols: list[str] = field(default_factory=lambda: ["sampled"], metadata={
         "help": f"One or both of {', '.join(PROTOCOLS)}. Each model is trained once: early stopping and the best "
@@ -41,10 +43,27 @@ class CompareArguments:
     overwrite: bool = help_field("Replace an existing output folder that compare wrote.", default=False)
 
 
+def _refuse_own_settings_as_flags(argv: list[str]) -> None:
+    """`--num_layers 3` once set every recommender's blocks; each recommender has its own settings now, so such a
+    flag gets the new spelling instead of argparse's bare "unrecognized arguments"."""
+    shared = {f.name for f in fields(DownstreamConfig)}
+    for arg in argv:
+        key = arg[2:].split("=", 1)[0].replace("-", "_")
+        if not arg.startswith("--") or key in shared:
+            continue
+        owners = [name for name, entry in RECOMMENDERS.items() if key in entry.options()]
+        if owners:
+            example = json.dumps({owners[0]: {key: RECOMMENDERS[owners[0]].options()[key]}})
+            raise InputError(f"--{key} is a setting of {', '.join(owners)}, given per recommender: "
+                             f"--recommender_kwargs '{example}'")
+
+
 def evaluate_main(argv: list[str] | None = None) -> int:
     from .evaluate import evaluate
 
-    config, args = parse_recipe(DownstreamConfig, list(argv or []), prog="reaemb-trl evaluate",
+    argv = list(argv or [])
+    _refuse_own_settings_as_flags(argv)
+    config, args = parse_recipe(DownstreamConfig, argv, prog="reaemb-trl evaluate",
                                 extra=(EvaluateArguments,), description="Train and test one recommender.")
     record = evaluate(args.data, args.embeddings, config, output=args.output, overwrite=args.overwrite)
     print(json.dumps({"overall": record["overall"], "epochs_run": record["epochs_run"],
@@ -71,6 +90,7 @@ def compare_main(argv: list[str] | None = None) -> int:
     for single, plural in _PER_RUN.items():
         if single in argv or single.replace("-", "_") in argv:
             raise InputError(f"compare sets {single} per run: use {plural}")
+    _refuse_own_settings_as_flags(argv)
     config, args = parse_recipe(DownstreamConfig, argv, prog="reaemb-trl compare", extra=(CompareArguments,),
                                 description="Compare item tables across recommenders, seeds and protocols.")
     results = compare(args.data, _parse_runs(args.runs), args.output, args.recommenders, args.seeds, args.protocols,

@@ -21,9 +21,10 @@ from .config import DownstreamConfig
 from .evaluate import load_table, run_records
 from .metrics import GROUPS
 from .plots import plot_ndcg_by_group, plot_projection
+from .protocol import check_protocols
+from .registry import get_recommender
 
 ID_ONLY = "id-only"
-POPULARITY = "popularity"
 TABLE_COLUMNS = [("overall", "HR@10"), ("overall", "NDCG@10"), ("tail_items", "NDCG@10"),
                  ("popular_items", "NDCG@10"), ("short_users", "NDCG@10"), ("long_users", "NDCG@10")]
 
@@ -103,10 +104,10 @@ def _check_runs(config: DownstreamConfig, recommenders: Sequence[str], seeds: in
         seeds = list(range(check_number(seeds, "compare: seeds", "int", ">= 1")))
     if not seeds:
         raise InputError("compare needs at least one seed")
-    protocols = list(dict.fromkeys(protocols))
     try:
-        for recommender, protocol, seed in itertools.product(recommenders, protocols, seeds):
-            dataclasses.replace(config, recommender=recommender, protocol=protocol, seed=seed)
+        protocols = check_protocols(protocols)
+        for recommender, seed in itertools.product(recommenders, seeds):
+            dataclasses.replace(config, recommender=recommender, protocol=protocols[0], seed=seed)
     except InputError as err:
         raise InputError(f"compare: {err}") from None
     return seeds, protocols
@@ -126,29 +127,31 @@ def compare(data: str | os.PathLike, runs: Mapping[str, str | os.PathLike] | Non
     Each (recommender, run, seed) is trained once: early stopping and the best checkpoint follow validation NDCG@10
     under the FIRST of `protocols`, then test metrics are read under every protocol listed from that checkpoint
     (one record per protocol, marked with `selection_protocol`).
-    The popularity baseline (recommender "pop") runs once: it has no table and no randomness.
+    A recommender that uses no item table (the registry says so: pop) has one run of its own, named by its
+    registry entry (pop: "popularity"); a deterministic one is trained with the first seed only.
     """
     config = config or DownstreamConfig()
-    reserved = {ID_ONLY, POPULARITY} & set(runs or {})
-    if reserved:
-        raise InputError(f"run name(s) {sorted(reserved)} are reserved for the built-in baselines; rename them")
     seeds, protocols = _check_runs(config, recommenders, seeds, protocols)
+    entries = [get_recommender(name) for name in recommenders]
+    reserved = ({ID_ONLY} | {entry.run_name for entry in entries if not entry.uses_table}) & set(runs or {})
+    if reserved:
+        raise InputError(f"run name(s) {sorted(reserved)} are reserved for the id-only run and the runs of "
+                         "recommenders without a table; rename them")
     guard = OutputGuard(output, marker="results.json", inputs=[data, *(runs or {}).values()], overwrite=overwrite)
     dataset = PreparedDataset.load(data)
     tables = {name: load_table(path, dataset) for name, path in (runs or {}).items()}
     table_runs = ([ID_ONLY] if id_only or not tables else []) + list(tables)
     jobs = []
-    for recommender in recommenders:
-        if recommender == "pop":
-            jobs.append((recommender, POPULARITY, seeds[0]))
-            continue
-        jobs += [(recommender, run, seed) for run in table_runs for seed in seeds]
+    for entry in entries:
+        entry_runs = table_runs if entry.uses_table else [entry.run_name]
+        entry_seeds = seeds[:1] if entry.deterministic else seeds
+        jobs += [(entry.name, run, seed) for run in entry_runs for seed in entry_seeds]
 
     records = []
     with guard, atomic_output_dir(guard.path, overwrite=guard.replaces) as folder:
         for recommender, run, seed in tqdm(jobs, desc="compare runs", disable=not config.show_progress):
             run_config = dataclasses.replace(config, recommender=recommender, protocol=protocols[0], seed=seed)
-            path = None if run in (ID_ONLY, POPULARITY) else runs[run]
+            path = runs[run] if run in tables else None
             records += [{"run": run, **record}
                         for record in run_records(run_config, dataset, path, tables.get(run), protocols)]
         # protocol-major order, as when each protocol had its own training runs

@@ -14,7 +14,6 @@ import numpy as np
 
 from ..data import PreparedDataset
 from ..data.embedding_table import read_item_table
-from ..errors import InputError
 from ..io_utils import OutputGuard, sha256_file, write_json
 from .metrics import GROUPS
 from .trainer import SELECTION_METRIC, DownstreamConfig, DownstreamTrainer
@@ -36,8 +35,6 @@ def run_records(config: DownstreamConfig, dataset: PreparedDataset, embeddings: 
 
     The records share the training run, so they share epochs, history and wall time.
     """
-    if config.recommender == "pop" and table is not None:
-        raise InputError(f"{embeddings}: the popularity baseline uses no item table (drop --embeddings)")
     start = time.perf_counter()
     trainer = DownstreamTrainer(config, dataset.sequences, dataset.num_items, table, protocols=protocols)
     result = trainer.fit()

@@ -12,6 +12,14 @@ from ..errors import InputError
 PROTOCOLS = ("sampled", "full")
 
 
+def check_protocols(protocols: Sequence[str]) -> list[str]:
+    """`protocols` in order without repeats; the one check of protocol names (config, trainer, compare)."""
+    for protocol in protocols:
+        if protocol not in PROTOCOLS:
+            raise InputError(f"protocol {protocol!r} is unknown (choose from {', '.join(PROTOCOLS)})")
+    return list(dict.fromkeys(protocols))
+
+
 @dataclass(frozen=True)
 class EvalSet:
     """One evaluation phase (valid or test) for the users that have one."""

@@ -16,8 +16,9 @@ from scipy import stats
 
 from ..errors import InputError
 from ..io_utils import atomic_path, write_json
-from .compare import ID_ONLY, POPULARITY, _mean_std
+from .compare import ID_ONLY, _mean_std
 from .plots import plot_ndcg_by_group
+from .registry import get_recommender
 
 # Arm -> run name in the compare records (the pipeline's runs: `id-only` + reaemb_trl.pipeline.runner.TABLE_RUNS).
 # `raw_mean` and `lrcl_cooc_sft` are opt-in pipeline arms: a run without them has no such arm.
@@ -109,11 +110,12 @@ def ordering(arms: Mapping, steps: Sequence[tuple[str, str]] = ORDERING_STEPS,
 def build_quality(results: Mapping, backbone: str, recommenders: Sequence[str] | None = None,
                   protocols: Sequence[str] | None = None, arms: Mapping[str, str] = ARMS) -> dict:
     """The benchmark's record from a compare `results.json`: backbone, seeds, arms (per seed), ordering. An arm
-    whose run has no record at all (an opt-in arm the pipeline did not run) is left out."""
-    recommenders = list(recommenders or [b for b in results["recommenders"] if b != "pop"])
+    whose run has no record at all (an opt-in arm the pipeline did not run) is left out; so is a recommender that
+    uses no table (its one run is no arm)."""
+    recommenders = list(recommenders or [b for b in results["recommenders"] if get_recommender(b).uses_table])
     protocols = list(protocols or results["protocols"])
     seeds = list(results["seeds"])
-    records = [r for r in results["runs"] if r["run"] != POPULARITY]
+    records = results["runs"]
     compared = {r["run"] for r in records}
     arms = {arm: run for arm, run in arms.items() if run in compared}
     per_arm = arm_metrics(records, seeds, recommenders, protocols, arms)

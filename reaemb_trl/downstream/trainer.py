@@ -12,11 +12,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import InputError
 from .config import DownstreamConfig
 from .metrics import group_masks, rank_counts, ranking_metrics, summarize
 from .models import build_model
-from .protocol import PROTOCOLS, LeaveOneOutSplit, sample_negatives
+from .protocol import LeaveOneOutSplit, check_protocols, sample_negatives
 from .sequences import pad_right
 
 SELECTION_METRIC = "NDCG@10"
@@ -58,10 +57,7 @@ class DownstreamTrainer:
     def __init__(self, config: DownstreamConfig, sequences: Sequence[np.ndarray], num_items: int,
                  embeddings: np.ndarray | None = None, protocols: Sequence[str] = ()):
         self.config = config
-        self.protocols = list(dict.fromkeys([config.protocol, *protocols]))
-        unknown = [p for p in self.protocols if p not in PROTOCOLS]
-        if unknown:
-            raise InputError(f"protocol(s) {unknown} unknown (choose from {', '.join(PROTOCOLS)})")
+        self.protocols = check_protocols([config.protocol, *protocols])
         torch.manual_seed(config.seed)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.split = LeaveOneOutSplit(sequences, num_items)
@@ -150,7 +146,7 @@ class DownstreamTrainer:
 
     def train(self) -> tuple[list[dict], int, float]:
         """Train until validation NDCG@10 stops improving; the model ends on its best checkpoint."""
-        if self.optimizer is None:  # nothing to learn (popularity)
+        if self.optimizer is None:  # nothing to learn (a recommender without parameters: popularity)
             return [], 0, self._valid_score()
         history, best_score, best_epoch, best_state = [], float("-inf"), 0, None
         bar = tqdm(range(1, self.config.epochs + 1), desc=f"{self.config.recommender} epochs",

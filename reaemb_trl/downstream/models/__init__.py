@@ -1,30 +1,41 @@
-"""The recommenders evaluated downstream, one per file, and the factory that builds one from its config: adding a
-recommender is one file here plus its entry in MODELS (the configs and the CLI take their choices from it)."""
+"""The recommenders evaluated downstream, one per file (its settings class and its model), registered below, and the
+factory that builds one from its config: adding a recommender is one file plus one `register_recommender` line (the
+configs, the CLI and the tests take their choices from the registry)."""
 
 from __future__ import annotations
 
 import numpy as np
 from torch import nn
 
+from ...errors import InputError
 from ..item_table import build_item_table
-from .base import SequentialRecommender
-from .bert4rec import BERT4Rec
-from .gru4rec import GRU4Rec
-from .popularity import Popularity
-from .sasrec import SASRec
+from ..registry import get_recommender, register_recommender
+from .base import RecommenderConfig, SequentialRecommender
+from .bert4rec import BERT4Rec, BERT4RecConfig
+from .gru4rec import GRU4Rec, GRU4RecConfig
+from .popularity import Popularity, PopularityConfig
+from .sasrec import SASRec, SASRecConfig
 
-MODELS: dict[str, type[SequentialRecommender]] = {"sasrec": SASRec, "gru4rec": GRU4Rec, "bert4rec": BERT4Rec}
+register_recommender("sasrec", SASRecConfig, SASRec)
+register_recommender("gru4rec", GRU4RecConfig, GRU4Rec)
+register_recommender("bert4rec", BERT4RecConfig, BERT4Rec)
+register_recommender("pop", PopularityConfig, Popularity)
 
 
 def build_model(config, num_items: int, train_popularity: np.ndarray,
                 embeddings: np.ndarray | None = None) -> nn.Module:
-    """`config.recommender` built from `config` (a DownstreamConfig) on an ID table or the `embeddings` table."""
-    if config.recommender == "pop":
-        return Popularity(train_popularity)
-    model_class = MODELS[config.recommender]
-    table = build_item_table(num_items, config.hidden_size, embeddings, config.trainable_table,
-                             model_class.special_tokens)
-    return model_class.from_config(config, table, num_items)
+    """`config.recommender` (a DownstreamConfig) with its own settings, on an ID table or the `embeddings` table, or
+    on none for a recommender that uses no table."""
+    entry = get_recommender(config.recommender)
+    table = None
+    if not entry.uses_table:
+        if embeddings is not None:
+            raise InputError(f"the {entry.name} recommender uses no item table (drop --embeddings)")
+    else:
+        table = build_item_table(num_items, config.hidden_size, embeddings, config.trainable_table,
+                                 getattr(entry.model_cls, "special_tokens", 0))
+    return entry.model_cls.from_config(config, config.recommender_config(), table, num_items, train_popularity)
 
 
-__all__ = ["BERT4Rec", "GRU4Rec", "MODELS", "Popularity", "SASRec", "SequentialRecommender", "build_model"]
+__all__ = ["BERT4Rec", "BERT4RecConfig", "GRU4Rec", "GRU4RecConfig", "Popularity", "PopularityConfig",
+           "RecommenderConfig", "SASRec", "SASRecConfig", "SequentialRecommender", "build_model"]

@@ -1,31 +1,48 @@
 """What every recommender offers the trainer: its training rows and loss, user vectors from right-padded
-sequences, and item scores. The default objective is next-item prediction (SASRec, GRU4Rec)."""
+sequences, and item scores. The default objective is next-item prediction (SASRec, GRU4Rec). Beside it, the base of
+each recommender's own settings class."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from ...validation import check_numbers
 from ..losses import next_item_bce
 from ..sequences import end_aligned_windows, pad_right
+
+
+@dataclass
+class RecommenderConfig:
+    """A recommender's own settings (every field with a default); `number_rules` bounds its numeric fields, checked
+    like every other config's (validation.check_numbers)."""
+
+    number_rules: ClassVar[dict[str, str]] = {}
+
+    def __post_init__(self):
+        check_numbers(self, "downstream config", self.number_rules)
 
 
 class SequentialRecommender(nn.Module):
     """Subclasses map item ids [B, L] (right-padded with 0) to hidden states [B, L, H] and own an `item_table`.
 
-    A subclass is built by `from_config(config, item_table, num_items)`; `special_tokens` is how many rows its item
-    table needs after the catalogue (BERT4Rec's [MASK])."""
+    A subclass is built by `from_config(config, settings, item_table, num_items, train_popularity)` (registry.py);
+    `special_tokens` is how many rows its item table needs after the catalogue (BERT4Rec's [MASK])."""
 
     item_table: nn.Module
     #: How many past items a model reads (BERT4Rec keeps one position for its [MASK] token).
     context_length: int
     special_tokens: int = 0
+    uses_table: bool = True
+    deterministic: bool = False
 
     @classmethod
-    def from_config(cls, config, item_table: nn.Module, num_items: int) -> "SequentialRecommender":
+    def from_config(cls, config, settings, item_table: nn.Module, num_items: int,
+                    train_popularity: np.ndarray) -> "SequentialRecommender":
         raise NotImplementedError
 
     def training_rows(self, train_sequences: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -10,19 +11,32 @@ from torch import nn
 
 from ..losses import masked_item_ce
 from ..sequences import end_aligned_windows, pad_right
-from .base import SequentialRecommender
+from .base import RecommenderConfig, SequentialRecommender
+
+
+@dataclass
+class BERT4RecConfig(RecommenderConfig):
+    number_rules = {"num_layers": ">= 1", "num_heads": ">= 1", "inner_size": ">= 1", "mask_prob": "[0, 1]"}
+
+    num_layers: int = field(default=2, metadata={"help": "Transformer blocks."})
+    num_heads: int = field(default=2, metadata={"help": "Attention heads."})
+    inner_size: int = field(default=256, metadata={"help": "Feed-forward width of a transformer block."})
+    mask_prob: float = field(default=0.2, metadata={"help": "Share of items masked per training sequence."})
 
 
 class BERT4Rec(SequentialRecommender):
     """The item table must hold one special token after the catalogue: [MASK] = num_items + 1."""
 
+    config_class = BERT4RecConfig
     special_tokens = 1
 
     def __init__(self, item_table: nn.Module, num_items: int, hidden_size: int = 128, max_items: int = 200,
-                 num_layers: int = 2, num_heads: int = 2, inner_size: int = 256, dropout: float = 0.2):
+                 num_layers: int = 2, num_heads: int = 2, inner_size: int = 256, dropout: float = 0.2,
+                 mask_prob: float = 0.2):
         super().__init__()
         self.item_table = item_table
         self.mask_id = num_items + 1
+        self.mask_prob = mask_prob
         self.context_length = max_items - 1
         self.positions = nn.Embedding(max_items, hidden_size)
         self.input_norm = nn.LayerNorm(hidden_size)
@@ -32,9 +46,10 @@ class BERT4Rec(SequentialRecommender):
         self.blocks = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
 
     @classmethod
-    def from_config(cls, config, item_table: nn.Module, num_items: int) -> "BERT4Rec":
-        return cls(item_table, num_items, config.hidden_size, config.max_items, config.num_layers, config.num_heads,
-                   config.inner_size, config.dropout)
+    def from_config(cls, config, settings: BERT4RecConfig, item_table: nn.Module, num_items: int,
+                    train_popularity) -> "BERT4Rec":
+        return cls(item_table, num_items, config.hidden_size, config.max_items, settings.num_layers,
+                   settings.num_heads, settings.inner_size, config.dropout, settings.mask_prob)
 
     def training_rows(self, train_sequences: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Whole windows (inputs = targets): the cloze loss masks positions itself."""
@@ -45,7 +60,7 @@ class BERT4Rec(SequentialRecommender):
 
     def calculate_loss(self, inputs: torch.Tensor, targets: torch.Tensor, generator: torch.Generator,
                        num_items: int, config) -> torch.Tensor:
-        return masked_item_ce(self, inputs, config.mask_prob, generator)
+        return masked_item_ce(self, inputs, self.mask_prob, generator)
 
     def forward(self, item_ids: torch.Tensor) -> torch.Tensor:
         positions = torch.arange(item_ids.shape[1], device=item_ids.device)

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 from torch import nn
 
-from .base import SequentialRecommender
+from .base import RecommenderConfig, SequentialRecommender
+
+
+@dataclass
+class GRU4RecConfig(RecommenderConfig):
+    number_rules = {"num_layers": ">= 1"}
+
+    num_layers: int = field(default=1, metadata={"help": "Stacked GRU layers."})
 
 
 class GRU4Rec(SequentialRecommender):
+    config_class = GRU4RecConfig
+
     def __init__(self, item_table: nn.Module, hidden_size: int = 128, max_items: int = 200, num_layers: int = 1,
                  dropout: float = 0.2):
         super().__init__()
@@ -19,8 +30,9 @@ class GRU4Rec(SequentialRecommender):
         self.dense = nn.Linear(hidden_size, hidden_size)
 
     @classmethod
-    def from_config(cls, config, item_table: nn.Module, num_items: int) -> "GRU4Rec":
-        return cls(item_table, config.hidden_size, config.max_items, 1, config.dropout)  # one GRU layer
+    def from_config(cls, config, settings: GRU4RecConfig, item_table: nn.Module, num_items: int,
+                    train_popularity) -> "GRU4Rec":
+        return cls(item_table, config.hidden_size, config.max_items, settings.num_layers, config.dropout)
 
     def forward(self, item_ids: torch.Tensor) -> torch.Tensor:
         # The GRU reads left to right, so the right padding never reaches a real position's state.

@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from .base import SequentialRecommender
+from .base import RecommenderConfig, SequentialRecommender
+
+
+@dataclass
+class SASRecConfig(RecommenderConfig):
+    number_rules = {"num_layers": ">= 1", "num_heads": ">= 1", "inner_size": ">= 1"}
+
+    num_layers: int = field(default=2, metadata={"help": "Transformer blocks."})
+    num_heads: int = field(default=2, metadata={"help": "Attention heads."})
+    inner_size: int = field(default=256, metadata={"help": "Feed-forward width of a transformer block."})
 
 
 class SASRec(SequentialRecommender):
+    config_class = SASRecConfig
+
     def __init__(self, item_table: nn.Module, hidden_size: int = 128, max_items: int = 200, num_layers: int = 2,
                  num_heads: int = 2, inner_size: int = 256, dropout: float = 0.2):
         super().__init__()
@@ -25,9 +37,10 @@ class SASRec(SequentialRecommender):
         self.final_norm = nn.LayerNorm(hidden_size)
 
     @classmethod
-    def from_config(cls, config, item_table: nn.Module, num_items: int) -> "SASRec":
-        return cls(item_table, config.hidden_size, config.max_items, config.num_layers, config.num_heads,
-                   config.inner_size, config.dropout)
+    def from_config(cls, config, settings: SASRecConfig, item_table: nn.Module, num_items: int,
+                    train_popularity) -> "SASRec":
+        return cls(item_table, config.hidden_size, config.max_items, settings.num_layers, settings.num_heads,
+                   settings.inner_size, config.dropout)
 
     def forward(self, item_ids: torch.Tensor) -> torch.Tensor:
         length = item_ids.shape[1]
