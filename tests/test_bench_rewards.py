@@ -28,7 +28,7 @@ def test_bench_rewards_end_to_end_on_a_tiny_recipe(tmp_path):
                        "warmup_steps": 0, "eval_items": 16, "logging_steps": 1, "report_to": "none",
                        "rewards": ["cooc_softmax"]},
               "compare": {"options": {"epochs": 1, "patience": 1, "max_items": 10, "hidden_size": 16,
-                                      "inner_size": 32, "num_layers": 1}}}
+                                      "recommender_kwargs": {"sasrec": {"inner_size": 32, "num_layers": 1}}}}}
     recipe_path = tmp_path / "tiny.yaml"
     recipe_path.write_text(yaml.safe_dump(recipe))
     out = tmp_path / "out"

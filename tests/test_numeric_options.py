@@ -10,7 +10,7 @@ import torch
 
 from reaemb_trl.cli import main as cli_main
 from reaemb_trl.crrl import CRRLConfig
-from reaemb_trl.downstream import DownstreamConfig
+from reaemb_trl.downstream import RECOMMENDERS, DownstreamConfig
 from reaemb_trl.errors import InputError
 from reaemb_trl.lrcl import LRCLConfig
 from reaemb_trl.recipe import parse_recipe
@@ -31,13 +31,15 @@ def numeric_fields(config_cls, only=None) -> list[tuple[str, str]]:
 CRRL_OWN = set(vars(CRRLConfig)["__annotations__"])
 CASES = [(LRCLConfig, name, kind, {}) for name, kind in numeric_fields(LRCLConfig)] + \
         [(DownstreamConfig, name, kind, {}) for name, kind in numeric_fields(DownstreamConfig)] + \
+        [(entry.config_cls, name, kind, {}) for entry in RECOMMENDERS.values()
+         for name, kind in numeric_fields(entry.config_cls)] + \
         [(CRRLConfig, name, kind, {"output_dir": "unused"}) for name, kind in numeric_fields(CRRLConfig, CRRL_OWN)]
 
 
 def test_every_config_has_numeric_fields_to_check():
     names = {(cls.__name__, name) for cls, name, _, _ in CASES}
     assert {("LRCLConfig", "max_steps"), ("LRCLConfig", "learning_rate"), ("CRRLConfig", "sigma"),
-            ("CRRLConfig", "warmup_steps"), ("DownstreamConfig", "mask_prob"),
+            ("CRRLConfig", "warmup_steps"), ("BERT4RecConfig", "mask_prob"),
             ("DownstreamConfig", "tail_threshold")} <= names
     assert len(CASES) > 50
 
@@ -70,7 +72,8 @@ def test_every_numeric_field_refuses_nan_inf_and_booleans(config_cls, name, kind
     (CRRLConfig, {"reward_weights": [1.0, NAN], "rewards": ["cooc_ndcg", "cooc_softmax"]},
      r"reward_weights\[1\] must be a finite number"),
     (CRRLConfig, {"num_generations": 4.5}, "num_generations must be an integer"),
-    (DownstreamConfig, {"mask_prob": 1.5}, r"downstream config: mask_prob must be in \[0, 1\], got 1.5"),
+    (DownstreamConfig, {"recommender_kwargs": {"bert4rec": {"mask_prob": 1.5}}},
+     r"downstream config: mask_prob must be in \[0, 1\], got 1.5"),
     (DownstreamConfig, {"tail_threshold": -1}, "tail_threshold must be >= 0, got -1"),
     (DownstreamConfig, {"dropout": 1.0}, r"dropout must be in \[0, 1\)"),
     (DownstreamConfig, {"epochs": True}, "epochs must be an integer, got True"),
@@ -85,7 +88,8 @@ def test_values_in_range_pass_and_numeric_strings_and_whole_floats_convert():
     config = LRCLConfig(max_steps=3.0, learning_rate="1e-4", warmup_steps="2")
     assert config.max_steps == 3 and isinstance(config.max_steps, int)
     assert config.learning_rate == 1e-4 and config.warmup_steps == 2
-    assert DownstreamConfig(mask_prob=1.0, dropout=0.0, tail_threshold=0).mask_prob == 1.0
+    assert DownstreamConfig(recommender="bert4rec", recommender_kwargs={"bert4rec": {"mask_prob": 1.0}}, dropout=0.0,
+                            tail_threshold=0).recommender_config().mask_prob == 1.0
     assert CRRLConfig(output_dir="unused", max_steps=-1).max_steps == -1  # TrainingArguments: train by epochs
     assert check_number(None, "x", "int", ">= 1", optional=True) is None
     with pytest.raises(InputError, match="x must be an integer, got None"):
@@ -141,7 +145,8 @@ def test_pipeline_and_its_dry_run_refuse_bad_numbers_at_load(tmp_path, capsys):
              ({"crrl": "{sigma: .nan}"}, "`crrl`: CRRL config: sigma must be a finite number"),
              ({"export": "{batch_size: -4}"}, "export: batch_size must be >= 1, got -4"),
              ({"compare": "{seeds: true}"}, "compare: seeds must be an integer, got True"),
-             ({"compare": "{options: {mask_prob: 1.5}}"}, r"mask_prob must be in \[0, 1\], got 1.5"),
+             ({"compare": "{options: {recommender_kwargs: {bert4rec: {mask_prob: 1.5}}}}"},
+              r"mask_prob must be in \[0, 1\], got 1.5"),
              ({"seed": "2.5"}, "pipeline: seed must be an integer, got 2.5")]
     for sections, message in cases:
         recipe.write_text("".join(f"{key}: {value}\n" for key, value in sections.items()))
