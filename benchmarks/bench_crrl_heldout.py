@@ -54,7 +54,7 @@ def short_lrcl(data: Path, output: Path, seed: int) -> Path:
 
 
 def crrl(lrcl: Path, data: Path, output: Path, reward: str, seed: int, args) -> dict:
-    config = CRRLConfig(output_dir=str(output), model_name_or_path=str(lrcl), dataset_dir=str(data), rewards=[reward],
+    config = CRRLConfig(output_dir=str(output), lrcl_model_path=str(lrcl), dataset_dir=str(data), rewards=[reward],
                         eval_reward="cooc_ndcg", eval_items=256, num_generations=8,
                         per_device_train_batch_size=8 * args.items_per_step, max_steps=args.steps, num_iterations=1,
                         learning_rate=1e-3, warmup_steps=0, lr_scheduler_type="constant", sigma=0.02,

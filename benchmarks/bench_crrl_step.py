@@ -37,6 +37,7 @@ from transformers import PrinterCallback, TrainerCallback  # noqa: E402
 from reaemb_trl.crrl import CooccurrenceRewardModel, CRRLConfig, EmbeddingGRPOTrainer, item_dataset  # noqa: E402
 from reaemb_trl.crrl.policy import group_advantages, reduce_per_token, surrogate_loss  # noqa: E402
 from reaemb_trl.embedder import LatentReasoningEmbedder  # noqa: E402
+from reaemb_trl.embedder.loading import LoadingOptions
 from reaemb_trl.io_utils import sigterm_as_interrupt  # noqa: E402
 from reaemb_trl.rewards import get_reward  # noqa: E402
 
@@ -152,8 +153,9 @@ def main(argv=None) -> dict:
         workdir = Path(workdir)
         model.save_pretrained(workdir / "backbone")
         tokenizer.save_pretrained(workdir / "backbone")
-        embedder = LatentReasoningEmbedder.from_backbone(str(workdir / "backbone"), max_length=args.prompt_length,
-                                                         padding_side="left")
+        embedder = LatentReasoningEmbedder.from_backbone(str(workdir / "backbone"),
+                                                         LoadingOptions(max_length=args.prompt_length,
+                                                                        padding_side="left"))
         assert embedder.tokenize(texts[1:2])["input_ids"].shape[1] == args.prompt_length
         cached = time_trainer(embedder, texts, cooc, args, workdir / "cached", CRRLConfig.prefix_cache_size, 1)
         uncached = time_trainer(embedder, texts, cooc, args, workdir / "uncached", 0, 0)

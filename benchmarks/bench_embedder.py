@@ -42,6 +42,7 @@ from reaemb_trl.embedder import (  # noqa: E402
     LatentReasoningEmbedder,
     resolve_backbone,
 )
+from reaemb_trl.embedder.loading import LoadingOptions
 from reaemb_trl.io_utils import sigterm_as_interrupt  # noqa: E402
 from reaemb_trl.testing import build_tiny_decoder  # noqa: E402
 
@@ -178,8 +179,8 @@ def main_bundled(args: argparse.Namespace, device: torch.device, dtype: torch.dt
     system_prompts = {"default": None, "empty": ""} if args.backbone == BUNDLED_SMOLLM2 else {"default": None}
     runs, causal = {}, True
     for label, system_prompt in system_prompts.items():
-        embedder = LatentReasoningEmbedder.from_backbone(args.backbone, lora=True, max_length=args.max_length,
-                                                         dtype=dtype, system_prompt=system_prompt)
+        options = LoadingOptions(use_peft=True, max_length=args.max_length, dtype=dtype, system_prompt=system_prompt)
+        embedder = LatentReasoningEmbedder.from_backbone(args.backbone, options)
         embedder.to(device)
         lengths = [len(ids) for ids in embedder.prompts.build(texts_a + texts_b)]
         if max(lengths) >= args.max_length:
@@ -216,8 +217,8 @@ def main(argv=None) -> dict:
     logging.getLogger("reaemb_trl.embedder.prompts").setLevel(logging.ERROR)  # every text is truncated on purpose
     model, tokenizer = build_model(args)
     model.to(dtype)
-    embedder = LatentReasoningEmbedder.from_backbone(model, tokenizer, lora=True, max_length=args.prompt_length,
-                                                     padding_side="left")
+    options = LoadingOptions(use_peft=True, max_length=args.prompt_length, padding_side="left")
+    embedder = LatentReasoningEmbedder.from_backbone(model, options, tokenizer=tokenizer)
     embedder.to(device)
     rng = random.Random(0)
     texts = [" ".join(rng.choice(WORDS) for _ in range(4 * args.prompt_length)) for _ in range(args.batch)]

@@ -87,7 +87,7 @@ def export_stage(model_dir: Path, dataset: PreparedDataset, output: Path, batch_
 def crrl_stage(recipe: PipelineConfig, model_dir: Path, data: Path, output: Path, steps: int) -> dict:
     settings = {**recipe.crrl, "max_steps": steps, "eval_strategy": "steps", "eval_steps": steps,
                 "save_strategy": "no",
-                "model_name_or_path": str(model_dir), "dataset_dir": str(data), "seed": recipe.seed,
+                "lrcl_model_path": str(model_dir), "dataset_dir": str(data), "seed": recipe.seed,
                 "output_dir": str(output), "overwrite_output_dir": True, "use_cpu": True, "disable_tqdm": True}
     settings.pop("save_steps", None)
     started = time.perf_counter()

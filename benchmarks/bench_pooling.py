@@ -35,6 +35,7 @@ from reaemb_trl.crrl import (
 )
 from reaemb_trl.data import PreparedDataset, prepare_dataset, sample_dataset_files  # noqa: E402
 from reaemb_trl.embedder import POOLING_MODES, LatentReasoningEmbedder  # noqa: E402
+from reaemb_trl.embedder.loading import LoadingOptions
 from reaemb_trl.io_utils import sigterm_as_interrupt  # noqa: E402
 
 
@@ -73,7 +74,7 @@ def sensitivity(embedder: LatentReasoningEmbedder, texts: list[str], sigma: floa
 
 
 def crrl_movement(model_dir: Path, data: Path, output: Path, args) -> dict:
-    config = CRRLConfig(output_dir=str(output), model_name_or_path=str(model_dir), dataset_dir=str(data),
+    config = CRRLConfig(output_dir=str(output), lrcl_model_path=str(model_dir), dataset_dir=str(data),
                         rewards=["cooc_softmax"], eval_reward="cooc_ndcg", eval_items=128, num_generations=8,
                         per_device_train_batch_size=8 * args.items_per_step, max_steps=args.crrl_steps,
                         num_iterations=1, learning_rate=1e-3, warmup_steps=0, lr_scheduler_type="constant",
@@ -97,8 +98,8 @@ def main(argv=None) -> dict:
         data = prepare_dataset("seqjson", interactions=inter, items=items, output=workdir / "data")
         texts = PreparedDataset.load(data).item_texts[1 : args.items + 1]
         for mode in args.modes:
-            embedder = LatentReasoningEmbedder.from_backbone(args.backbone, pooling=mode, system_prompt="",
-                                                             max_length=args.max_length, seed=args.seed)
+            options = LoadingOptions(pooling=mode, system_prompt="", max_length=args.max_length, seed=args.seed)
+            embedder = LatentReasoningEmbedder.from_backbone(args.backbone, options)
             per_mode[mode] = sensitivity(embedder, texts, args.sigma, args.seed)
             if args.crrl_steps:
                 embedder.save_pretrained(workdir / f"raw-{mode}")

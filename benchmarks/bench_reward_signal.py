@@ -33,6 +33,7 @@ from reaemb_trl.data import (
 )
 from reaemb_trl.data.association import POSITIVE_RULES
 from reaemb_trl.data.reward_signal import rank_reward_bounds
+from reaemb_trl.embedder.loading import LoadingOptions
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -49,7 +50,7 @@ def default_table(dataset: PreparedDataset, backbone: str, folder: Path) -> Path
     from reaemb_trl.embedder import LatentReasoningEmbedder
     from reaemb_trl.export import export_item_table
 
-    embedder = LatentReasoningEmbedder.from_backbone(backbone, use_thought=False, pooling="mean")
+    embedder = LatentReasoningEmbedder.from_backbone(backbone, LoadingOptions(use_thought=False, pooling="mean"))
     return export_item_table(embedder, dataset, folder / "raw_mean.safetensors", show_progress=False)[0]
 
 

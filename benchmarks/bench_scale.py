@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 from bench_cooccurrence import synthetic_log  # beside this script
 
+from reaemb_trl.embedder.loading import LoadingOptions
 from reaemb_trl.io_utils import atomic_path, sigterm_as_interrupt, write_json
 
 STEPS = ("prepare", "candidates", "export")
@@ -248,7 +249,7 @@ def main() -> int:
     from reaemb_trl.testing import save_tiny_decoder
 
     backbone = save_tiny_decoder(output / "backbone", **TINY_DECODER)
-    LatentReasoningEmbedder.from_backbone(backbone, max_length=64).save_pretrained(output / "embedder")
+    LatentReasoningEmbedder.from_backbone(backbone, LoadingOptions(max_length=64)).save_pretrained(output / "embedder")
     steps: dict = {step: {} for step in args.steps}
     baseline: dict = {step: {} for step in BASELINE_STEPS if step in args.steps and args.baseline}
     generate_seconds = []

@@ -164,7 +164,7 @@ def crrl_step(args, lrcl_folder: Path, data: Path, output: Path) -> dict:
 
     _reset_peak(args.device)
     run(CRRLConfig(
-        model_name_or_path=str(lrcl_folder), dataset_dir=str(data), output_dir=str(output), max_steps=args.steps,
+        lrcl_model_path=str(lrcl_folder), dataset_dir=str(data), output_dir=str(output), max_steps=args.steps,
         num_generations=4, per_device_train_batch_size=8 if args.dry_run else 64, learning_rate=1e-3,
         warmup_steps=0, eval_items=0, save_strategy="no", logging_steps=1, report_to="none",
         bf16=args.device == "cuda", use_cpu=args.device == "cpu", overwrite_output_dir=True))

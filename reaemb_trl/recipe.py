@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -35,16 +35,41 @@ def help_field(text: str, **kwargs):
     return dataclasses.field(metadata={"help": text}, **kwargs)
 
 
+def renamed_message(keys: Iterable[str], renamed: Mapping[str, str]) -> str:
+    """"{old} is now {new}; ..." for the keys that `renamed` (old name -> new name) maps, "" for none: the one
+    wording of every renamed-key error (recipes, flags, pipeline sections)."""
+    return "; ".join(f"{key} is now {renamed[key]}" for key in keys if key in renamed)
+
+
+def renamed_hint(unknown: Iterable[str], renamed: Mapping[str, str]) -> str:
+    """" ({old} is now {new}; ...)" for the unknown keys that were renamed, to follow an unknown-key error."""
+    message = renamed_message(unknown, renamed)
+    return f" ({message})" if message else ""
+
+
+def _refuse_renamed(argv: list[str], recipe: dict, config_classes: Sequence[type]) -> None:
+    """An old key in the recipe file or on the command line is refused with its new name, before TrlParser would
+    call it merely unknown (or, for a field TRL still has, accept it)."""
+    renamed = {old: new for cls in config_classes for old, new in getattr(cls, "RENAMED_KEYS", {}).items()}
+    flags = [arg[2:].split("=", 1)[0].replace("-", "_") for arg in argv if arg.startswith("--")]
+    used = [key for key in dict.fromkeys([*recipe, *flags]) if key in renamed]
+    if used:
+        raise InputError(renamed_message(used, renamed))
+
+
 def parse_recipe(config_cls: type[ConfigT], argv: list[str], prog: str | None = None,
                  extra: tuple[type, ...] = (), description: str | None = None):
-    """`--config RECIPE.yaml` sets defaults, `--key value` overrides them; an unknown key is an InputError naming it.
+    """`--config RECIPE.yaml` sets defaults, `--key value` overrides them; an unknown key is an InputError naming it,
+    a renamed one (a config class's `RENAMED_KEYS`) an InputError naming its new name.
     Returns the `config_cls` instance, or (it, *instances of `extra`) when `extra` dataclasses are given."""
+    recipe = {}
     if "--config" in argv:
         position = argv.index("--config") + 1
         if position == len(argv) or argv[position].startswith("--"):
             raise InputError("--config needs a recipe file (--config RECIPE.yaml)")
         # a clear error for a missing file, a YAML syntax error or a repeated key (before TRL's slow import)
-        load_recipe_yaml(Path(argv[position]))
+        recipe = load_recipe_yaml(Path(argv[position]))
+    _refuse_renamed(argv, recipe, (config_cls, *extra))
     from trl import TrlParser
 
     parser = TrlParser((config_cls, *extra), prog=prog, description=description,

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from reaemb_trl.embedder.loading import LoadingOptions
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
@@ -80,7 +82,8 @@ def tiny_embedder_folder(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("tiny_embedder")
     backbone = save_tiny_decoder(root / "backbone", arch="llama")
-    LatentReasoningEmbedder.from_backbone(backbone, lora=True, max_length=96).save_pretrained(root / "embedder")
+    LatentReasoningEmbedder.from_backbone(backbone, LoadingOptions(use_peft=True,
+                                                                   max_length=96)).save_pretrained(root / "embedder")
     return root / "embedder"
 
 

@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from reaemb_trl.embedder import LatentReasoningEmbedder
+from reaemb_trl.embedder.loading import LoadingOptions
 from reaemb_trl.lrcl.losses import build_loss
 from reaemb_trl.lrcl.lrcl_trainer import ContrastiveEmbedder
 from reaemb_trl.testing import save_tiny_decoder
@@ -74,8 +75,8 @@ def test_fsdp_policy_wraps_each_decoder_layer(architecture, tmp_path, monkeypatc
 
     _, plugin = _plugin_for(REPO / "recipes" / "accelerate" / "fsdp.yaml", monkeypatch)
     embedder = LatentReasoningEmbedder.from_backbone(
-        str(save_tiny_decoder(tmp_path / architecture, arch=architecture)), max_length=40,
-        lora={"top_layers": 1})
+        str(save_tiny_decoder(tmp_path / architecture, arch=architecture)),
+        LoadingOptions(max_length=40, use_peft=True, lora_top_layers=1))
     model = ContrastiveEmbedder(embedder, build_loss("infonce"))  # what LRCL prepares; CRRL prepares the embedder
     layers = embedder.backbone_model.model.layers
     for prepared in (model, embedder):
@@ -148,8 +149,9 @@ def test_lrcl_under_deepspeed_trains_resumes_and_saves_like_plain(deepspeed_one_
 @pytest.mark.slow
 def test_crrl_under_deepspeed_trains_and_saves_like_plain(deepspeed_one_cpu, prepared_sample, tmp_path):
     backbone = save_tiny_decoder(tmp_path / "tiny")
-    LatentReasoningEmbedder.from_backbone(str(backbone), max_length=40).save_pretrained(tmp_path / "lrcl")
-    settings = dict(model_name_or_path=tmp_path / "lrcl", dataset_dir=prepared_sample, num_generations=4,
+    LatentReasoningEmbedder.from_backbone(str(backbone),
+                                          LoadingOptions(max_length=40)).save_pretrained(tmp_path / "lrcl")
+    settings = dict(lrcl_model_path=tmp_path / "lrcl", dataset_dir=prepared_sample, num_generations=4,
                     per_device_train_batch_size=8, max_steps=2, learning_rate=5e-2, warmup_steps=0, eval_items=0,
                     save_strategy="steps", save_steps=2, logging_steps=1, report_to="none", seed=3,
                     rewards="cooc_softmax")  # smooth: a rank reward can tie every sample of a tiny model's group

@@ -7,6 +7,7 @@ from reaemb_trl.cli import main as cli_main
 from reaemb_trl.crrl import CooccurrenceRewardModel, CRRLConfig, EmbeddingGRPOTrainer, item_dataset, load_policy
 from reaemb_trl.crrl.crrl_config import UNUSED_GRPO_KEYS
 from reaemb_trl.embedder import LatentReasoningEmbedder
+from reaemb_trl.embedder.loading import LoadingOptions
 from reaemb_trl.errors import InputError
 from reaemb_trl.lrcl import LRCLConfig
 from reaemb_trl.recipe import parse_recipe
@@ -84,8 +85,9 @@ def test_a_25_step_crrl_run_reaches_the_peak_learning_rate(small_dataset, tmp_pa
     """The default warm-up is a share of the run: a 25-step run warms up over 3 steps and then follows its schedule
     from the peak (the old default, 200 steps, kept it below 1/8 of the peak). The schedule is the trainer's own."""
     backbone = save_tiny_decoder(tmp_path / "backbone", hidden_size=32, num_layers=1)
-    LatentReasoningEmbedder.from_backbone(str(backbone), max_length=32).save_pretrained(tmp_path / "lrcl")
-    args = CRRLConfig(output_dir=str(tmp_path / "out"), model_name_or_path=str(tmp_path / "lrcl"), max_steps=25,
+    LatentReasoningEmbedder.from_backbone(str(backbone),
+                                          LoadingOptions(max_length=32)).save_pretrained(tmp_path / "lrcl")
+    args = CRRLConfig(output_dir=str(tmp_path / "out"), lrcl_model_path=str(tmp_path / "lrcl"), max_steps=25,
                       num_generations=2, per_device_train_batch_size=2, learning_rate=1e-3, report_to="none",
                       use_cpu=True)
     reward_model = CooccurrenceRewardModel(small_dataset, num_candidates=4)

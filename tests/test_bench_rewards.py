@@ -12,6 +12,7 @@ import yaml
 from conftest import prepared_sample_subset
 
 from reaemb_trl.embedder import LatentReasoningEmbedder
+from reaemb_trl.embedder.loading import LoadingOptions
 from reaemb_trl.testing import save_tiny_decoder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,7 +21,8 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_bench_rewards_end_to_end_on_a_tiny_recipe(tmp_path):
     backbone = save_tiny_decoder(tmp_path / "backbone", arch="llama", hidden_size=32, num_layers=2)
-    LatentReasoningEmbedder.from_backbone(str(backbone), pooling="thought", max_length=48).save_pretrained(
+    LatentReasoningEmbedder.from_backbone(str(backbone), LoadingOptions(pooling="thought",
+                                                                        max_length=48)).save_pretrained(
         tmp_path / "lrcl")
     data = prepared_sample_subset(tmp_path, 120)
     recipe = {"backbone": str(backbone), "seed": 3,

@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 from test_embedder_paths import loss_and_grads, rel_err  # tests/ is on sys.path (rootdir conftest)
 from test_embedder_save_load import perturb_lora
-from transformers import BitsAndBytesConfig
 
 from reaemb_trl.data import PreparedDataset, join_attributes
 from reaemb_trl.embedder import (
@@ -20,11 +19,12 @@ from reaemb_trl.embedder import (
     PromptBuilder,
     resolve_backbone,
 )
+from reaemb_trl.embedder.loading import LoadingOptions
 from reaemb_trl.lrcl import LRCLConfig, LRCLTrainer
 
 MAX_LENGTH = 64  # with the default system prompt the frame takes 39 tokens, leaving 25 for the item text
 # LoRA on the last 2 of 30 layers keeps the backward pass short; dropout off so both paths compute one function.
-LORA = {"top_layers": 2, "lora_dropout": 0.0}
+LORA = {"use_peft": True, "lora_top_layers": 2, "lora_dropout": 0.0}
 DEFAULT_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
 
 
@@ -48,9 +48,9 @@ def embedders(smollm2_backbone):
     model, tokenizer = smollm2_backbone
     built = {}
     for j in (1, 2):
-        built[j] = LatentReasoningEmbedder.from_backbone(copy.deepcopy(model), tokenizer, num_thought_tokens=j,
-                                                         max_length=MAX_LENGTH, lora=LORA,
-                                                         backbone_name_or_path=BUNDLED_SMOLLM2)
+        built[j] = LatentReasoningEmbedder.from_backbone(
+            copy.deepcopy(model), LoadingOptions(num_thought_tokens=j, max_length=MAX_LENGTH, **LORA),
+            tokenizer=tokenizer, backbone_name_or_path=BUNDLED_SMOLLM2)
         perturb_lora(built[j], seed=j)
     return built
 
@@ -125,10 +125,9 @@ def symmetric_infonce(embedder, view_a, view_b, temperature=0.05):
 
 
 def test_qlora_one_step_lowers_the_loss(dataset):
-    quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                      bnb_4bit_compute_dtype=torch.float32)
-    embedder = LatentReasoningEmbedder.from_backbone(BUNDLED_SMOLLM2, lora=True, quantization=quantization,
-                                                     max_length=MAX_LENGTH)
+    options = LoadingOptions(use_peft=True, quantization="4bit", bnb_4bit_compute_dtype="float32",
+                             max_length=MAX_LENGTH)  # bitsandbytes NF4
+    embedder = LatentReasoningEmbedder.from_backbone(BUNDLED_SMOLLM2, options)
     q_proj = embedder.backbone_model.model.layers[-1].self_attn.q_proj.base_layer
     assert type(q_proj.weight).__name__ == "Params4bit" and q_proj.weight.dtype == torch.uint8
     base_before = q_proj.weight.detach().clone()
@@ -183,8 +182,8 @@ def test_short_lrcl_run_lowers_the_heldout_loss(prepared_sample, tmp_path):
 
 
 def test_save_load_gives_identical_embeddings(texts, tmp_path):
-    embedder = LatentReasoningEmbedder.from_backbone(BUNDLED_SMOLLM2, num_thought_tokens=2, pooling="weighted",
-                                                     lora={"top_layers": 2}, max_length=MAX_LENGTH)
+    embedder = LatentReasoningEmbedder.from_backbone(BUNDLED_SMOLLM2, LoadingOptions(
+        num_thought_tokens=2, pooling="weighted", use_peft=True, lora_top_layers=2, max_length=MAX_LENGTH))
     perturb_lora(embedder, seed=5)
     generator = torch.Generator().manual_seed(6)
     with torch.no_grad():  # "trained" thought weights must travel too

@@ -10,6 +10,8 @@ import time
 import pytest
 import torch
 
+from reaemb_trl.embedder.loading import LoadingOptions
+
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_during_prepare_leaves_nothing_half_written(tmp_path, sig):
@@ -93,7 +95,7 @@ def test_sigterm_in_training_checkpoints_the_step_and_the_resume_ends_like_a_str
         expected, got = (load_file(str(tmp_path / run / name)) for run in ("straight", "stopped"))
         assert all(torch.equal(expected[k], got[k]) for k in expected), name
 
-    crrl = ["crrl", "--model_name_or_path", str(tmp_path / "straight"), "--dataset_dir", str(data),
+    crrl = ["crrl", "--lrcl_model_path", str(tmp_path / "straight"), "--dataset_dir", str(data),
             "--output_dir", str(tmp_path / "crrl"), "--num_generations", "2", "--per_device_train_batch_size", "8",
             "--max_steps", "40", "--eval_items", "16", "--save_strategy", "no", "--report_to", "none",
             "--use_cpu", "true", "--warmup_steps", "0", "--logging_steps", "1", "--disable_tqdm", "false"]
@@ -117,7 +119,7 @@ def test_sigterm_during_export_leaves_no_table_behind(tiny_run_inputs, tmp_path)
     from reaemb_trl.embedder import LatentReasoningEmbedder
 
     backbone, data = tiny_run_inputs
-    LatentReasoningEmbedder.from_backbone(backbone, max_length=48).save_pretrained(tmp_path / "model")
+    LatentReasoningEmbedder.from_backbone(backbone, LoadingOptions(max_length=48)).save_pretrained(tmp_path / "model")
     output = tmp_path / "items.safetensors"
     process = _launch(["export", "--model", str(tmp_path / "model"), "--data", str(data), "--output", str(output),
                        "--batch-size", "1"], tmp_path / "export.log")

@@ -13,6 +13,7 @@ from reaemb_trl.crrl import CooccurrenceRewardModel, CRRLConfig, build_trainer, 
 from reaemb_trl.crrl.cooc_sft import CoocSFT, items_per_step
 from reaemb_trl.crrl.run import build_reward_model
 from reaemb_trl.embedder import LatentReasoningEmbedder
+from reaemb_trl.embedder.loading import LoadingOptions
 from reaemb_trl.errors import InputError
 
 
@@ -23,7 +24,7 @@ def office30(tmp_path_factory):
 
 
 def _args(lrcl, data, output, **overrides) -> CRRLConfig:
-    settings = dict(output_dir=str(output), model_name_or_path=str(lrcl), dataset_dir=str(data), num_generations=4,
+    settings = dict(output_dir=str(output), lrcl_model_path=str(lrcl), dataset_dir=str(data), num_generations=4,
                     per_device_train_batch_size=32, num_iterations=2, max_steps=12, learning_rate=1e-3,
                     warmup_steps=0, lr_scheduler_type="constant", refresh_every=100, eval_items=32,
                     save_strategy="no", report_to="none", use_cpu=True, seed=0, disable_tqdm=True)
@@ -32,8 +33,9 @@ def _args(lrcl, data, output, **overrides) -> CRRLConfig:
 
 def test_sft_lowers_its_loss_raises_the_reward_and_trains_the_thought_module_only(office30, minilm_path, tmp_path):
     lrcl = tmp_path / "lrcl"
-    LatentReasoningEmbedder.from_backbone(minilm_path, max_length=24,
-                                          lora={"target_modules": ["query", "value"]}).save_pretrained(lrcl)
+    LatentReasoningEmbedder.from_backbone(minilm_path, LoadingOptions(max_length=24, use_peft=True,
+                                                                      lora_target_modules=["query",
+                                                                                           "value"])).save_pretrained(lrcl)
     metrics = run_cooc_sft(_args(lrcl, office30, tmp_path / "sft"))
 
     # CRRL's item visits: 32 samples / G 4 = 8 items per step, each batch for num_iterations = 2 steps
@@ -113,7 +115,7 @@ def test_cli_runs_the_pipelines_recipe_by_hand(office30, tiny_embedder_folder, t
 
     recipe = tmp_path / "cooc_sft.yaml"
     recipe.write_text(yaml.safe_dump({
-        "model_name_or_path": str(tiny_embedder_folder), "dataset_dir": str(office30),
+        "lrcl_model_path": str(tiny_embedder_folder), "dataset_dir": str(office30),
         "output_dir": str(tmp_path / "sft"), "per_device_train_batch_size": 8, "num_generations": 2, "max_steps": 2,
         "eval_items": 8, "use_cpu": True, "report_to": "none", "warmup_steps": 0}))
     assert main(["cooc-sft", "--config", str(recipe)]) == 0

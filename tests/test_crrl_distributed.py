@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from reaemb_trl.embedder import LatentReasoningEmbedder
+from reaemb_trl.embedder.loading import LoadingOptions
 from reaemb_trl.testing import save_tiny_decoder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,9 +27,10 @@ def _free_port() -> str:
 @pytest.mark.slow
 def test_two_processes_end_with_identical_parameters(prepared_sample, tmp_path):
     backbone = save_tiny_decoder(tmp_path / "tiny")
-    LatentReasoningEmbedder.from_backbone(str(backbone), max_length=40).save_pretrained(tmp_path / "lrcl")
+    LatentReasoningEmbedder.from_backbone(str(backbone),
+                                          LoadingOptions(max_length=40)).save_pretrained(tmp_path / "lrcl")
     output = tmp_path / "out"
-    settings = dict(model_name_or_path=tmp_path / "lrcl", dataset_dir=prepared_sample, output_dir=output,
+    settings = dict(lrcl_model_path=tmp_path / "lrcl", dataset_dir=prepared_sample, output_dir=output,
                     num_generations=4, per_device_train_batch_size=8, max_steps=4, num_iterations=2,
                     learning_rate=5e-2, warmup_steps=0, eval_items=0, save_strategy="no", logging_steps=1,
                     report_to="none", seed=3)

@@ -20,6 +20,7 @@ from transformers import TrainerCallback
 from reaemb_trl.crrl import CooccurrenceRewardModel, CRRLConfig, EmbeddingGRPOTrainer, item_dataset
 from reaemb_trl.crrl.policy import group_advantages
 from reaemb_trl.embedder import LatentReasoningEmbedder
+from reaemb_trl.embedder.loading import LoadingOptions
 from reaemb_trl.rewards import get_reward
 from reaemb_trl.testing import build_tiny_decoder
 
@@ -59,7 +60,8 @@ def make_trainer(tmp_path, callbacks=None, **overrides) -> EmbeddingGRPOTrainer:
     reward_model = CooccurrenceRewardModel(cooccurrence, num_candidates=8, item_texts=texts)
     model, tokenizer = build_tiny_decoder("qwen2", hidden_size=32, seed=0)
     # `thought` pooling reads the thought's own state and the ones after it, so the thought controls the embedding.
-    embedder = LatentReasoningEmbedder.from_backbone(model, tokenizer=tokenizer, pooling="thought", max_length=48)
+    embedder = LatentReasoningEmbedder.from_backbone(model, LoadingOptions(pooling="thought", max_length=48),
+                                                     tokenizer=tokenizer)
     settings = dict(output_dir=str(tmp_path / "crrl"), num_generations=32, sigma=SIGMA, learning_rate=3e-3,
                     lr_scheduler_type="constant", warmup_steps=0, max_steps=40, logging_steps=40, save_strategy="no",
                     report_to="none", disable_tqdm=True, use_cpu=True, seed=0)

@@ -13,7 +13,7 @@ def test_crrl_from_lrcl_raises_heldout_cooc_ndcg(minilm_lrcl, prepared_sample, t
     # 64 items x G = 8 per step (measured: 8 items per step left the held-out value within noise). The smooth
     # cooc_softmax reward trains; the held-out score is the noise-free cooc_ndcg of 256 items never trained on.
     lrcl_trainer, _ = minilm_lrcl
-    args = CRRLConfig(output_dir=str(tmp_path / "crrl"), model_name_or_path=str(lrcl_trainer.output_dir),
+    args = CRRLConfig(output_dir=str(tmp_path / "crrl"), lrcl_model_path=str(lrcl_trainer.output_dir),
                       dataset_dir=str(prepared_sample), rewards=["cooc_softmax"], eval_reward="cooc_ndcg",
                       eval_items=256, num_generations=8, per_device_train_batch_size=512, max_steps=40,
                       num_iterations=1, learning_rate=1e-3, warmup_steps=0, lr_scheduler_type="constant",

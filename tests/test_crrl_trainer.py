@@ -9,6 +9,7 @@ from reaemb_trl.crrl import CooccurrenceRewardModel, CRRLConfig, EmbeddingGRPOTr
 from reaemb_trl.crrl.cli import main
 from reaemb_trl.crrl.policy import policy_logprobs
 from reaemb_trl.embedder import LatentReasoningEmbedder
+from reaemb_trl.embedder.loading import LoadingOptions
 from reaemb_trl.errors import InputError
 from reaemb_trl.rewards import get_reward
 from reaemb_trl.testing import save_tiny_decoder
@@ -18,7 +19,7 @@ from reaemb_trl.testing import save_tiny_decoder
 def lrcl_folder(tmp_path_factory):
     root = tmp_path_factory.mktemp("crrl")
     backbone = save_tiny_decoder(root / "backbone")
-    LatentReasoningEmbedder.from_backbone(str(backbone), max_length=40).save_pretrained(root / "lrcl")
+    LatentReasoningEmbedder.from_backbone(str(backbone), LoadingOptions(max_length=40)).save_pretrained(root / "lrcl")
     return root / "lrcl"
 
 
@@ -30,7 +31,7 @@ def reward_model(prepared_sample):
 def make_trainer(lrcl_folder, reward_model, tmp_path, num_items=16, **overrides):
     settings = dict(output_dir=str(tmp_path / "out"), num_generations=4, per_device_train_batch_size=16, max_steps=1,
                     logging_steps=1, save_strategy="no", report_to="none", warmup_steps=0, learning_rate=1e-2,
-                    use_cpu=True, model_name_or_path=str(lrcl_folder), seed=0)
+                    use_cpu=True, lrcl_model_path=str(lrcl_folder), seed=0)
     settings.update(overrides)
     args = CRRLConfig(**settings)
     train_items, _ = reward_model.split_items(0)
@@ -125,10 +126,10 @@ def test_bad_input(lrcl_folder, reward_model, tmp_path):
     with pytest.raises(InputError, match="num_generations must be >= 2"):
         CRRLConfig(output_dir=str(tmp_path), num_generations=1)
     with pytest.raises(InputError, match="built on backbone"):
-        load_policy(CRRLConfig(output_dir=str(tmp_path), model_name_or_path=str(lrcl_folder),
+        load_policy(CRRLConfig(output_dir=str(tmp_path), lrcl_model_path=str(lrcl_folder),
                                backbone="Qwen/Qwen2.5-0.5B"))
     with pytest.raises(InputError, match="not a LatentReasoningEmbedder folder"):
-        load_policy(CRRLConfig(output_dir=str(tmp_path), model_name_or_path=str(tmp_path)))
+        load_policy(CRRLConfig(output_dir=str(tmp_path), lrcl_model_path=str(tmp_path)))
     with pytest.raises(InputError, match="divisible by num_generations"):
         make_trainer(lrcl_folder, reward_model, tmp_path, per_device_train_batch_size=6)
     with pytest.raises(InputError, match="unknown reward 'nope'"):
@@ -139,7 +140,7 @@ def test_cli_writes_an_embedder_folder_and_resumes(lrcl_folder, prepared_sample,
     recipe = tmp_path / "crrl.yaml"
     output = tmp_path / "crrl_out"
     recipe.write_text(yaml.safe_dump({
-        "model_name_or_path": str(lrcl_folder), "dataset_dir": str(prepared_sample), "output_dir": str(output),
+        "lrcl_model_path": str(lrcl_folder), "dataset_dir": str(prepared_sample), "output_dir": str(output),
         "backbone": json.loads((lrcl_folder / "config.json").read_text())["backbone_name_or_path"],
         "num_generations": 4, "per_device_train_batch_size": 16, "max_steps": 2, "eval_items": 20, "sigma": 1.0,
         "rewards": ["cooc_ndcg", "cooc_mrr"], "reward_weights": [1.0, 0.5], "save_steps": 1, "use_cpu": True,
@@ -255,7 +256,7 @@ def test_tensorboard_events_of_every_evaluation_land_under_output_dir(lrcl_folde
 
     monkeypatch.chdir(tmp_path)
     output = tmp_path / "out"
-    run(CRRLConfig(output_dir=str(output), model_name_or_path=str(lrcl_folder), dataset_dir=str(prepared_sample),
+    run(CRRLConfig(output_dir=str(output), lrcl_model_path=str(lrcl_folder), dataset_dir=str(prepared_sample),
                    num_generations=4, per_device_train_batch_size=16, max_steps=2, eval_items=8, logging_steps=1,
                    save_strategy="no", report_to="tensorboard", warmup_steps=0, use_cpu=True, seed=0))
     assert not (tmp_path / "runs").exists()

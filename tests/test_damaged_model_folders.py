@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from reaemb_trl.embedder import LatentReasoningEmbedder
+from reaemb_trl.embedder.loading import LoadingOptions
 from reaemb_trl.errors import InputError
 from reaemb_trl.testing import save_tiny_decoder
 
@@ -19,7 +20,7 @@ from reaemb_trl.testing import save_tiny_decoder
 def saved_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("damaged")
     backbone = save_tiny_decoder(root / "backbone", arch="llama")
-    LatentReasoningEmbedder.from_backbone(backbone, lora=True, max_length=64).save_pretrained(
+    LatentReasoningEmbedder.from_backbone(backbone, LoadingOptions(use_peft=True, max_length=64)).save_pretrained(
         root / "model", relative_backbone=True)
     return root
 

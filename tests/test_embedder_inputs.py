@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from reaemb_trl.embedder import LatentReasoningConfig, LatentReasoningEmbedder
+from reaemb_trl.embedder.loading import LoadingOptions
 from reaemb_trl.errors import InputError
 from reaemb_trl.testing import build_tiny_decoder
 
@@ -13,8 +14,8 @@ from reaemb_trl.testing import build_tiny_decoder
 @pytest.fixture(scope="module")
 def embedder():
     model, tokenizer = build_tiny_decoder("qwen2")
-    return LatentReasoningEmbedder.from_backbone(model, tokenizer, num_thought_tokens=2, max_length=40,
-                                                 padding_side="left")
+    return LatentReasoningEmbedder.from_backbone(model, LoadingOptions(num_thought_tokens=2, max_length=40,
+                                                                       padding_side="left"), tokenizer=tokenizer)
 
 
 def test_prompt_layout_chat_template_thoughts_then_eos(embedder, tiny_tokenizer):
@@ -70,7 +71,7 @@ def test_set_max_length(embedder):
 def test_max_length_too_small_for_the_frame():
     model, tokenizer = build_tiny_decoder("llama")
     with pytest.raises(InputError, match="max_length=8 leaves no room"):
-        LatentReasoningEmbedder.from_backbone(model, tokenizer, max_length=8)
+        LatentReasoningEmbedder.from_backbone(model, LoadingOptions(max_length=8), tokenizer=tokenizer)
 
 
 def test_malformed_batches_are_refused(embedder):
@@ -103,4 +104,4 @@ def test_config_validation_and_backbone_arguments(tiny_tokenizer):
     with pytest.raises(InputError, match="needs its tokenizer"):
         LatentReasoningEmbedder.from_backbone(model)
     with pytest.raises(InputError, match="quantization is applied while loading"):
-        LatentReasoningEmbedder.from_backbone(model, tiny_tokenizer, quantization=object())
+        LatentReasoningEmbedder.from_backbone(model, LoadingOptions(quantization="4bit"), tokenizer=tiny_tokenizer)

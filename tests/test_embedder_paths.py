@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from reaemb_trl.embedder import POOLING_MODES, LatentReasoningEmbedder, PrefixState, ThoughtModule
+from reaemb_trl.embedder.loading import LoadingOptions
 from reaemb_trl.testing import build_tiny_decoder
 
 # Mixed lengths: the prompts differ by tens of tokens, so padding really happens on either side.
@@ -22,8 +23,9 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def make_embedder(arch="qwen2", j=1, padding_side="left", pooling="mean", seed=0):
     model, tokenizer = build_tiny_decoder(arch, seed=seed)
-    embedder = LatentReasoningEmbedder.from_backbone(model, tokenizer, num_thought_tokens=j, pooling=pooling,
-                                                     padding_side=padding_side, lora={"lora_dropout": 0.0})
+    options = LoadingOptions(num_thought_tokens=j, pooling=pooling, padding_side=padding_side, use_peft=True,
+                             lora_dropout=0.0)
+    embedder = LatentReasoningEmbedder.from_backbone(model, options, tokenizer=tokenizer)
     torch.manual_seed(seed + 1)
     with torch.no_grad():  # LoRA B starts at zero; make the adapter change the function
         for name, param in embedder.named_parameters():

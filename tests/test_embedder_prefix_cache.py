@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from reaemb_trl.embedder import LatentReasoningEmbedder, PrefixCache
+from reaemb_trl.embedder.loading import LoadingOptions
 from reaemb_trl.errors import InputError
 from reaemb_trl.testing import build_tiny_decoder
 
@@ -21,7 +22,8 @@ def rel_err(a, b):
 
 def decoder_embedder(padding_side, j):
     model, tokenizer = build_tiny_decoder("qwen2", seed=0)
-    return LatentReasoningEmbedder.from_backbone(model, tokenizer, num_thought_tokens=j, padding_side=padding_side)
+    return LatentReasoningEmbedder.from_backbone(model, LoadingOptions(num_thought_tokens=j,
+                                                                       padding_side=padding_side), tokenizer=tokenizer)
 
 
 @pytest.mark.parametrize("padding_side", ["left", "right"])
@@ -60,7 +62,7 @@ def test_cached_prefix_serves_group_sampling():
 
 
 def test_cached_encoder_prefixes_give_the_same_embeddings(minilm_path):
-    embedder = LatentReasoningEmbedder.from_backbone(minilm_path, max_length=48)
+    embedder = LatentReasoningEmbedder.from_backbone(minilm_path, LoadingOptions(max_length=48))
     assert embedder.resolve_execution_path(None) == "reference" and embedder.config.padding_side == "right"
     cache = PrefixCache(max_prompts=10)
     embedder.encode(TEXTS[1:], show_progress=False, prefix_cache=cache)

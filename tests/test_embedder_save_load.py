@@ -5,10 +5,10 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import BitsAndBytesConfig
 
 from reaemb_trl.data import PreparedDataset
 from reaemb_trl.embedder import LatentReasoningEmbedder
+from reaemb_trl.embedder.loading import LoadingOptions
 from reaemb_trl.errors import InputError
 from reaemb_trl.testing import build_tiny_decoder, save_tiny_decoder
 
@@ -29,7 +29,8 @@ def backbone_dir(tmp_path_factory):
 
 
 def test_save_load_identical_embeddings(backbone_dir, tmp_path):
-    embedder = LatentReasoningEmbedder.from_backbone(backbone_dir, num_thought_tokens=2, lora=True, pooling="last")
+    embedder = LatentReasoningEmbedder.from_backbone(backbone_dir, LoadingOptions(num_thought_tokens=2, use_peft=True,
+                                                                                  pooling="last"))
     perturb_lora(embedder)
     with torch.no_grad():
         embedder.thought_module.q_proj.weight.mul_(1.5)  # "trained" thought weights must travel too
@@ -55,7 +56,7 @@ def test_save_load_identical_embeddings(backbone_dir, tmp_path):
 
 
 def test_use_thought_false_is_saved_and_is_the_default(backbone_dir, tmp_path):
-    embedder = LatentReasoningEmbedder.from_backbone(backbone_dir, use_thought=False)
+    embedder = LatentReasoningEmbedder.from_backbone(backbone_dir, LoadingOptions(use_thought=False))
     with torch.no_grad():
         embedder.thought_module.v_proj.weight.mul_(3.0)  # make the thought matter
     embedder.save_pretrained(tmp_path / "plain")
@@ -71,7 +72,7 @@ def test_use_thought_false_is_saved_and_is_the_default(backbone_dir, tmp_path):
 
 
 def test_forward_with_thought_inputs_runs_the_thought_module_only(backbone_dir):
-    embedder = LatentReasoningEmbedder.from_backbone(backbone_dir, num_thought_tokens=2)
+    embedder = LatentReasoningEmbedder.from_backbone(backbone_dir, LoadingOptions(num_thought_tokens=2))
     batch = embedder.tokenize(TEXTS)
     with torch.no_grad():
         out = embedder(**batch)
@@ -87,7 +88,7 @@ def test_save_keeps_foreign_files_and_drops_a_stale_adapter(backbone_dir, tmp_pa
     folder = tmp_path / "run"
     (folder / "checkpoints" / "step-1").mkdir(parents=True)
     (folder / "trainer_state.json").write_text("{}")
-    LatentReasoningEmbedder.from_backbone(backbone_dir, lora=True).save_pretrained(folder)
+    LatentReasoningEmbedder.from_backbone(backbone_dir, LoadingOptions(use_peft=True)).save_pretrained(folder)
     assert (folder / "adapter").is_dir()
     plain = LatentReasoningEmbedder.from_backbone(backbone_dir)
     plain.save_pretrained(folder)
@@ -100,7 +101,7 @@ def test_save_keeps_foreign_files_and_drops_a_stale_adapter(backbone_dir, tmp_pa
 
 def test_bad_model_folders(backbone_dir, tmp_path):
     model, tokenizer = build_tiny_decoder("llama")
-    in_memory = LatentReasoningEmbedder.from_backbone(model, tokenizer)
+    in_memory = LatentReasoningEmbedder.from_backbone(model, tokenizer=tokenizer)
     with pytest.raises(InputError, match="built in memory"):
         in_memory.save_pretrained(tmp_path / "x")
     folder = tmp_path / "model"
@@ -113,7 +114,7 @@ def test_bad_model_folders(backbone_dir, tmp_path):
 
 
 def test_merged_lora_equals_unmerged_and_saves_the_adapter(backbone_dir, tmp_path):
-    embedder = LatentReasoningEmbedder.from_backbone(backbone_dir, lora=True)
+    embedder = LatentReasoningEmbedder.from_backbone(backbone_dir, LoadingOptions(use_peft=True))
     perturb_lora(embedder, seed=3)
     unmerged = embedder.encode(TEXTS, show_progress=False)
     base_only = LatentReasoningEmbedder.from_backbone(backbone_dir).encode(TEXTS, show_progress=False)
@@ -130,7 +131,8 @@ def test_merged_lora_equals_unmerged_and_saves_the_adapter(backbone_dir, tmp_pat
 
 def test_minilm_embeds_the_bundled_sample(minilm_path, prepared_sample):
     texts = PreparedDataset.load(prepared_sample).item_texts[1:65]
-    embedder = LatentReasoningEmbedder.from_backbone(minilm_path, max_length=48)  # short prompts keep it quick
+    short = LoadingOptions(max_length=48)  # short prompts keep it quick
+    embedder = LatentReasoningEmbedder.from_backbone(minilm_path, short)
     assert LatentReasoningEmbedder.from_backbone(minilm_path).config.max_length == 512  # BERT's position limit
     assert not embedder.config.is_causal and embedder.resolve_execution_path("fast") == "reference"
     table = embedder.encode(texts, batch_size=32, show_progress=False)
@@ -145,9 +147,8 @@ def test_minilm_embeds_the_bundled_sample(minilm_path, prepared_sample):
 
 
 def test_qlora_trains_one_step_on_cpu(backbone_dir):
-    quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                      bnb_4bit_compute_dtype=torch.float32)
-    embedder = LatentReasoningEmbedder.from_backbone(backbone_dir, lora=True, quantization=quantization)
+    options = LoadingOptions(use_peft=True, quantization="4bit", bnb_4bit_compute_dtype="float32")  # bitsandbytes NF4
+    embedder = LatentReasoningEmbedder.from_backbone(backbone_dir, options)
     embedder.encode(TEXTS[:1], show_progress=False)  # an eval pass first must not break training afterwards
     q_proj = embedder.backbone_model.model.layers[0].self_attn.q_proj.base_layer
     base_before = q_proj.weight.detach().clone()
@@ -165,7 +166,7 @@ def test_qlora_trains_one_step_on_cpu(backbone_dir):
 
 
 def test_minilm_lora_every_trainable_parameter_gets_a_gradient(minilm_path):
-    embedder = LatentReasoningEmbedder.from_backbone(minilm_path, lora=True, max_length=32)
+    embedder = LatentReasoningEmbedder.from_backbone(minilm_path, LoadingOptions(use_peft=True, max_length=32))
     trainable = [(n, p) for n, p in embedder.named_parameters() if p.requires_grad]
     assert not any("pooler" in n for n, _ in trainable)  # the unused BERT pooler gets no adapter
     out = embedder(**embedder.tokenize(["title is Pilot G2 Gel Pen", "title is Stapler"]), execution_path="fast")

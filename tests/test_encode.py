@@ -9,6 +9,7 @@ import torch
 
 from reaemb_trl.data import PreparedDataset
 from reaemb_trl.data.embedding_table import read_item_table
+from reaemb_trl.embedder.loading import LoadingOptions
 from reaemb_trl.errors import InputError
 from reaemb_trl.export import FORMATS, export_item_table
 from reaemb_trl.export.cli import encode_main
@@ -109,7 +110,7 @@ def test_minilm_encodes_new_items_as_export_does_from_a_recipe(small_dataset, mi
 
     dataset = PreparedDataset.load(small_dataset)
     folder = tmp_path / "minilm"
-    embedder = LatentReasoningEmbedder.from_backbone(minilm_path, max_length=64)
+    embedder = LatentReasoningEmbedder.from_backbone(minilm_path, LoadingOptions(max_length=64))
     embedder.save_pretrained(folder)
     export_item_table(embedder, dataset, tmp_path / "export.npy", table_format="npy", show_progress=False)
     recipe = tmp_path / "encode.yaml"

@@ -11,6 +11,7 @@ from safetensors import safe_open
 from reaemb_trl.cli import main as cli_main
 from reaemb_trl.data import PreparedDataset, load_embedding_table, prepare_dataset
 from reaemb_trl.embedder import LatentReasoningEmbedder
+from reaemb_trl.embedder.loading import LoadingOptions
 from reaemb_trl.errors import InputError
 from reaemb_trl.export import export_item_table, export_item_tables, pca_path
 from reaemb_trl.testing import save_tiny_decoder
@@ -50,7 +51,7 @@ def test_cli_export_writes_the_table_and_pca(small_dataset, model_dir, tmp_path)
 
 def test_export_of_a_folder_saved_without_thought(small_dataset, tmp_path):
     backbone = save_tiny_decoder(tmp_path / "backbone")
-    embedder = LatentReasoningEmbedder.from_backbone(backbone, use_thought=False, max_length=64)
+    embedder = LatentReasoningEmbedder.from_backbone(backbone, LoadingOptions(use_thought=False, max_length=64))
     with torch.no_grad():
         embedder.thought_module.v_proj.weight.mul_(3.0)  # the thought would change every embedding
     embedder.save_pretrained(tmp_path / "no_thought")

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from reaemb_trl.embedder import LatentReasoningEmbedder
+from reaemb_trl.embedder.loading import LoadingOptions
 from reaemb_trl.errors import InputError
 from reaemb_trl.hub import model_card
 from reaemb_trl.testing import save_tiny_decoder
@@ -24,9 +25,9 @@ def test_a_hub_id_loads_from_the_cache_by_revision(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     backbone = save_tiny_decoder(tmp_path / "backbone", arch="llama")
     texts = ["title is Pilot G2 Gel Pen", "title is Swingline Stapler"]
-    first = LatentReasoningEmbedder.from_backbone(backbone, max_length=48, seed=1)
+    first = LatentReasoningEmbedder.from_backbone(backbone, LoadingOptions(max_length=48, seed=1))
     first.save_pretrained(tmp_path / "v1")
-    second = LatentReasoningEmbedder.from_backbone(backbone, max_length=48, seed=2)
+    second = LatentReasoningEmbedder.from_backbone(backbone, LoadingOptions(max_length=48, seed=2))
     second.save_pretrained(tmp_path / "v2")
     cache = tmp_path / "hub"
     _cache_snapshot(cache, "someone/item-embedder", "main", "a" * 40, tmp_path / "v2")
@@ -61,7 +62,8 @@ def test_model_card_names_backbone_stage_data_metrics_and_use():
 def test_a_folder_saved_with_a_relative_backbone_moves_with_it(tmp_path):
     """`relative_backbone=True`: the two folders copied elsewhere (another machine) load and embed the same."""
     backbone = save_tiny_decoder(tmp_path / "here" / "backbone", arch="qwen2")
-    embedder = LatentReasoningEmbedder.from_backbone(backbone, max_length=48, attn_implementation="eager")
+    embedder = LatentReasoningEmbedder.from_backbone(backbone, LoadingOptions(max_length=48,
+                                                                              attn_implementation="eager"))
     embedder.save_pretrained(tmp_path / "here" / "embedder", relative_backbone=True)
     assert embedder.config.backbone_name_or_path == str(backbone.resolve())  # the live config is unchanged
     shutil.copytree(tmp_path / "here", tmp_path / "there")
@@ -78,7 +80,7 @@ def test_backbone_dtype_and_options_reach_transformers(tmp_path):
     from reaemb_trl.embedder.backbone import torch_dtype
 
     backbone = save_tiny_decoder(tmp_path / "backbone", arch="llama")
-    embedder = LatentReasoningEmbedder.from_backbone(backbone, max_length=48, dtype="bfloat16")
+    embedder = LatentReasoningEmbedder.from_backbone(backbone, LoadingOptions(max_length=48, dtype="bfloat16"))
     assert {p.dtype for p in embedder.backbone_model.parameters()} == {torch.bfloat16}
     assert torch_dtype("float16") is torch.float16 and torch_dtype("auto") == "auto" and torch_dtype(None) is None
     with pytest.raises(InputError, match="not a torch dtype"):

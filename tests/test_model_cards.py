@@ -11,6 +11,7 @@ from huggingface_hub import ModelCard
 
 from reaemb_trl.crrl import CRRLConfig
 from reaemb_trl.embedder import LatentReasoningEmbedder
+from reaemb_trl.embedder.loading import LoadingOptions
 from reaemb_trl.hub import LOAD_CALL, UNPUSHED_ID, files_to_push, model_card, pushed_files
 from reaemb_trl.lrcl import LRCLConfig, LRCLTrainer
 from reaemb_trl.testing import save_tiny_decoder
@@ -43,7 +44,7 @@ def test_crrl_card_metadata_rewards_before_and_after_and_the_settings_that_matte
     assert 'LatentReasoningEmbedder.from_pretrained("me/office-embedder")' in card.text
     shown = _settings_block(card)
     assert shown["sigma"] == 0.05 and shown["num_generations"] == 8 and shown["warmup_steps"] == 0.1
-    assert not {"adam_beta1", "push_to_hub", "vllm_mode", "dataset_dir", "model_name_or_path"} & set(shown)
+    assert not {"adam_beta1", "push_to_hub", "vllm_mode", "dataset_dir", "lrcl_model_path"} & set(shown)
     assert len(shown) < 45  # CRRL's own keys and the TRL keys that shape the update, not GRPOConfig's 200
 
 
@@ -84,9 +85,10 @@ def test_crrl_card_shows_its_reward_before_and_after(small_dataset, tmp_path):
     from reaemb_trl.crrl import run as run_crrl
 
     backbone = save_tiny_decoder(tmp_path / "backbone", hidden_size=32, num_layers=1)
-    LatentReasoningEmbedder.from_backbone(str(backbone), max_length=32).save_pretrained(tmp_path / "lrcl")
+    LatentReasoningEmbedder.from_backbone(str(backbone),
+                                          LoadingOptions(max_length=32)).save_pretrained(tmp_path / "lrcl")
     output = tmp_path / "crrl"
-    metrics = run_crrl(CRRLConfig(output_dir=str(output), model_name_or_path=str(tmp_path / "lrcl"),
+    metrics = run_crrl(CRRLConfig(output_dir=str(output), lrcl_model_path=str(tmp_path / "lrcl"),
                                   dataset_dir=str(small_dataset), max_steps=1, num_generations=2,
                                   per_device_train_batch_size=2, eval_items=4, save_strategy="no", report_to="none",
                                   use_cpu=True, seed=0))

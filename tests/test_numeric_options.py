@@ -11,6 +11,7 @@ import torch
 from reaemb_trl.cli import main as cli_main
 from reaemb_trl.crrl import CRRLConfig
 from reaemb_trl.downstream import RECOMMENDERS, DownstreamConfig
+from reaemb_trl.embedder.loading import LoadingOptions
 from reaemb_trl.errors import InputError
 from reaemb_trl.lrcl import LRCLConfig
 from reaemb_trl.recipe import parse_recipe
@@ -129,7 +130,7 @@ def test_recipes_and_flags_refuse_what_the_dataclass_refuses(tmp_path):
 
 def test_crrl_sigma_nan_fails_before_anything_is_read_or_written(tmp_path, capsys):
     output = tmp_path / "out"
-    code = cli_main(["crrl", "--model_name_or_path", str(tmp_path / "missing-model"), "--dataset_dir",
+    code = cli_main(["crrl", "--lrcl_model_path", str(tmp_path / "missing-model"), "--dataset_dir",
                      str(tmp_path / "missing-data"), "--output_dir", str(output), "--sigma", "nan"])
     assert code == 2
     assert "sigma must be a finite number, got nan" in capsys.readouterr().err
@@ -260,7 +261,7 @@ def crrl_parts(tmp_path_factory, small_dataset):
 
     root = tmp_path_factory.mktemp("crrl")
     backbone = save_tiny_decoder(root / "backbone")
-    LatentReasoningEmbedder.from_backbone(str(backbone), max_length=40).save_pretrained(root / "lrcl")
+    LatentReasoningEmbedder.from_backbone(str(backbone), LoadingOptions(max_length=40)).save_pretrained(root / "lrcl")
     return root / "lrcl", CooccurrenceRewardModel(small_dataset, num_candidates=4)
 
 
@@ -270,7 +271,7 @@ def crrl_trainer(crrl_parts, output):
     lrcl_folder, reward_model = crrl_parts
     args = CRRLConfig(output_dir=str(output), num_generations=4, per_device_train_batch_size=8, max_steps=1,
                       logging_steps=1, save_strategy="no", report_to="none", warmup_steps=0, learning_rate=1e-2,
-                      use_cpu=True, model_name_or_path=str(lrcl_folder), seed=0, num_candidates=4, eval_items=2)
+                      use_cpu=True, lrcl_model_path=str(lrcl_folder), seed=0, num_candidates=4, eval_items=2)
     train_items, _ = reward_model.split_items(0)
     return EmbeddingGRPOTrainer(load_policy(args), args, reward_model,
                                 item_dataset(train_items[:8], reward_model.item_texts))

@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 
 from reaemb_trl.cli import main as cli_main
 from reaemb_trl.data import PreparedDataset, prepare_dataset, save_embedding_table
+from reaemb_trl.embedder.loading import LoadingOptions
 from reaemb_trl.errors import InputError
 from reaemb_trl.io_utils import OWNER_MARKER, OutputGuard, SetAside
 from reaemb_trl.pipeline import PipelineConfig, PipelineRunner
@@ -196,12 +197,13 @@ def test_crrl_never_writes_into_its_input_folders(small_dataset, tmp_path):
     from reaemb_trl.testing import save_tiny_decoder
 
     backbone = save_tiny_decoder(tmp_path / "backbone", arch="qwen2")
-    LatentReasoningEmbedder.from_backbone(str(backbone), max_length=40).save_pretrained(tmp_path / "lrcl")
+    LatentReasoningEmbedder.from_backbone(str(backbone),
+                                          LoadingOptions(max_length=40)).save_pretrained(tmp_path / "lrcl")
     data = shutil.copytree(small_dataset, tmp_path / "data")
     before = snapshot(tmp_path)
     for output in (tmp_path / "lrcl", data):
         with pytest.raises(InputError, match="the input"):
-            run_crrl(CRRLConfig(model_name_or_path=str(tmp_path / "lrcl"), dataset_dir=str(data),
+            run_crrl(CRRLConfig(lrcl_model_path=str(tmp_path / "lrcl"), dataset_dir=str(data),
                                 output_dir=str(output), overwrite_output_dir=True, num_generations=2,
                                 per_device_train_batch_size=4, max_steps=1, eval_items=0, save_strategy="no",
                                 report_to="none", use_cpu=True))

@@ -122,7 +122,8 @@ def test_missing_dataset_fails_before_any_stage_runs(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-PATH_KEYS = ("output_dir", "model_name_or_path", "dataset_dir", "logging_dir", "backbone", "interactions", "items")
+PATH_KEYS = ("output_dir", "model_name_or_path", "lrcl_model_path", "dataset_dir", "logging_dir", "backbone",
+             "interactions", "items")
 
 
 def _path_values(node, key=None):

@@ -9,6 +9,7 @@ from sentence_transformers import SentenceTransformer
 from transformers import AutoModel
 
 from reaemb_trl.embedder import LatentReasoningEmbedder
+from reaemb_trl.embedder.loading import LoadingOptions
 from reaemb_trl.testing import save_tiny_decoder
 
 TEXTS = ["title is Pilot G2 Gel Pen; brand is Pilot; categories is Office Products, Writing, Pens; price is 9.99",
@@ -25,8 +26,8 @@ def tiny_folder(tmp_path_factory):
     """A trained-looking tiny decoder embedder: LoRA moved off zero, j = 2, last-token pooling, dot similarity."""
     root = tmp_path_factory.mktemp("st")
     embedder = LatentReasoningEmbedder.from_backbone(save_tiny_decoder(root / "backbone", arch="llama"),
-                                                     num_thought_tokens=2, pooling="last",
-                                                     lora={"lora_dropout": 0.0})
+                                                     LoadingOptions(num_thought_tokens=2, pooling="last",
+                                                                    use_peft=True, lora_dropout=0.0))
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for name, param in embedder.named_parameters():
@@ -69,7 +70,7 @@ def test_sentence_transformers_save_round_trip_and_automodel(tiny_folder, tmp_pa
 
 
 def test_bundled_minilm_folder_encodes_the_same_in_sentence_transformers(minilm_path, tmp_path):
-    embedder = LatentReasoningEmbedder.from_backbone(minilm_path, max_length=48)
+    embedder = LatentReasoningEmbedder.from_backbone(minilm_path, LoadingOptions(max_length=48))
     embedder.save_pretrained(tmp_path / "minilm")
     expected = embedder.encode(TEXTS, show_progress=False)
     # No stage trained it: no similarity recorded, so sentence-transformers keeps its default.

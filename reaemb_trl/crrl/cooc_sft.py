@@ -145,11 +145,11 @@ class CoocSFT:
 
 
 def run_cooc_sft(args: CRRLConfig) -> dict:
-    """The SFT control from the LRCL folder `args.model_name_or_path`; returns its metrics: eval_reward and loss of
+    """The SFT control from the LRCL folder `args.lrcl_model_path`; returns its metrics: eval_reward and loss of
     the held-out items and of a training sample before (`start`) and after (`end`), the log history and the item
     visits. Writes the embedder folder `args.output_dir` (+ cooc_sft_config.json, cooc_sft_metrics.json, README.md)
     at the end, whole."""
-    model = args.model_name_or_path
+    model = args.lrcl_model_path
     guard = OutputGuard(args.output_dir, marker="cooc_sft_config.json", flag="--overwrite_output_dir true",
                         inputs=[args.dataset_dir, model if model and Path(model).exists() else None],
                         overwrite=args.overwrite_output_dir)  # before any work; held while the folder is written

@@ -12,9 +12,10 @@ from trl import GRPOConfig
 
 from ..data.association import POSITIVE_RULES
 from ..embedder.configuration import SIMILARITIES
+from ..embedder.loading import LoadingOptions, option_field
 from ..errors import InputError
 from ..launch import gpu_less_multiprocess
-from ..recipe import help_field
+from ..recipe import help_field, renamed_message
 from ..rewards import bind_reward
 from ..validation import check_numbers
 from .policy import LOGPROB_REDUCTIONS, LOSS_TYPES
@@ -57,7 +58,7 @@ NUMBER_RULES = {  # save_steps / eval_steps 0: the Trainer never saves / evaluat
 INHERITED_NUMBERS = ("num_generations", "reward_weights", "save_total_limit", "data_seed")
 # What a model card shows: CRRL's own keys but those that say where the inputs are or how fast the run went, and
 # the GRPOConfig / TrainingArguments keys that shape the update (not the other 200).
-CARD_LEAVES_OUT = ("model_name_or_path", "backbone", "model_revision", "dataset_dir", "overwrite_output_dir",
+CARD_LEAVES_OUT = ("lrcl_model_path", "backbone", "model_revision", "dataset_dir", "overwrite_output_dir",
                    "encode_batch_size", "prefix_cache_size")
 CARD_TRL_KEYS = ("max_steps", "num_train_epochs", "per_device_train_batch_size", "gradient_accumulation_steps",
                  "num_generations", "num_iterations", "learning_rate", "lr_scheduler_type", "warmup_steps",
@@ -70,13 +71,18 @@ class CRRLConfig(GRPOConfig):
     """One CRRL run. TRL's knobs keep their meaning: `per_device_train_batch_size` counts samples (items x
     `num_generations`), `num_iterations` reuses each generation batch, `epsilon` / `epsilon_high` clip the ratio."""
 
+    # Keys renamed so that each name says one thing: an old key is refused with the new name (recipe.parse_recipe)
+    RENAMED_KEYS = {"model_name_or_path": "lrcl_model_path", "gradient_checkpointing": "activation_checkpointing"}
+
     # Inputs
-    model_name_or_path: str | None = help_field("LRCL output folder (an embedder folder) to start from.", default=None)
+    lrcl_model_path: str | None = help_field("LRCL output folder (an embedder folder) or its Hub id, to start from.",
+                                             default=None)
     backbone: str | None = help_field("Backbone the LRCL folder must be built on (its name or path, as LRCL "
                                       "recorded it); None accepts any.", default=None)
-    model_revision: str | None = help_field("Hub revision of model_name_or_path when it is a Hub id.", default=None)
-    dtype: str | None = help_field("dtype the backbone is loaded in (float32, bfloat16, float16, auto; default "
-                                   "float32).", default=None)
+    # LoadingOptions' two that apply to a saved folder (the others are read from its config.json)
+    model_revision: str | None = option_field("model_revision", "Hub revision of lrcl_model_path when it is a Hub id.")
+    dtype: str | None = option_field("dtype", "dtype the backbone is loaded in (float32, bfloat16, float16, auto; "
+                                     "default float32).")
     dataset_dir: str | None = help_field("Prepared dataset folder with cooccurrence.npz.", default=None)
     max_length: int | None = help_field("Longest tokenised prompt; None keeps the embedder's setting.", default=None)
 
@@ -147,7 +153,7 @@ class CRRLConfig(GRPOConfig):
                                    default=False)
     activation_checkpointing: bool | None = help_field("Recompute activations in backward; the backbone is frozen "
                                                        "in CRRL, so off by default.", default=False)
-    gradient_checkpointing: bool | None = help_field("Deprecated alias of activation_checkpointing.", default=None)
+    gradient_checkpointing: bool | None = help_field("Renamed: activation_checkpointing.", default=None)
     report_to: None | str | list[str] = help_field(
              "Trackers (tensorboard, wandb, ...; none for none). Default tensorboard in both stages: a dependency of "
              "this package, it shows the curves while a run trains (the curves PNG comes only at the end).",
@@ -157,6 +163,10 @@ class CRRLConfig(GRPOConfig):
     disable_dropout: bool = help_field("Switch the model's dropout off: with it, the backbone's dropout noise would "
                                        "swamp the thought samples' effect on the reward and make the ratio noisy.",
                                        default=True)
+
+    def loading_options(self) -> LoadingOptions:
+        """How the LRCL folder's backbone is loaded (its other options are saved in the folder)."""
+        return LoadingOptions(model_revision=self.model_revision, dtype=self.dtype)
 
     def card_settings(self) -> dict:
         """The settings the model card shows (CARD_LEAVES_OUT, CARD_TRL_KEYS), as `to_dict` writes them."""
@@ -196,6 +206,8 @@ class CRRLConfig(GRPOConfig):
                                  "latent thoughts, not text (the KL reference is the starting policy); drop them")
 
     def __post_init__(self):
+        if self.gradient_checkpointing is not None:  # TrainingArguments' deprecated alias: one name here
+            raise InputError(f"CRRL config: {renamed_message(['gradient_checkpointing'], self.RENAMED_KEYS)}")
         own = [name for name in vars(CRRLConfig).get("__annotations__", {})]
         check_numbers(self, "CRRL config", NUMBER_RULES, fields=[*own, *INHERITED_NUMBERS])
         if self.max_steps == 0:  # TrainingArguments would silently train num_train_epochs instead

@@ -34,21 +34,23 @@ def _same_backbone(expected: str, recorded: str | None) -> bool:
 
 
 def load_policy(args: CRRLConfig):
-    """The LRCL embedder named by `args.model_name_or_path`, checked against `args.backbone` before loading."""
+    """The LRCL embedder named by `args.lrcl_model_path`, checked against `args.backbone` before loading, with
+    `args.loading_options()` (revision, dtype)."""
     from ..embedder import LatentReasoningEmbedder
     from ..embedder.backbone import torch_dtype
     from ..embedder.serialization import embedder_folder, read_config, require_files
 
-    if not args.model_name_or_path:
-        raise InputError("CRRL: model_name_or_path (the LRCL output folder) is required")
-    folder = embedder_folder(args.model_name_or_path, args.model_revision)
+    if not args.lrcl_model_path:
+        raise InputError("CRRL: lrcl_model_path (the LRCL output folder) is required")
+    options = args.loading_options()
+    folder = embedder_folder(args.lrcl_model_path, options.model_revision)
     require_files(folder)
     recorded = read_config(folder).backbone_name_or_path
     if args.backbone is not None and not _same_backbone(args.backbone, recorded):
         raise InputError(f"{folder / 'config.json'}: the LRCL model was built on backbone {recorded!r}, "
                          f"but the recipe says backbone={args.backbone!r}")
     embedder = LatentReasoningEmbedder.from_pretrained(folder, is_trainable=args.train_lora,
-                                                       dtype=torch_dtype(args.dtype))
+                                                       dtype=torch_dtype(options.dtype))
     embedder.config.similarity = args.similarity  # CRRL trains for its reward's similarity, saved with the model
     if args.max_length is not None:
         embedder.set_max_length(args.max_length)
@@ -140,7 +142,7 @@ class _StopAfterStep(TrainerCallback):
 def run(args: CRRLConfig) -> dict:
     """Train, evaluate before and after on the held-out items, save the embedder folder; returns the metrics."""
     output = Path(args.output_dir)
-    model = args.model_name_or_path
+    model = args.lrcl_model_path
     guard = OutputGuard(  # before any work; held while training: the lock, and a replaced run deleted only then
         output, kind="run", marker=RUN_MARKERS, flag="--overwrite_output_dir true",
         inputs=[args.dataset_dir, model if model and Path(model).exists() else None],

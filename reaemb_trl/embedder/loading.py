@@ -91,9 +91,6 @@ class LoadingOptions:
         pooling_mode(self.pooling)  # an unknown name is refused here, before anything is loaded
         torch_dtype(self.dtype)
         torch_dtype(self.bnb_4bit_compute_dtype)
-        if self.quantization != "none" and not self.use_peft:
-            raise InputError(f"{self.CONFIG_LABEL}: quantization={self.quantization}: a quantised backbone "
-                             "trains through LoRA adapters (use_peft)")
 
     def loading_options(self) -> "LoadingOptions":
         """These options alone, as a `LoadingOptions` (from a config that inherits them, e.g. `LRCLConfig`)."""

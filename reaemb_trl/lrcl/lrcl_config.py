@@ -45,6 +45,8 @@ class LRCLConfig(LoadingOptions):
     backbone's loading options and the embedder's settings are `LoadingOptions`' fields (flat recipe keys)."""
 
     CONFIG_LABEL = "LRCL config"
+    # Keys renamed so that each name says one thing: an old key is refused with the new name (recipe.parse_recipe)
+    RENAMED_KEYS = {"gradient_checkpointing": "activation_checkpointing"}
 
     # Inputs and outputs (the backbone's loading options and the embedder's settings: LoadingOptions' fields)
     model_name_or_path: str | None = help_field("Backbone: bundled-smollm2, bundled-minilm, a local folder (decoder or "
@@ -63,8 +65,8 @@ class LRCLConfig(LoadingOptions):
                                                 "needs the KV cache).", default=False)
     # LoadingOptions' fields as LRCL sets them: it always trains LoRA adapters (the backbone is saved by reference),
     # and `no_thought` decides whether the thought runs.
-    use_peft: bool = dataclasses.field(default=True, init=False)
-    use_thought: bool = dataclasses.field(default=True, init=False)
+    use_peft: bool = help_field("Always on in LRCL (not a recipe key).", default=True, init=False)
+    use_thought: bool = help_field("not no_thought (not a recipe key).", default=True, init=False)
 
     # Views and loss
     view_drop_ratio: float = help_field("Share of an item's attributes dropped in each view: int(ratio * k).",

@@ -12,7 +12,7 @@ from ..data.prepare import BUNDLED
 from ..embedder.backbone import BUNDLED_MINILM
 from ..errors import InputError
 from ..io_utils import sha256_json
-from ..recipe import load_recipe_yaml
+from ..recipe import load_recipe_yaml, renamed_hint
 from ..validation import check_numbers
 
 # Recipe keys renamed so that each name says one thing: the error for an old key names the new one.
@@ -89,9 +89,8 @@ class CompareSection:
         settable = {f.name for f in dataclasses.fields(DownstreamConfig)} - {"recommender", "protocol", "seed"}
         unknown = sorted(set(self.options) - settable)
         if unknown:
-            hints = [f"{key} is now {RENAMED[key]}" for key in unknown if key in RENAMED]
-            raise InputError(f"compare.options: unknown key(s) {unknown}" + (f" ({'; '.join(hints)})" if hints else "")
-                             + f"; allowed: {sorted(settable)}")
+            raise InputError(f"compare.options: unknown key(s) {unknown}{renamed_hint(unknown, RENAMED)}; "
+                             f"allowed: {sorted(settable)}")
         if self.protocol is not None and self.protocols is not None:
             raise InputError("compare: give `protocol` (one) or `protocols` (a list), not both")
         if self.protocols is not None and (not isinstance(self.protocols, list) or not self.protocols):
@@ -149,7 +148,7 @@ class PipelineConfig:
 
     def crrl_settings(self, lrcl_dir: str | os.PathLike, data_dir: str | os.PathLike) -> dict:
         """The settings of the CRRL stage (and of its supervised control), from the LRCL folder `lrcl_dir`."""
-        return {"model_name_or_path": str(lrcl_dir), "dataset_dir": str(data_dir), "seed": self.seed, **self.crrl}
+        return {"lrcl_model_path": str(lrcl_dir), "dataset_dir": str(data_dir), "seed": self.seed, **self.crrl}
 
     def check_stages(self) -> None:
         """Build every training stage's config as the stage will, so each of its checks runs (CRRL's include its
@@ -162,10 +161,12 @@ class PipelineConfig:
                   ("lrcl", LRCLConfig, self.lrcl_settings(data_dir, no_thought=True), "lrcl_no_thought"),
                   ("crrl", CRRLConfig, self.crrl_settings(out / "lrcl", data_dir), "crrl")]
         for section, config_cls, settings, folder in stages:
-            allowed = {f.name for f in dataclasses.fields(config_cls)}
+            renamed = getattr(config_cls, "RENAMED_KEYS", {})
+            allowed = {f.name for f in dataclasses.fields(config_cls) if f.init} - set(renamed)
             unknown = sorted(set(getattr(self, section)) - allowed)
             if unknown:
-                raise InputError(f"unknown key(s) in `{section}`: {unknown} (see `reaemb-trl {section} --help`)")
+                raise InputError(f"unknown key(s) in `{section}`: {unknown}{renamed_hint(unknown, renamed)} (see "
+                                 f"`reaemb-trl {section} --help`)")
             try:
                 config_cls(**{**settings, "output_dir": str(out / folder)})  # CRRL also looks up its reward names
             except InputError as err:
@@ -228,9 +229,7 @@ def _build(cls, raw: dict, where: str):
     names = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - set(names))
     if unknown:
-        hints = [f"{key} is now {RENAMED[key]}" for key in unknown if key in RENAMED]
-        raise InputError(f"{where}: unknown key(s) {unknown}" + (f" ({'; '.join(hints)})" if hints else "")
-                         + f"; allowed: {sorted(names)}")
+        raise InputError(f"{where}: unknown key(s) {unknown}{renamed_hint(unknown, RENAMED)}; allowed: {sorted(names)}")
     kwargs = {}
     for key, value in raw.items():
         sub = _SECTIONS.get(names[key].type)

@@ -23,11 +23,12 @@ RUNS = {
 }
 
 
-def write_report(out: Path, config, stages: dict[str, dict], tables: dict[str, Path]) -> Path:
+def write_report(out: Path, config, stages: dict[str, dict], tables: dict[str, Path], results: dict) -> Path:
+    """report.md in `out`; `results`: what `compare` returned (results.json)."""
     compare_dir = out / "compare"
-    # compare's own page, its title dropped and its headings moved one level down to sit under ours
+    # compare's own table, its title dropped and its headings moved one level down to sit under ours
     results = "\n".join("#" + line if line.startswith("#") else line
-                        for line in (compare_dir / "results.md").read_text(encoding="utf-8").splitlines()[1:]).strip()
+                        for line in _results_markdown(results).splitlines()[1:]).strip()
     pictures = sorted(p.relative_to(out) for p in [*compare_dir.glob("*.png"), *out.glob("lrcl*/*.png"),
                                                    *out.glob("crrl/*.png")])
     total = sum(stage.get("seconds", 0.0) for stage in stages.values())
@@ -81,6 +82,15 @@ def write_report(out: Path, config, stages: dict[str, dict], tables: dict[str, P
     with atomic_path(path) as tmp:
         tmp.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+def _results_markdown(results: dict) -> str:
+    """compare's results page (results.md), from the results it returned."""
+    from ..downstream.compare import markdown_table
+
+    summary = {(row["protocol"], row["recommender"], row["run"]): row for row in results["summary"]}
+    group_sizes = {record["protocol"]: record["group_sizes"] for record in results["runs"]}
+    return markdown_table(summary, group_sizes, results["selection_protocol"])
 
 
 def _torch_device() -> str:

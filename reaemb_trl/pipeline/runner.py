@@ -5,9 +5,11 @@ and its export) and `lrcl_cooc_sft` (a stage `cooc_sft` that runs `crrl.run_cooc
 LRCL folder, its recipe `OUTPUT/recipes/cooc_sft.yaml` a CRRL recipe; its table is exported with LRCL's and CRRL's).
 Without them the stages and their hashes are the same as before these arms existed.
 
-Each training stage writes its recipe into `OUTPUT/recipes/`, parses it as its sub-command would, and calls the
-stage's library function (`lrcl.run`, `crrl.run`, `export_item_tables`, `compare`), so every stage of a pipeline
-run can be reproduced by hand with `reaemb-trl lrcl --config OUTPUT/recipes/lrcl.yaml`. `pipeline_state.json`
+Each training stage writes its recipe into `OUTPUT/recipes/` (so every stage of a pipeline run can be reproduced by
+hand with `reaemb-trl lrcl --config OUTPUT/recipes/lrcl.yaml`) and calls the stage's library function (`lrcl.run`,
+`crrl.run`, `export_item_tables`, `compare`) with the config object that recipe describes. The raw arms are built
+with LRCL's loading options (`LRCLConfig.embedder_options`), so they differ from LRCL's starting model only in the
+thought (and `raw_mean` in its pooling); the report reads the results `compare` returned. `pipeline_state.json`
 records each stage's config hash: a re-run skips finished stages with the same hash, and a stage that was killed is
 started again with `resume_from_checkpoint` set to its newest checkpoint, so it continues from there.
 """
@@ -15,8 +17,10 @@ started again with `resume_from_checkpoint` set to its newest checkpoint, so it 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Callable
@@ -28,7 +32,6 @@ from ..data.prepare import BUNDLED
 from ..data.sources import load_json_document
 from ..errors import InputError
 from ..io_utils import OutputGuard, SetAside, atomic_path, write_json
-from ..recipe import parse_recipe
 from ..training_state import latest_checkpoint
 from .pipeline_config import EXTRA_ARMS, PipelineConfig, stage_hash
 from .report import write_report
@@ -55,6 +58,9 @@ EXPORT_STAGES = {
 }
 
 
+logger = logging.getLogger(__name__)
+
+
 def table_runs(config: PipelineConfig) -> list[str]:
     """The runs whose tables `config` compares, in report order: the default ones and its `extra_arms`."""
     return [run for run in TABLE_RUNS if run not in EXTRA_ARMS or run in config.extra_arms]
@@ -76,8 +82,9 @@ class PipelineState:
 
 
 class PipelineRunner:
-    def __init__(self, config: PipelineConfig, log: Callable[[str], None] = print, dry_run: bool = False):
-        """`dry_run`: log what each stage would do (skip, resume, start over, run) and write nothing."""
+    def __init__(self, config: PipelineConfig, log: Callable[[str], None] = logger.info, dry_run: bool = False):
+        """`dry_run`: log what each stage would do (skip, resume, start over, run) and write nothing. `log` takes
+        each stage's progress line (the CLI prints a dry run's plan: it is the command's output)."""
         self.config = config
         self.dry_run = dry_run
         self.out = Path(config.output_dir)
@@ -90,6 +97,7 @@ class PipelineRunner:
                                  inputs=[self.interactions, self.items, self.prepared, local_backbone])
         self.state: PipelineState | None = None
         self.hashes: dict[str, str] = {}
+        self.compare_results: dict | None = None  # what `compare` returned, when this run ran it
 
     def run(self) -> Path | None:
         """Run every stage that needs to; returns report.md (None in a dry run). A real run holds OUTPUT's lock."""
@@ -103,12 +111,14 @@ class PipelineRunner:
         no_thought_settings = self.config.lrcl_settings(data_dir, no_thought=True)
         self._stage("prepare", self._prepare_output(data_dir), self._prepare, settings=self._prepare_settings())
         runs = table_runs(self.config)
-        raw_keys = _embedder_keys(self.config.lrcl)
-        self._stage("raw_backbone", self.out / "raw_backbone", lambda out: self._save_raw_backbone(out, raw_keys),
+        raw_keys = _loading_keys(self.config.lrcl)
+        self._stage("raw_backbone", self.out / "raw_backbone",
+                    lambda out: self._save_raw_backbone(out, lrcl_settings, {}),
                     settings={"backbone": self.backbone, **raw_keys})
         if "raw_mean" in runs:
             mean_keys = {**raw_keys, "pooling": "mean"}
-            self._stage("raw_mean", self.out / "raw_mean", lambda out: self._save_raw_backbone(out, mean_keys),
+            self._stage("raw_mean", self.out / "raw_mean",
+                        lambda out: self._save_raw_backbone(out, lrcl_settings, {"pooling": "mean"}),
                         settings={"backbone": self.backbone, **mean_keys})
         self._stage("lrcl_no_thought", self.out / "lrcl_no_thought",
                     lambda out: self._training_stage("lrcl", out, no_thought_settings),
@@ -134,7 +144,10 @@ class PipelineRunner:
                     settings={"compare": self.config.compare}, after=["prepare", *exports])
         if self.dry_run:
             return None
-        report = write_report(self.out, self.config, self.state.stages, tables)
+        results = self.compare_results
+        if results is None:  # compare was done by an earlier run: the results it returned then, as it saved them
+            results = load_json_document(self.out / "compare" / "results.json")
+        report = write_report(self.out, self.config, self.state.stages, tables, results)
         self.log(f"[pipeline] report: {report}")
         return report
 
@@ -197,10 +210,15 @@ class PipelineRunner:
         prepare_dataset(self.config.dataset.format, interactions=self.interactions, items=self.items,
                         output=output, overwrite=True, **self.config.dataset.options)
 
-    def _save_raw_backbone(self, output: Path, keys: dict) -> None:
+    def _save_raw_backbone(self, output: Path, lrcl_settings: dict, changes: dict) -> None:
+        """The untrained backbone's embedder, built with the LRCL stage's loading options (dtype, attention, revision,
+        LoRA, quantisation, ...) without the thought, and with `changes` (raw_mean: mean pooling)."""
         from ..embedder import LatentReasoningEmbedder
+        from ..lrcl import LRCLConfig
 
-        LatentReasoningEmbedder.from_backbone(self.backbone, use_thought=False, **keys).save_pretrained(output)
+        lrcl = LRCLConfig(**lrcl_settings, output_dir=str(self.out / "lrcl"))
+        options = dataclasses.replace(lrcl.embedder_options(), use_thought=False, **changes)
+        LatentReasoningEmbedder.from_backbone(lrcl.model_name_or_path, options).save_pretrained(output)
 
     def _training_stage(self, stage: str, output: Path, settings: dict) -> None:
         from ..crrl import CRRLConfig, run_cooc_sft
@@ -217,7 +235,7 @@ class PipelineRunner:
             tmp.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
         config_class, run = {"lrcl": (LRCLConfig, run_lrcl), "crrl": (CRRLConfig, run_crrl),
                              "cooc_sft": (CRRLConfig, run_cooc_sft)}[stage]
-        run(parse_recipe(config_class, ["--config", str(recipe_path)], prog=f"reaemb-trl {stage}"))
+        run(config_class(**recipe))  # the config the recipe file describes (PipelineConfig.check_stages built it)
 
     def _export(self, runs: list[str], tables: dict[str, Path], data_dir: Path) -> None:
         from ..embedder import LatentReasoningEmbedder
@@ -233,7 +251,7 @@ class PipelineRunner:
         from ..downstream import DownstreamConfig, compare
 
         section = self.config.compare
-        compare(data_dir, tables, output, recommenders=section.recommenders, seeds=section.seeds,
+        self.compare_results = compare(data_dir, tables, output, recommenders=section.recommenders, seeds=section.seeds,
                 protocols=section.protocol_list(), id_only=True, config=DownstreamConfig(**section.options),
                 overwrite=True)
 
@@ -287,10 +305,13 @@ def _short(value) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _embedder_keys(lrcl: dict) -> dict:
-    """The LRCL keys that shape the embedder itself, so the raw table is built the way LRCL builds its model."""
-    keys = ("num_thought_tokens", "pooling", "max_length", "instruction", "system_prompt", "gguf_file")
-    return {key: lrcl[key] for key in keys if lrcl.get(key) is not None}
+def _loading_keys(lrcl: dict) -> dict:
+    """The recipe's LRCL keys that are loading options, as the raw arms' stage settings: the raw tables are built
+    with them, so a change re-runs those stages (keys left unset keep the hash of recipes that never set them)."""
+    from ..embedder.loading import LoadingOptions
+
+    names = [f.name for f in dataclasses.fields(LoadingOptions)]
+    return {key: lrcl[key] for key in names if lrcl.get(key) is not None}
 
 
 def _now() -> str:
