@@ -21,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+from reaemb_trl.downstream import RECOMMENDERS
 from reaemb_trl.downstream.protocol import PROTOCOLS
 from reaemb_trl.downstream.quality import build_quality, quality_markdown, write_quality
 from reaemb_trl.errors import InputError
@@ -32,7 +33,8 @@ RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 DEFAULT_BACKBONE = "bundled-smollm2"
 DEFAULT_RECIPES = {"bundled-smollm2": RECIPES / "quality_smollm2.yaml",
                    "bundled-minilm": RECIPES / "quickstart_cpu.yaml"}
-RECOMMENDERS = ("sasrec", "gru4rec", "bert4rec")
+# the arms are item tables: every registered recommender that reads one
+TABLE_RECOMMENDERS = [name for name, entry in RECOMMENDERS.items() if entry.uses_table]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -43,7 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--backbone", help=f"Backbone (default: the recipe's with --recipe, else {DEFAULT_BACKBONE}); "
                         f"picks the default recipe: {', '.join(DEFAULT_RECIPES)}.")
     parser.add_argument("--recipe", help="Pipeline recipe (overrides the backbone's default recipe).")
-    parser.add_argument("--recommenders", nargs="+", default=["sasrec", "gru4rec"], choices=RECOMMENDERS)
+    parser.add_argument("--recommenders", nargs="+", default=["sasrec", "gru4rec"], choices=TABLE_RECOMMENDERS)
     parser.add_argument("--protocols", nargs="+", default=["full", "sampled"], choices=PROTOCOLS,
                         help="Each model is trained once; the first protocol's validation NDCG@10 picks its "
                         "checkpoint and every protocol is tested there.")

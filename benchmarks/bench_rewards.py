@@ -29,7 +29,7 @@ from pathlib import Path
 from reaemb_trl.crrl import CRRLConfig
 from reaemb_trl.crrl import run as run_crrl
 from reaemb_trl.data import PreparedDataset
-from reaemb_trl.downstream import DownstreamConfig
+from reaemb_trl.downstream import RECOMMENDERS, DownstreamConfig
 from reaemb_trl.downstream.evaluate import load_table, run_records
 from reaemb_trl.embedder import LatentReasoningEmbedder
 from reaemb_trl.export import default_device, export_item_tables
@@ -66,7 +66,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--recipe", default=str(RECIPE), help="Pipeline recipe whose crrl / export / compare sections "
                         "are the baseline settings.")
     parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--recommenders", nargs="+", default=["sasrec", "gru4rec"])
+    parser.add_argument("--recommenders", nargs="+", default=["sasrec", "gru4rec"],
+                        choices=[name for name, entry in RECOMMENDERS.items() if entry.uses_table])
     parser.add_argument("--protocols", nargs="+", default=["full", "sampled"],
                         help="The first picks each model's checkpoint and the variant; all are reported.")
     parser.add_argument("--seeds", type=int, default=3, help="Recommender seeds 0 .. N-1, the same for every table.")
