@@ -30,7 +30,7 @@ from reaemb_trl.data import PreparedDataset, prepare_dataset, sample_dataset_fil
 from reaemb_trl.downstream import DownstreamConfig
 from reaemb_trl.downstream.evaluate import load_table, run_records
 from reaemb_trl.embedder import LatentReasoningEmbedder
-from reaemb_trl.export import export_item_table
+from reaemb_trl.export import ExportOptions, export_item_table
 from reaemb_trl.io_utils import atomic_path, sigterm_as_interrupt, write_json
 from reaemb_trl.lrcl import LRCLConfig, LRCLTrainer
 from reaemb_trl.pipeline import PipelineConfig
@@ -80,7 +80,8 @@ def lrcl_stage(recipe: PipelineConfig, overrides: dict, data: Path, output: Path
 def export_stage(model_dir: Path, dataset: PreparedDataset, output: Path, batch_size: int) -> float:
     started = time.perf_counter()
     embedder = LatentReasoningEmbedder.from_pretrained(model_dir)
-    export_item_table(embedder, dataset, output, batch_size=batch_size, show_progress=False, overwrite=True)
+    export_item_table(embedder, dataset, output, ExportOptions(batch_size=batch_size, show_progress=False,
+                                                               overwrite=True))
     return time.perf_counter() - started
 
 

@@ -32,7 +32,7 @@ from reaemb_trl.data import PreparedDataset
 from reaemb_trl.downstream import RECOMMENDERS, DownstreamConfig
 from reaemb_trl.downstream.evaluate import load_table, run_records
 from reaemb_trl.embedder import LatentReasoningEmbedder
-from reaemb_trl.export import default_device, export_item_tables
+from reaemb_trl.export import ExportOptions, default_device, export_item_tables
 from reaemb_trl.io_utils import atomic_path, write_json
 from reaemb_trl.pipeline import PipelineConfig
 
@@ -198,7 +198,8 @@ def main(argv=None) -> dict:
             folders = [lrcl if name == BASELINE else out / name for name in missing]
             embedders = [LatentReasoningEmbedder.from_pretrained(folder).to(default_device()) for folder in folders]
             export_item_tables(embedders, dataset, [paths[name] for name in missing],
-                               batch_size=recipe.export.batch_size, model_names=[str(f) for f in folders])
+                               ExportOptions(batch_size=recipe.export.batch_size),
+                               model_names=[str(f) for f in folders])
             results.setdefault("export_seconds", {})[",".join(missing)] = time.perf_counter() - started
         for recommender in args.recommenders:  # a study extended by a recommender trains only that one
             for name in names:

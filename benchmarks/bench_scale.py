@@ -141,7 +141,7 @@ def run_worker(step: str, folder: Path, max_memory: str | None = None) -> dict:
 
         from reaemb_trl.data import PreparedDataset
         from reaemb_trl.embedder import LatentReasoningEmbedder
-        from reaemb_trl.export import export_item_table
+        from reaemb_trl.export import ExportOptions, export_item_table
 
         torch.manual_seed(0)
         dataset = PreparedDataset.load(folder / "prepared")
@@ -149,7 +149,8 @@ def run_worker(step: str, folder: Path, max_memory: str | None = None) -> dict:
         loaded_peak, loaded = _memory_mib("VmHWM"), _memory_mib("VmRSS")
         _reset_peak()
         _, timing = _timed(lambda: export_item_table(embedder, dataset, folder / "items.safetensors",
-                                                     batch_size=128, show_progress=False, overwrite=True))
+                                                     ExportOptions(batch_size=128, show_progress=False,
+                                                                   overwrite=True)))
         return {**timing, **_step_memory(loaded_peak, loaded),
                 "table_mib": (dataset.num_items + 1) * embedder.config.hidden_size * 4 / 2**20}
     raise ValueError(f"unknown step {step!r}")

@@ -11,7 +11,7 @@ from reaemb_trl.data import PreparedDataset
 from reaemb_trl.data.embedding_table import read_item_table
 from reaemb_trl.embedder.loading import LoadingOptions
 from reaemb_trl.errors import InputError
-from reaemb_trl.export import FORMATS, export_item_table
+from reaemb_trl.export import TABLE_FORMATS, ExportOptions, export_item_table
 from reaemb_trl.export.cli import encode_main
 from reaemb_trl.export.formats import table_path
 from reaemb_trl.export.new_items import encode, item_file_texts
@@ -25,7 +25,7 @@ def exported(small_dataset, tiny_embedder_folder, tmp_path_factory):
     dataset = PreparedDataset.load(small_dataset)
     output = tmp_path_factory.mktemp("encode_reference") / "items.safetensors"
     export_item_table(LatentReasoningEmbedder.from_pretrained(tiny_embedder_folder), dataset, output,
-                      batch_size=16, show_progress=False, model_name=str(tiny_embedder_folder))
+                      ExportOptions(batch_size=16, show_progress=False), model_name=str(tiny_embedder_folder))
     return read_item_table(output, dataset.source_ids)[0]
 
 
@@ -43,7 +43,7 @@ def test_item_file_texts_are_the_texts_prepare_built(small_dataset):
     assert title.startswith("title is ") and len(title) <= len("title is ") + 5 and len(cut[0]) < len(texts[0])
 
 
-@pytest.mark.parametrize("table_format", FORMATS)
+@pytest.mark.parametrize("table_format", TABLE_FORMATS)
 def test_items_encode_to_the_rows_export_writes(table_format, small_dataset, tiny_embedder_folder, exported,
                                                 tmp_path):
     dataset = PreparedDataset.load(small_dataset)
@@ -112,7 +112,8 @@ def test_minilm_encodes_new_items_as_export_does_from_a_recipe(small_dataset, mi
     folder = tmp_path / "minilm"
     embedder = LatentReasoningEmbedder.from_backbone(minilm_path, LoadingOptions(max_length=64))
     embedder.save_pretrained(folder)
-    export_item_table(embedder, dataset, tmp_path / "export.npy", table_format="npy", show_progress=False)
+    export_item_table(embedder, dataset, tmp_path / "export.npy", ExportOptions(table_format="npy",
+                                                                                show_progress=False))
     recipe = tmp_path / "encode.yaml"
     recipe.write_text(f"model: {folder}\nitems: {small_dataset.parent / 'item.json'}\nformat: seqjson\n"
                       f"format_out: parquet\noutput: {tmp_path / 'new'}\nshow_progress: false\n")

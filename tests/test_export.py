@@ -13,7 +13,7 @@ from reaemb_trl.data import PreparedDataset, load_embedding_table, prepare_datas
 from reaemb_trl.embedder import LatentReasoningEmbedder
 from reaemb_trl.embedder.loading import LoadingOptions
 from reaemb_trl.errors import InputError
-from reaemb_trl.export import export_item_table, export_item_tables, pca_path
+from reaemb_trl.export import ExportOptions, export_item_table, export_item_tables, pca_path
 from reaemb_trl.testing import save_tiny_decoder
 
 
@@ -70,9 +70,9 @@ def test_export_of_a_folder_saved_without_thought(small_dataset, tmp_path):
 def test_reference_path_export_matches_fast(small_dataset, model_dir, tmp_path):
     dataset = PreparedDataset.load(small_dataset)
     embedder = LatentReasoningEmbedder.from_pretrained(model_dir)
-    fast_file, = export_item_table(embedder, dataset, tmp_path / "fast.safetensors", show_progress=False)
-    reference_file, = export_item_table(embedder, dataset, tmp_path / "ref.safetensors", execution_path="reference",
-                                        show_progress=False)
+    fast_file, = export_item_table(embedder, dataset, tmp_path / "fast.safetensors", ExportOptions(show_progress=False))
+    reference_file, = export_item_table(embedder, dataset, tmp_path / "ref.safetensors",
+                                        ExportOptions(execution_path="reference", show_progress=False))
     fast, _ = load_embedding_table(fast_file)
     reference, metadata = load_embedding_table(reference_file)
     assert metadata["execution_path"] == "reference"
@@ -83,9 +83,9 @@ def test_export_refusals(small_dataset, model_dir, tmp_path, capsys):
     dataset = PreparedDataset.load(small_dataset)
     embedder = LatentReasoningEmbedder.from_pretrained(model_dir)
     with pytest.raises(InputError, match=f"has {dataset.num_items} items but the export was asked for 5"):
-        export_item_table(embedder, dataset, tmp_path / "x.safetensors", num_items=5)
+        export_item_table(embedder, dataset, tmp_path / "x.safetensors", ExportOptions(num_items=5))
     with pytest.raises(InputError, match="--pca 1000"):
-        export_item_table(embedder, dataset, tmp_path / "x.safetensors", pca=1000)
+        export_item_table(embedder, dataset, tmp_path / "x.safetensors", ExportOptions(pca=1000))
     args = ["export", "--model", str(model_dir), "--data", str(small_dataset), "--output", str(tmp_path / "y")]
     assert cli_main([*args, "--num-items", str(dataset.num_items + 1), "--no-progress"]) == 2
     assert "export was asked for" in capsys.readouterr().err
@@ -168,12 +168,12 @@ def test_export_in_blocks_gives_the_one_block_tables(small_dataset, model_dir, t
     assert dataset.num_items % block_size and dataset.num_items > 3 * block_size
     for table_format in ("safetensors", "npy"):
         whole = export_item_tables(embedders, dataset, [tmp_path / "whole_a", tmp_path / "whole_b"],
-                                   batch_size=4, show_progress=False, table_format=table_format)
+                                   ExportOptions(batch_size=4, show_progress=False, table_format=table_format))
         assert encoded == [dataset.num_items]
         encoded.clear()
         blocks = export_item_tables(embedders, dataset, [tmp_path / "blocks_a", tmp_path / "blocks_b"],
-                                    batch_size=4, show_progress=False, table_format=table_format,
-                                    block_size=block_size)
+                                    ExportOptions(batch_size=4, show_progress=False, table_format=table_format,
+                                                  block_size=block_size))
         assert encoded == [min(block_size, dataset.num_items - start)
                            for start in range(0, dataset.num_items, block_size)]  # never more than one block
         encoded.clear()

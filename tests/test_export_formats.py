@@ -22,7 +22,7 @@ from reaemb_trl.crrl import CRRLConfig
 from reaemb_trl.data import PreparedDataset, load_embedding_table
 from reaemb_trl.embedder import LatentReasoningEmbedder
 from reaemb_trl.errors import InputError
-from reaemb_trl.export import export_item_table, trained_similarity
+from reaemb_trl.export import ExportOptions, export_item_table, trained_similarity
 from reaemb_trl.export.formats import table_writer, write_table
 from reaemb_trl.export.similarity import LOSS_SIMILARITY
 from reaemb_trl.io_utils import write_json
@@ -200,8 +200,9 @@ def test_metadata_says_unknown_for_a_folder_no_stage_trained(small_dataset, lrcl
     dataset = PreparedDataset.load(small_dataset)
     raw = LatentReasoningEmbedder.from_pretrained(lrcl_dir)
     raw.save_pretrained(tmp_path / "raw")  # an embedder folder without lrcl_config.json
-    export_item_table(raw, dataset, tmp_path / "raw.parquet", model_name=str(tmp_path / "raw"), batch_size=16,
-                      show_progress=False, table_format="parquet")
+    export_item_table(raw, dataset, tmp_path / "raw.parquet",
+                      ExportOptions(batch_size=16, show_progress=False, table_format="parquet"),
+                      model_name=str(tmp_path / "raw"))
     metadata = pq.read_schema(tmp_path / "raw.parquet").metadata
     assert metadata[b"similarity"] == b"unknown" and metadata[b"model"] == str(tmp_path / "raw").encode()
 
@@ -223,7 +224,7 @@ def test_refusals_come_before_any_file_is_written(small_dataset, lrcl_dir, tmp_p
     assert "belongs to --format npy" in capsys.readouterr().err
     embedder = LatentReasoningEmbedder.from_pretrained(lrcl_dir)
     with pytest.raises(InputError, match="unknown format"):
-        export_item_table(embedder, dataset, out / "items", table_format="pickle")
+        export_item_table(embedder, dataset, out / "items", ExportOptions(table_format="pickle"))
     assert not out.exists()
 
 
@@ -236,7 +237,7 @@ def test_recbole_refuses_ids_that_would_break_its_file(small_dataset, lrcl_dir, 
     embedder = LatentReasoningEmbedder.from_pretrained(lrcl_dir)
     monkeypatch.setattr(embedder, "encode", lambda *a, **k: pytest.fail("the ids are checked before encoding"))
     with pytest.raises(InputError, match="double quote"):
-        export_item_table(embedder, dataset, tmp_path / "office", table_format="recbole")
+        export_item_table(embedder, dataset, tmp_path / "office", ExportOptions(table_format="recbole"))
     assert list(tmp_path.iterdir()) == []
 
 

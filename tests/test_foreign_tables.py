@@ -12,7 +12,7 @@ import pytest
 from reaemb_trl.data import PreparedDataset
 from reaemb_trl.downstream.evaluate import evaluate, load_table
 from reaemb_trl.errors import InputError
-from reaemb_trl.export import FORMATS
+from reaemb_trl.export import TABLE_FORMATS
 from reaemb_trl.export.cli import convert_main
 from reaemb_trl.export.formats import table_path, write_table
 
@@ -40,7 +40,7 @@ def _parquet(path, **columns):
     return path
 
 
-@pytest.mark.parametrize("table_format", FORMATS)
+@pytest.mark.parametrize("table_format", TABLE_FORMATS)
 def test_every_export_format_loads_as_the_same_table(table_format, dataset, table, tmp_path):
     path = _write(table_format, tmp_path, table, dataset)
     np.testing.assert_array_equal(load_table(path, dataset), table)
@@ -111,7 +111,7 @@ def test_a_parquet_table_from_another_tool(dataset, table, tmp_path):
 
 
 def test_a_table_of_another_dataset_is_refused_in_every_format(dataset, table, tmp_path):
-    for table_format in FORMATS:
+    for table_format in TABLE_FORMATS:
         path = _write(table_format, tmp_path, table, dataset, dataset_sha256="f" * 64)
         with pytest.raises(InputError, match="exported from another dataset"):
             load_table(path, dataset)
@@ -120,16 +120,16 @@ def test_a_table_of_another_dataset_is_refused_in_every_format(dataset, table, t
 def test_nan_rows_are_refused_in_every_format(dataset, table, tmp_path):
     broken = table.copy()
     broken[4, 2] = np.nan
-    for table_format in FORMATS:
+    for table_format in TABLE_FORMATS:
         with pytest.raises(InputError, match=r"1 rows hold NaN or inf values \(item ids \[4\]\)"):
             load_table(_write(table_format, tmp_path, broken, dataset), dataset)
 
 
-@pytest.mark.parametrize("source_format", FORMATS)
+@pytest.mark.parametrize("source_format", TABLE_FORMATS)
 def test_convert_writes_every_format_with_the_same_rows_and_metadata(source_format, small_dataset, dataset, table,
                                                                      tmp_path):
     source = _write(source_format, tmp_path / "source", table, dataset)
-    for table_format in FORMATS:
+    for table_format in TABLE_FORMATS:
         output = tmp_path / "converted" / f"c_{table_format}"
         assert convert_main(["--table", str(source), "--data", str(small_dataset), "--output", str(output),
                              "--format", table_format]) == 0

@@ -191,19 +191,19 @@ def test_export_refuses_a_bad_batch_size_before_reading_anything(tmp_path, capsy
 def test_export_refuses_non_finite_rows_and_writes_nothing(small_dataset, tiny_embedder_folder, tmp_path):
     from reaemb_trl.data import PreparedDataset
     from reaemb_trl.embedder import LatentReasoningEmbedder
-    from reaemb_trl.export import export_item_table
+    from reaemb_trl.export import ExportOptions, export_item_table
 
     dataset = PreparedDataset.load(small_dataset)
     embedder = LatentReasoningEmbedder.from_pretrained(tiny_embedder_folder)
     output = tmp_path / "items.safetensors"
     for batch_size in (-4, 0, True, 2.5):
         with pytest.raises(InputError, match="--batch-size must be"):
-            export_item_table(embedder, dataset, output, batch_size=batch_size, show_progress=False)
+            export_item_table(embedder, dataset, output, ExportOptions(batch_size=batch_size, show_progress=False))
     with torch.no_grad():
         for param in embedder.thought_module.parameters():
             param.fill_(NAN)  # an all-NaN thought module (a diverged training)
     with pytest.raises(NonFiniteError, match=r"items of this block embed to NaN or inf values \(item ids \[1, 2"):
-        export_item_table(embedder, dataset, output, show_progress=False, normalize=True)
+        export_item_table(embedder, dataset, output, ExportOptions(show_progress=False, normalize=True))
     assert list(tmp_path.iterdir()) == []  # no table, no temp file
 
 

@@ -6,77 +6,61 @@ trained from it) are then encoded from one pass 1 per batch."""
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, field
 
 from ..data.readers import FORMATS as SOURCE_FORMATS
 from ..data.text import DEFAULT_MAX_VALUE_CHARS
+from ..embedder.modeling import EXECUTION_PATHS
 from ..errors import InputError
 from ..recipe import help_field, parse_recipe
-from .export import check_dataset, check_export_numbers, default_device, export_item_tables, output_guards
-from .formats import FORMATS, check_output, recbole_config_path
+from .export import ExportOptions, check_export_numbers, default_device, export_folders, output_guards
+from .formats import TABLE_FORMATS, check_output, recbole_config_path
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="reaemb-trl export",
-        description="Embed every item of a prepared dataset with a trained embedder folder and write a table: "
-                    "safetensors (tensor 'embeddings', row 0 = padding, row i = item i), npy, parquet or a RecBole "
-                    "atomic file, with the source item ids and the metadata beside it (docs/export_formats.md).",
-    )
-    parser.add_argument("--model", required=True, action="append",
-                        help="Embedder folder (LatentReasoningEmbedder.save_pretrained); repeat with --output for "
-                        "several folders in one run.")
-    parser.add_argument("--data", required=True, help="Prepared dataset folder (reaemb-trl prepare).")
-    parser.add_argument("--output", required=True, action="append",
-                        help="Table file to write, e.g. items.safetensors; one per --model, in the same order. Other "
-                        "formats take NAME or NAME.SUFFIX (items.npy, items.parquet, items.itememb).")
-    parser.add_argument("--format", dest="table_format", default="safetensors",
-                        help=f"One of {', '.join(FORMATS)}: safetensors (default) keeps the padding row 0; npy, "
-                        "parquet and recbole (NAME.itememb + NAME.recbole.yaml) hold items 1..N only.")
-    parser.add_argument("--normalize", action="store_true",
-                        help="L2-normalise every item row (default: rows as the model gives them).")
-    parser.add_argument("--pca", type=int, help="Also write a PCA-reduced table FILE.pcaD.safetensors "
-                        "(--format safetensors only).")
-    parser.add_argument("--batch-size", type=int, default=32, help="Items per forward pass (default: 32).")
-    parser.add_argument("--execution-path", choices=("fast", "reference"),
-                        help="How the two passes run (default: fast for decoders; encoders always run reference).")
-    parser.add_argument("--num-items", type=int, help="Refuse a dataset that does not have exactly this many items.")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="Replace existing tables that an export wrote (never other files, never inputs).")
-    parser.add_argument("--device", help="torch device (default: cuda when available, else cpu).")
-    parser.add_argument("--no-progress", dest="show_progress", action="store_false", help="Hide the progress bar.")
-    return parser
+@dataclass
+class ExportArguments:
+    model: list[str] = field(default_factory=list, metadata={
+        "action": "extend",  # --model A --model B, or --model A B
+        "help": "Embedder folder (LatentReasoningEmbedder.save_pretrained); repeat with --output for several folders "
+                "in one run."})
+    data: str | None = help_field("Prepared dataset folder (reaemb-trl prepare).", default=None)
+    output: list[str] = field(default_factory=list, metadata={
+        "action": "extend",
+        "help": "Table file to write, e.g. items.safetensors; one per --model, in the same order. Other formats take "
+                "NAME or NAME.SUFFIX (items.npy, items.parquet, items.itememb)."})
+    format: str = help_field(f"One of {', '.join(TABLE_FORMATS)}: safetensors (default) keeps the padding row 0; npy, "
+                             "parquet and recbole (NAME.itememb + NAME.recbole.yaml) hold items 1..N only.",
+                             default="safetensors")
+    normalize: bool = help_field("L2-normalise every item row (default: rows as the model gives them).", default=False)
+    pca: int | None = help_field("Also write a PCA-reduced table FILE.pcaD.safetensors (--format safetensors only).",
+                                 default=None)
+    batch_size: int = help_field("Items per forward pass.", default=32)
+    execution_path: str | None = help_field("How the two passes run: fast or reference (default: fast for decoders; "
+                                            "encoders always run reference).", default=None)
+    num_items: int | None = help_field("Refuse a dataset that does not have exactly this many items.", default=None)
+    overwrite: bool = help_field("Replace existing tables that an export wrote (never other files, never inputs).",
+                                 default=False)
+    device: str | None = help_field("torch device (default: cuda when available, else cpu).", default=None)
+    no_progress: bool = help_field("Hide the progress bars.", default=False)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from transformers.utils import logging as transformers_logging
-
-    from ..data import PreparedDataset
-    from ..embedder import LatentReasoningEmbedder
-
-    check_export_numbers(args.batch_size, args.pca, args.num_items)  # before any file is looked at
-    if len(args.model) != len(args.output):
-        raise InputError(f"--model was given {len(args.model)} times and --output {len(args.output)} times: "
-                         "give one --output per --model")
-    # the outputs' checks, before the models load (export_item_tables makes them again, then takes the guards)
-    for output in args.output:
-        check_output(args.table_format, output, args.pca)
-    output_guards(args.output, args.table_format, args.pca, [args.data, *args.model], args.overwrite)
-    dataset = PreparedDataset.load(args.data)
-    check_dataset(dataset, args.num_items)  # before the models load, which takes seconds to minutes
-    if not args.show_progress:
-        transformers_logging.disable_progress_bar()  # the "Loading weights" bars
-    device = args.device or default_device()
-    embedders = [LatentReasoningEmbedder.from_pretrained(model).to(device) for model in args.model]
-    written = export_item_tables(embedders, dataset, args.output, pca=args.pca, batch_size=args.batch_size,
-                                 execution_path=args.execution_path, num_items=args.num_items, model_names=args.model,
-                                 show_progress=args.show_progress, table_format=args.table_format,
-                                 normalize=args.normalize, overwrite=args.overwrite)
-    for file in written:
-        print(f"wrote {file}")
-        if args.table_format == "recbole":
+    args = parse_recipe(ExportArguments, list(argv or []), prog="reaemb-trl export",
+                        description="Embed every item of a prepared dataset with a trained embedder folder and write "
+                                    "a table: safetensors (tensor 'embeddings', row 0 = padding, row i = item i), npy, "
+                                    "parquet or a RecBole atomic file, with the source item ids and the metadata "
+                                    "beside it (docs/export_formats.md).")
+    for name in ("model", "data", "output"):
+        if not getattr(args, name):
+            raise InputError(f"reaemb-trl export: --{name} is required")
+    if args.execution_path not in (None, *EXECUTION_PATHS):
+        raise InputError(f"--execution-path {args.execution_path!r}: one of {', '.join(EXECUTION_PATHS)}")
+    options = ExportOptions(pca=args.pca, batch_size=args.batch_size, execution_path=args.execution_path,
+                            num_items=args.num_items, table_format=args.format, normalize=args.normalize,
+                            overwrite=args.overwrite, show_progress=not args.no_progress)
+    for file in export_folders(args.model, args.data, args.output, options, args.device):
+        print(f"wrote {file}")  # the command's output: the files it wrote
+        if args.format == "recbole":
             config = recbole_config_path(file)
             print(f"RecBole settings ({config}):\n{config.read_text(encoding='utf-8')}")
     return 0
@@ -92,7 +76,7 @@ class EncodeArguments:
     text: list[str] = field(default_factory=list, metadata={
         "action": "extend",  # --text A --text B, or --text A B
         "help": "Texts to encode instead of --items (repeat the flag); their ids are their positions 1, 2, ..."})
-    format_out: str = help_field(f"Table format: one of {', '.join(FORMATS)} (as export).", default="safetensors")
+    format_out: str = help_field(f"Table format: one of {', '.join(TABLE_FORMATS)} (as export).", default="safetensors")
     normalize: bool = help_field("L2-normalise every row.", default=False)
     max_value_chars: int = help_field("Cut each attribute value to this many characters: the value the dataset "
                                       "was prepared with.", default=DEFAULT_MAX_VALUE_CHARS)
@@ -138,7 +122,7 @@ class ConvertArguments:
                             "tool (see docs/export_formats.md for the id maps it may carry).")
     data: str = help_field("Prepared dataset folder the table belongs to (its ids and row count are checked).")
     output: str = help_field("Table file to write: NAME or NAME.SUFFIX of --format.")
-    format: str = help_field(f"One of {', '.join(FORMATS)}.", default="safetensors")
+    format: str = help_field(f"One of {', '.join(TABLE_FORMATS)}.", default="safetensors")
     overwrite: bool = help_field("Replace an existing table that an export wrote.", default=False)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -20,6 +21,31 @@ from ..io_utils import OutputGuard
 from ..validation import NonFiniteError, check_number, nonfinite_rows
 from .formats import check_output, is_exported_table, output_files, table_path, table_writer, write_table
 from .similarity import trained_similarity
+
+
+def export_folders(models: Sequence[str | os.PathLike], data: str | os.PathLike, outputs: Sequence[str | os.PathLike],
+                   options: ExportOptions | None = None, device: str | None = None) -> list[Path]:
+    """`export_item_tables` for embedder folders: every check that needs no model first (outputs, dataset), then the
+    folders are loaded on `device` (default: `default_device`). What `reaemb-trl export` runs."""
+    from ..embedder import LatentReasoningEmbedder
+
+    options = options if options is not None else ExportOptions()
+    check_export_numbers(options.batch_size, options.pca, options.num_items)  # before any file is looked at
+    if len(models) != len(outputs):
+        raise InputError(f"--model was given {len(models)} times and --output {len(outputs)} times: "
+                         "give one --output per --model")
+    # the outputs' checks, before the models load (export_item_tables makes them again, then takes the guards)
+    for output in outputs:
+        check_output(options.table_format, output, options.pca)
+    output_guards(outputs, options.table_format, options.pca, [data, *models], options.overwrite)
+    dataset = PreparedDataset.load(data)
+    check_dataset(dataset, options.num_items)  # before the models load, which takes seconds to minutes
+    if not options.show_progress:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # the "Loading weights" bars
+    embedders = [LatentReasoningEmbedder.from_pretrained(model).to(device or default_device()) for model in models]
+    return export_item_tables(embedders, dataset, outputs, options, model_names=[str(model) for model in models])
 
 
 def default_device() -> str:
@@ -47,30 +73,39 @@ def output_guards(outputs: Sequence[str | os.PathLike], table_format: str, pca: 
             for table in tables]
 
 
-def export_item_table(embedder, dataset: PreparedDataset, output: str | os.PathLike, pca: int | None = None,
-                      batch_size: int = 32, execution_path: str | None = None, num_items: int | None = None,
-                      model_name: str | None = None, show_progress: bool = True, table_format: str = "safetensors",
-                      normalize: bool = False, block_size: int = BLOCK_SIZE, overwrite: bool = False) -> list[Path]:
-    """Embed items 1..N with `embedder.encode` and write the table in `table_format` (safetensors: row 0 zeros,
-    the file `load_embedding_table` reads), with the source-id map and metadata beside it (docs/export_formats.md).
+@dataclass
+class ExportOptions:
+    """How an export encodes and writes its tables (`export_item_table(s)`, the export CLI, the pipeline).
 
     `num_items`, when given, is the item count the caller expects (e.g. the dataset the model was trained on): a
     dataset of another size is refused. With `pca` (safetensors only), a second file (`pca_path`) holds the reduced
     table plus the scikit-learn PCA parameters as the tensors `pca_components`, `pca_mean`, `pca_explained_variance`.
     `normalize` L2-normalises every item row written (the PCA is fitted on the normalised rows, and its reduced rows
     are normalised again). An existing table is replaced only with `overwrite`, and only if an export wrote it
-    (`output_guards`). Returns the paths of the tables.
-    """
-    return export_item_tables([embedder], dataset, [output], pca, batch_size, execution_path, num_items,
-                              None if model_name is None else [model_name], show_progress, table_format, normalize,
-                              block_size, overwrite)
+    (`output_guards`). Items are encoded and written `block_size` at a time."""
+
+    pca: int | None = None
+    batch_size: int = 32
+    execution_path: str | None = None
+    num_items: int | None = None
+    table_format: str = "safetensors"
+    normalize: bool = False
+    block_size: int = BLOCK_SIZE
+    overwrite: bool = False
+    show_progress: bool = True
+
+
+def export_item_table(embedder, dataset: PreparedDataset, output: str | os.PathLike,
+                      options: ExportOptions | None = None, model_name: str | None = None) -> list[Path]:
+    """Embed items 1..N with `embedder.encode` and write the table in `options.table_format` (safetensors: row 0
+    zeros, the file `load_embedding_table` reads), with the source-id map and metadata beside it
+    (docs/export_formats.md). Returns the paths of the tables (the PCA one too)."""
+    return export_item_tables([embedder], dataset, [output], options, None if model_name is None else [model_name])
 
 
 def export_item_tables(embedders: Sequence, dataset: PreparedDataset, outputs: Sequence[str | os.PathLike],
-                       pca: int | None = None, batch_size: int = 32, execution_path: str | None = None,
-                       num_items: int | None = None, model_names: Sequence[str] | None = None,
-                       show_progress: bool = True, table_format: str = "safetensors",
-                       normalize: bool = False, block_size: int = BLOCK_SIZE, overwrite: bool = False) -> list[Path]:
+                       options: ExportOptions | None = None,
+                       model_names: Sequence[str] | None = None) -> list[Path]:
     """`export_item_table` for several embedders, one output each. On the fast path, the embedders that share
     pass 1 with the first (`shares_pass1`: an LRCL folder and the CRRL folder trained from it) are encoded from one
     pass 1 per batch, which gives the same tables; the others are encoded on their own.
@@ -78,9 +113,13 @@ def export_item_tables(embedders: Sequence, dataset: PreparedDataset, outputs: S
     Items are encoded and written `block_size` at a time (batches of similar length inside a block), so memory
     holds one block of rows per table whatever the catalogue's size; only `pca` reads a whole table back to fit.
     """
+    options = options if options is not None else ExportOptions()
+    execution_path, show_progress = options.execution_path, options.show_progress
+    table_format, normalize, overwrite = options.table_format, options.normalize, options.overwrite
     if len(embedders) != len(outputs):
         raise ValueError(f"{len(embedders)} embedders but {len(outputs)} outputs")
-    batch_size, block_size, pca, num_items = check_export_numbers(batch_size, pca, num_items, block_size)
+    batch_size, block_size, pca, num_items = check_export_numbers(options.batch_size, options.pca, options.num_items,
+                                                                  options.block_size)
     for output in outputs:
         check_output(table_format, output, pca, dataset.source_ids)
     names = list(model_names or [None] * len(embedders))

@@ -31,7 +31,7 @@ from ..data.embedding_table import (
 from ..errors import InputError
 from ..io_utils import atomic_path, write_json
 
-FORMATS = tuple(TABLE_SUFFIXES)
+TABLE_FORMATS = tuple(TABLE_SUFFIXES)  # output tables (data.readers.FORMATS are the input readers)
 RECBOLE_CONFIG_SUFFIX = ".recbole.yaml"
 # Characters that would split a token of RecBole's tab-separated atomic file (read with pandas' quote handling).
 RECBOLE_FORBIDDEN = ("\t", "\n", "\r", '"')
@@ -42,7 +42,7 @@ def check_output(table_format: str, output: str | os.PathLike, pca: int | None, 
     `--pca` outside safetensors (only that file holds the PCA parameters beside the reduced table), and source ids
     the format cannot hold."""
     if table_format not in TABLE_SUFFIXES:
-        raise InputError(f"--format {table_format!r}: unknown format (known: {', '.join(FORMATS)})")
+        raise InputError(f"--format {table_format!r}: unknown format (known: {', '.join(TABLE_FORMATS)})")
     other = next((name for name, suffix in TABLE_SUFFIXES.items()
                   if name != table_format and Path(output).suffix == suffix), None)
     if other is not None:

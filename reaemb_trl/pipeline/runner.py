@@ -20,7 +20,6 @@ import contextlib
 import dataclasses
 import datetime as dt
 import json
-import logging
 import time
 from pathlib import Path
 from typing import Callable
@@ -58,9 +57,6 @@ EXPORT_STAGES = {
 }
 
 
-logger = logging.getLogger(__name__)
-
-
 def table_runs(config: PipelineConfig) -> list[str]:
     """The runs whose tables `config` compares, in report order: the default ones and its `extra_arms`."""
     return [run for run in TABLE_RUNS if run not in EXTRA_ARMS or run in config.extra_arms]
@@ -82,9 +78,8 @@ class PipelineState:
 
 
 class PipelineRunner:
-    def __init__(self, config: PipelineConfig, log: Callable[[str], None] = logger.info, dry_run: bool = False):
-        """`dry_run`: log what each stage would do (skip, resume, start over, run) and write nothing. `log` takes
-        each stage's progress line (the CLI prints a dry run's plan: it is the command's output)."""
+    def __init__(self, config: PipelineConfig, log: Callable[[str], None] = print, dry_run: bool = False):
+        """`dry_run`: log what each stage would do (skip, resume, start over, run) and write nothing."""
         self.config = config
         self.dry_run = dry_run
         self.out = Path(config.output_dir)
@@ -239,13 +234,13 @@ class PipelineRunner:
 
     def _export(self, runs: list[str], tables: dict[str, Path], data_dir: Path) -> None:
         from ..embedder import LatentReasoningEmbedder
-        from ..export import default_device, export_item_tables
+        from ..export import ExportOptions, default_device, export_item_tables
 
         folders = [self.out / TABLE_RUNS[run] for run in runs]
         embedders = [LatentReasoningEmbedder.from_pretrained(folder).to(default_device()) for folder in folders]
-        export_item_tables(embedders, PreparedDataset.load(data_dir), [tables[run] for run in runs],
-                           pca=self.config.export.pca, batch_size=self.config.export.batch_size,
-                           model_names=[str(folder) for folder in folders], overwrite=True)
+        options = ExportOptions(pca=self.config.export.pca, batch_size=self.config.export.batch_size, overwrite=True)
+        export_item_tables(embedders, PreparedDataset.load(data_dir), [tables[run] for run in runs], options,
+                           model_names=[str(folder) for folder in folders])
 
     def _compare(self, data_dir: Path, tables: dict[str, Path], output: Path) -> None:
         from ..downstream import DownstreamConfig, compare
