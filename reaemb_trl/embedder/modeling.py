@@ -8,7 +8,9 @@ Two execution paths share one set of weights (docs/method.md, section 2):
 - ``fast`` (decoders): in a causal model the states before the first thought p_1 do not depend on anything after
   it, so one prefix pass [0, p_1) serves as pass 1 *and* as pass 2's prefix. It keeps its KV cache; the thought
   module reads the prefix states detached (= the gradient-free pass 1); pass 2 runs only the thoughts and the tokens
-  after them on that cache, and every pooling mode reuses the prefix states. Same function, fewer FLOPs.
+  after them on that cache. Every pooling mode reuses the prefix states: pass 1 stores their weighted sum and weight
+  total under the mode (`PrefixState.prefix_sum` / `prefix_weight`, zero for modes that pool only from the thought
+  on, such as `thought` and `last`) and pass 2 adds the suffix's. Same function, fewer FLOPs.
 
 Encoders are bidirectional and always run ``reference``.
 """
@@ -16,55 +18,28 @@ Encoders are bidirectional and always run ``reference``.
 from __future__ import annotations
 
 import copy
-import logging
-import os
-import shutil
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-import torch.nn.functional as F
-from peft import PeftModel, get_peft_model, prepare_model_for_kbit_training
+from peft import PeftModel
 from torch import nn
-from transformers import AutoConfig, AutoModel, BitsAndBytesConfig, GenerationConfig, PreTrainedModel
+from transformers import AutoConfig, AutoModel, GenerationConfig, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from ..errors import InputError
-from ..io_utils import staged_update
-from .backbone import (
-    BUNDLED_BACKBONES,
-    add_thought_tokens,
-    is_causal_config,
-    load_backbone,
-    load_tokenizer,
-    lora_config,
-)
-from .configuration import LatentReasoningConfig, check_similarity
+from .configuration import LatentReasoningConfig
+from .construction import build_from_backbone, load_from_folder
 from .loading import LoadingOptions
 from .pooling import pool, pool_weights, true_positions
 from .prefix_cache import PrefixCache
 from .prefix_state import PrefixState, repeat_cache, select_prefix, split_prefix, stack_prefixes
-from .prompts import PromptBuilder, pad_prompts
-from .serialization import (
-    ADAPTER_DIR,
-    CONFIG_FILE,
-    embedder_folder,
-    load_saved_adapter,
-    load_saved_backbone,
-    load_saved_tokenizer,
-    load_thought_weights,
-    read_config,
-    require_files,
-    save_sentence_transformers_files,
-    save_thought_weights,
-)
+from .prompts import PromptBuilder, pad_prompts, thought_columns
+from .serialization import save_embedder_folder
 from .shared_pass import length_batches
 from .thought_module import ThoughtModule
 
 EXECUTION_PATHS = ("fast", "reference")  # how pass 1 and pass 2 run (docs/method.md)
-
-logger = logging.getLogger(__name__)
 
 AutoConfig.register(LatentReasoningConfig.model_type, LatentReasoningConfig, exist_ok=True)
 
@@ -74,6 +49,11 @@ class EmbedderOutput(ModelOutput):
     embeddings: torch.Tensor | None = None  # [B, d]
     thought_means: torch.Tensor | None = None  # [B, j, d], the thought module's output r
     prefix: PrefixState | None = None
+
+
+def _per_sample(rows: torch.Tensor, group_size: int) -> torch.Tensor:
+    """Each item's row repeated for its G samples: row b*G + g belongs to sample g of item b."""
+    return rows.repeat_interleave(group_size, 0)
 
 
 def _inject(embeds: torch.Tensor, index: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
@@ -145,58 +125,7 @@ class LatentReasoningEmbedder(PreTrainedModel):
         `options.model_revision`, `attn_implementation` and `trust_remote_code` are saved, so `from_pretrained`
         loads the backbone the same way.
         """
-        options = options if options is not None else LoadingOptions()
-        quantization = options.quantization_config()
-        if isinstance(model_or_path, (str, os.PathLike)):
-            path = str(model_or_path)
-            tokenizer = (tokenizer if tokenizer is not None else
-                         load_tokenizer(path, options.gguf_file, options.model_revision, options.trust_remote_code))
-            backbone = load_backbone(path, quantization, options.dtype, options.gguf_file, options.model_revision,
-                                     options.attn_implementation, options.trust_remote_code)
-            portable = path in BUNDLED_BACKBONES or not Path(path).is_dir()  # a bundled name or a hub id
-            name = backbone_name_or_path or (path if portable else str(Path(path).resolve()))
-        else:
-            if quantization is not None:
-                raise InputError("quantization is applied while loading: pass the backbone as a folder or hub id")
-            if tokenizer is None:
-                raise InputError("a backbone passed as a model object needs its tokenizer (tokenizer=...)")
-            backbone = model_or_path
-            name = backbone_name_or_path or backbone.name_or_path or None
-        tokenizer = copy.deepcopy(tokenizer)  # thought tokens are added: leave the caller's tokenizer as it was
-        backbone_config = backbone.config.get_text_config()
-        position_limit = getattr(backbone_config, "max_position_embeddings", None)
-        max_length = options.max_length
-        if position_limit and max_length > position_limit:  # e.g. BERT's 512 absolute positions
-            logger.warning("max_length=%d exceeds the backbone's %d positions: using %d", max_length,
-                           position_limit, position_limit)
-            max_length = position_limit
-        config = LatentReasoningConfig(
-            **options.embedder_settings(),
-            backbone_name_or_path=name,
-            is_causal=is_causal_config(backbone.config),
-            hidden_size=backbone_config.hidden_size,
-            max_length=max_length,
-            padding_side=options.padding_side or tokenizer.padding_side,
-            quantization=quantization.to_dict() if quantization is not None else None,
-        )
-        add_thought_tokens(backbone, tokenizer, config.thought_tokens)
-        if quantization is not None:
-            # No gradient checkpointing: it would switch the KV cache off, and the fast path lives on the cache.
-            backbone = prepare_model_for_kbit_training(backbone, use_gradient_checkpointing=False)
-        if options.use_peft:
-            adapter = lora_config(options.lora_settings(), backbone)
-            backbone = get_peft_model(backbone, adapter)
-            config.lora = {"r": adapter.r, "lora_alpha": adapter.lora_alpha, "lora_dropout": adapter.lora_dropout,
-                           "target_modules": sorted(adapter.target_modules),
-                           "layers_to_transform": adapter.layers_to_transform}
-        embedder = cls(config)
-        embedder.to(backbone.get_input_embeddings().weight.device)
-        embedder._attach(backbone, tokenizer)
-        with torch.no_grad():
-            mean_row = backbone.get_input_embeddings().weight[: min(embedder.thought_token_ids)].float().mean(0)
-            embedder.thought_embeddings.copy_(mean_row.expand_as(embedder.thought_embeddings))
-        embedder.thought_module.reset_parameters(embedder._value_scale(), torch.Generator().manual_seed(options.seed))
-        return embedder
+        return build_from_backbone(cls, model_or_path, options, tokenizer, backbone_name_or_path)
 
     @torch.no_grad()
     def _value_scale(self) -> float:
@@ -271,32 +200,12 @@ class LatentReasoningEmbedder(PreTrainedModel):
             return "reference"
         return execution_path or "fast"
 
-    def _thought_index(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """[B, j] columns of the thought tokens; checks the prompt layout the two paths rely on."""
-        j = self.config.num_thought_tokens
-        mask = attention_mask.bool()
-        padded = F.pad(mask.long(), (1, 1))
-        if ((padded[:, 1:] != padded[:, :-1]).sum(1) != 2).any():
-            raise InputError("attention_mask: every row must hold one contiguous block of real tokens")
-        ids = torch.tensor(self.thought_token_ids, device=input_ids.device)
-        is_thought = (input_ids[..., None] == ids).any(-1) & mask
-        counts = is_thought.sum(1)
-        if (counts != j).any():
-            row = int((counts != j).nonzero()[0])
-            raise InputError(f"input_ids row {row}: expected {j} thought token(s), found {int(counts[row])} "
-                             "(build batches with tokenize())")
-        index = is_thought.nonzero()[:, 1].view(-1, j)
-        if (index[:, 1:] - index[:, :-1] != 1).any() or (input_ids.gather(1, index) != ids).any():
-            raise InputError("input_ids: the thought tokens must be consecutive and in order")
-        if not mask.gather(1, (index[:, :1] - 1).clamp(min=0)).all() or (index[:, 0] < 1).any():
-            raise InputError("input_ids: every row needs at least one real token before the thoughts")
-        return index
-
     # --------------------------------------------------------------------------------------------------- pass 1
     def encode_prefix(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                       execution_path: str | None = None) -> PrefixState:
         """Pass 1. Fast: the prefix pass (with gradient if enabled: it is also pass 2's prefix) keeping its cache."""
-        thought_index = self._thought_index(input_ids, attention_mask)
+        thought_index = thought_columns(input_ids, attention_mask, self.thought_token_ids,
+                                        self.config.num_thought_tokens)
         if self.resolve_execution_path(execution_path) == "reference":
             return self._reference_prefix(input_ids, attention_mask, thought_index)
         return self._fast_prefix(input_ids, attention_mask, thought_index)
@@ -365,19 +274,18 @@ class LatentReasoningEmbedder(PreTrainedModel):
     # --------------------------------------------------------------------------------------------------- pass 2
     def _suffix_pass(self, prefix: PrefixState, thoughts: torch.Tensor, group_size: int) -> torch.Tensor:
         """Fast pass 2: thoughts + following tokens on the repeated prefix cache -> suffix states [B*G, S, d]."""
-        rep = lambda t: t.repeat_interleave(group_size, 0)  # noqa: E731
         j = thoughts.shape[1]
-        embeds = self._embed(rep(prefix.suffix_ids))
+        embeds = self._embed(_per_sample(prefix.suffix_ids, group_size))
         embeds = torch.cat([thoughts.to(embeds.dtype), embeds[:, j:]], 1)
-        attention = torch.cat([rep(prefix.prefix_mask), rep(prefix.suffix_mask)], 1)
-        hidden, _ = self._body_forward(embeds, attention, rep(prefix.suffix_positions),
+        attention = _per_sample(torch.cat([prefix.prefix_mask, prefix.suffix_mask], 1), group_size)
+        hidden, _ = self._body_forward(embeds, attention, _per_sample(prefix.suffix_positions, group_size),
                                        cache=repeat_cache(prefix.cache, group_size, self._body().config))
         return hidden
 
     def _full_pass(self, input_ids, attention_mask, thought_index, thoughts, group_size: int) -> torch.Tensor:
         """Reference pass 2: the whole prompt with the thoughts injected -> states [B*G, T, d]."""
-        rep = lambda t: t.repeat_interleave(group_size, 0)  # noqa: E731
-        input_ids, attention_mask, thought_index = rep(input_ids), rep(attention_mask), rep(thought_index)
+        input_ids, attention_mask, thought_index = (_per_sample(t, group_size)
+                                                    for t in (input_ids, attention_mask, thought_index))
         embeds = _inject(self._embed(input_ids), thought_index, thoughts)
         hidden, _ = self._body_forward(embeds, attention_mask, true_positions(attention_mask))
         return hidden
@@ -396,14 +304,14 @@ class LatentReasoningEmbedder(PreTrainedModel):
         if prefix.cache is None:
             hidden = self._full_pass(prefix.input_ids, prefix.attention_mask, prefix.thought_index, thoughts,
                                      group_size)
-            rep = lambda t: t.repeat_interleave(group_size, 0)  # noqa: E731
-            return pool(self.config.pooling, hidden, rep(prefix.attention_mask), rep(prefix.thought_index))
+            return pool(self.config.pooling, hidden, _per_sample(prefix.attention_mask, group_size),
+                        _per_sample(prefix.thought_index, group_size))
         hidden = self._suffix_pass(prefix, thoughts, group_size)
-        rep = lambda t: t.repeat_interleave(group_size, 0)  # noqa: E731
-        weights = pool_weights(self.config.pooling, rep(prefix.suffix_mask), rep(prefix.suffix_positions), 0)
+        weights = pool_weights(self.config.pooling, _per_sample(prefix.suffix_mask, group_size),
+                               _per_sample(prefix.suffix_positions, group_size), 0)
         weights = weights.to(hidden.dtype)
-        total = rep(prefix.prefix_sum) + (hidden * weights[..., None]).sum(1)
-        return total / (rep(prefix.prefix_weight) + weights.sum(1))[:, None]
+        total = _per_sample(prefix.prefix_sum, group_size) + (hidden * weights[..., None]).sum(1)
+        return total / (_per_sample(prefix.prefix_weight, group_size) + weights.sum(1))[:, None]
 
     def suffix_token_logprobs(self, prefix: PrefixState, thoughts: torch.Tensor, group_size: int = 1) -> torch.Tensor:
         """[B*G, T] log-probs under the LM head of the real tokens after the last thought (0 at padding)."""
@@ -414,15 +322,15 @@ class LatentReasoningEmbedder(PreTrainedModel):
         j = self.config.num_thought_tokens
         if prefix.cache is not None:
             hidden = self._suffix_pass(prefix, thoughts, group_size)
-            targets = prefix.suffix_ids.repeat_interleave(group_size, 0)[:, j:]
-            valid = prefix.suffix_mask.repeat_interleave(group_size, 0)[:, j:]
+            targets = _per_sample(prefix.suffix_ids, group_size)[:, j:]
+            valid = _per_sample(prefix.suffix_mask, group_size)[:, j:]
             predictors = hidden[:, j - 1 : -1]
         else:
             hidden = self._full_pass(prefix.input_ids, prefix.attention_mask, prefix.thought_index, thoughts,
                                      group_size)
-            input_ids = prefix.input_ids.repeat_interleave(group_size, 0)
-            mask = prefix.attention_mask.bool().repeat_interleave(group_size, 0)
-            last_thought = prefix.thought_index[:, -1].repeat_interleave(group_size, 0)
+            input_ids = _per_sample(prefix.input_ids, group_size)
+            mask = _per_sample(prefix.attention_mask.bool(), group_size)
+            last_thought = _per_sample(prefix.thought_index[:, -1], group_size)
             columns = torch.arange(input_ids.shape[1], device=input_ids.device)
             tail_length = (mask & (columns > last_thought[:, None])).sum(1)
             offsets = torch.arange(int(tail_length.max()), device=input_ids.device)
@@ -451,7 +359,8 @@ class LatentReasoningEmbedder(PreTrainedModel):
         if input_ids is None or attention_mask is None:
             raise ValueError("forward needs input_ids and attention_mask (or thought_inputs)")
         if not (self.config.use_thought if use_thought is None else use_thought):
-            thought_index = self._thought_index(input_ids, attention_mask)
+            thought_index = thought_columns(input_ids, attention_mask, self.thought_token_ids,
+                                            self.config.num_thought_tokens)
             thoughts = self.thought_embeddings.expand(input_ids.shape[0], -1, -1)
             hidden = self._full_pass(input_ids, attention_mask, thought_index, thoughts, 1)
             return EmbedderOutput(embeddings=pool(self.config.pooling, hidden, attention_mask, thought_index))
@@ -471,7 +380,7 @@ class LatentReasoningEmbedder(PreTrainedModel):
         """G Gaussian thought samples per item, mu.detach() + sigma * eps (sample 0 noise-free if asked), and their
         embeddings: (thoughts [B*G, j, d], embeddings [B*G, d]). Runs without gradient."""
         mu = self.thought_mean(prefix)
-        thoughts = mu.repeat_interleave(group_size, 0)
+        thoughts = _per_sample(mu, group_size)
         noise_device = generator.device if generator is not None else mu.device
         noise = torch.randn(thoughts.shape, generator=generator, device=noise_device, dtype=mu.dtype).to(mu.device)
         if noise_free_first:
@@ -529,27 +438,7 @@ class LatentReasoningEmbedder(PreTrainedModel):
         each entry then renamed into place (config.json last); other files in the folder (a trainer's checkpoints,
         logs) are kept.
         """
-        if not self.config.backbone_name_or_path:
-            raise InputError("the backbone was built in memory: save it with save_pretrained() and pass that folder "
-                             "as backbone_name_or_path to from_backbone() before saving the embedder")
-        check_similarity(self.config.similarity)  # a trainer sets it after construction
-        target = Path(save_directory)
-        with staged_update(target, last=CONFIG_FILE) as staging:
-            save_thought_weights(self, staging)
-            save_sentence_transformers_files(staging, self.config.similarity)
-            self.tokenizer.save_pretrained(staging)
-            if isinstance(self.backbone, PeftModel):
-                # Record the backbone's portable name, not the folder it was resolved to on this machine.
-                for adapter in self.backbone.peft_config.values():
-                    adapter.base_model_name_or_path = self.config.backbone_name_or_path
-                self.backbone.save_pretrained(staging / ADAPTER_DIR, save_embedding_layers=False)
-            config = copy.deepcopy(self.config)
-            if relative_backbone and Path(config.backbone_name_or_path).is_dir():
-                relative = os.path.relpath(Path(config.backbone_name_or_path).resolve(), target.resolve())
-                config.backbone_name_or_path = relative if relative.startswith("..") else os.path.join(".", relative)
-            config.save_pretrained(staging)
-            if not (staging / ADAPTER_DIR).exists() and (target / ADAPTER_DIR).exists():
-                shutil.rmtree(target / ADAPTER_DIR)  # a stale adapter would be loaded with this model
+        save_embedder_folder(self, save_directory, relative_backbone)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *, is_trainable: bool = False, dtype: Any = None,
@@ -558,22 +447,7 @@ class LatentReasoningEmbedder(PreTrainedModel):
         """Inverse of `save_pretrained`: reloads the backbone from `backbone_name_or_path`, the adapter (trainable if
         `is_trainable`), the thought module and thought-token embeddings, and the tokenizer. A name that is not a
         local folder is a Hub id: its `revision` is fetched (or, offline, taken from the Hub cache)."""
-        folder = embedder_folder(pretrained_model_name_or_path, revision, cache_dir)
-        require_files(folder)
-        config = read_config(folder)
-        tokenizer = load_saved_tokenizer(folder)
-        quantization = BitsAndBytesConfig.from_dict(config.quantization) if config.quantization else None
-        backbone = load_saved_backbone(config, folder, quantization, dtype)
-        add_thought_tokens(backbone, tokenizer, config.thought_tokens)
-        if quantization is not None:
-            backbone = prepare_model_for_kbit_training(backbone, use_gradient_checkpointing=False)
-        backbone = load_saved_adapter(backbone, folder, is_trainable)
-        config._name_or_path = str(folder)
-        embedder = cls(config)
-        load_thought_weights(embedder, folder)
-        embedder.to(backbone.get_input_embeddings().weight.device)
-        embedder._attach(backbone, tokenizer)
-        return embedder
+        return load_from_folder(cls, pretrained_model_name_or_path, is_trainable, dtype, revision, cache_dir)
 
 
 AutoModel.register(LatentReasoningConfig, LatentReasoningEmbedder, exist_ok=True)

@@ -16,11 +16,11 @@ class PrefixState:
     """What pass 1 leaves for pass 2 and for the thought module.
 
     The first four fields are all that `thought_mean` reads (`thought_inputs()` / `from_thought_inputs()` move them
-    through a trainer's buffer). Fast path: `cache` holds the prefix KV cache, `prefix_mask` its real positions,
-    `prefix_sum` the summed prefix states (mean pooling) and `suffix_*` the thoughts + following tokens, which
-    continue from each row's true prefix length; `prefix_sum` / `prefix_weight` are the prefix's share of the pooling
-    (weighted sum of its states, sum of its weights). Reference path: the full prompt (`input_ids`, `attention_mask`,
-    `thought_index`) that pass 2 reruns.
+    through a trainer's buffer). Fast path: `cache` holds the prefix KV cache, `prefix_mask` its real positions and
+    `suffix_*` the thoughts + following tokens, which continue from each row's true prefix length; `prefix_sum` /
+    `prefix_weight` are the prefix's share of the pooling under the embedder's mode, whatever it is (weighted sum of
+    its states, sum of its weights; zero for a mode that pools only from the thought on). Reference path: the full
+    prompt (`input_ids`, `attention_mask`, `thought_index`) that pass 2 reruns.
     """
 
     states: torch.Tensor  # [B, N, d] pass-1 final states, detached

@@ -1,4 +1,5 @@
-"""Item prompts: instruction + item text (chat-formatted where the tokenizer has a template), thought tokens, EOS."""
+"""Item prompts: instruction + item text (chat-formatted where the tokenizer has a template), thought tokens, EOS;
+and the check that a padded batch holds that layout (`thought_columns`)."""
 
 from __future__ import annotations
 
@@ -82,3 +83,28 @@ def pad_prompts(prompts: Sequence[Sequence[int]], pad_id: int, padding_side: str
         input_ids[row, cols] = torch.tensor(ids, dtype=torch.long)
         attention_mask[row, cols] = 1
     return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+
+def thought_columns(input_ids: torch.Tensor, attention_mask: torch.Tensor, thought_token_ids: Sequence[int],
+                    num_thought_tokens: int) -> torch.Tensor:
+    """[B, j] columns of the thought tokens in a padded batch of prompts; checks the layout `PromptBuilder` makes and
+    both execution paths rely on (one block of real tokens, j consecutive thoughts in order after at least one real
+    token), refusing any other batch by name."""
+    j = num_thought_tokens
+    mask = attention_mask.bool()
+    padded = torch.nn.functional.pad(mask.long(), (1, 1))
+    if ((padded[:, 1:] != padded[:, :-1]).sum(1) != 2).any():
+        raise InputError("attention_mask: every row must hold one contiguous block of real tokens")
+    ids = torch.tensor(thought_token_ids, device=input_ids.device)
+    is_thought = (input_ids[..., None] == ids).any(-1) & mask
+    counts = is_thought.sum(1)
+    if (counts != j).any():
+        row = int((counts != j).nonzero()[0])
+        raise InputError(f"input_ids row {row}: expected {j} thought token(s), found {int(counts[row])} "
+                         "(build batches with tokenize())")
+    index = is_thought.nonzero()[:, 1].view(-1, j)
+    if (index[:, 1:] - index[:, :-1] != 1).any() or (input_ids.gather(1, index) != ids).any():
+        raise InputError("input_ids: the thought tokens must be consecutive and in order")
+    if not mask.gather(1, (index[:, :1] - 1).clamp(min=0)).all() or (index[:, 0] < 1).any():
+        raise InputError("input_ids: every row needs at least one real token before the thoughts")
+    return index

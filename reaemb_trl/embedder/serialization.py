@@ -1,5 +1,5 @@
-"""The embedder folder's file names, its trained weights and its checked readers: one writer and one reader, used by
-`LatentReasoningEmbedder.save_pretrained` / `from_pretrained` and by the CRRL trainer's resume.
+"""The embedder folder's file names, its trained weights and its checked readers: one writer (`save_embedder_folder`)
+and one reader, used by `LatentReasoningEmbedder.save_pretrained` / `from_pretrained` and by the CRRL trainer's resume.
 
 Every reader turns a damaged folder (malformed or wrong-typed config.json, missing or wrong-shaped tensors, a
 truncated safetensors file, a missing adapter config, backbone or tokenizer) into an InputError that names the
@@ -7,8 +7,10 @@ folder, the file or field and what is wrong, instead of a traceback from safeten
 
 from __future__ import annotations
 
+import copy
 import json
 import os
+import shutil
 from pathlib import Path
 
 from peft import PeftModel, set_peft_model_state_dict
@@ -17,9 +19,9 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer
 
 from ..errors import InputError
-from ..io_utils import write_json
+from ..io_utils import staged_update, write_json
 from .backbone import BUNDLED_BACKBONES, load_backbone
-from .configuration import LatentReasoningConfig
+from .configuration import LatentReasoningConfig, check_similarity
 
 CONFIG_FILE = "config.json"
 THOUGHT_MODULE_FILE = "thought_module.safetensors"
@@ -155,6 +157,31 @@ def load_saved_adapter(backbone, folder: Path, is_trainable: bool):
         raise
     except (*_READ_ERRORS, RuntimeError) as err:  # RuntimeError: peft's shape mismatch with the backbone
         raise InputError(f"{adapter}: the LoRA adapter does not fit the backbone ({err})") from None
+
+
+def save_embedder_folder(embedder, save_directory: str | os.PathLike, relative_backbone: bool = False) -> None:
+    """`LatentReasoningEmbedder.save_pretrained` (its docstring says what is written and how)."""
+    if not embedder.config.backbone_name_or_path:
+        raise InputError("the backbone was built in memory: save it with save_pretrained() and pass that folder "
+                         "as backbone_name_or_path to from_backbone() before saving the embedder")
+    check_similarity(embedder.config.similarity)  # a trainer sets it after construction
+    target = Path(save_directory)
+    with staged_update(target, last=CONFIG_FILE) as staging:
+        save_thought_weights(embedder, staging)
+        save_sentence_transformers_files(staging, embedder.config.similarity)
+        embedder.tokenizer.save_pretrained(staging)
+        if isinstance(embedder.backbone, PeftModel):
+            # Record the backbone's portable name, not the folder it was resolved to on this machine.
+            for adapter in embedder.backbone.peft_config.values():
+                adapter.base_model_name_or_path = embedder.config.backbone_name_or_path
+            embedder.backbone.save_pretrained(staging / ADAPTER_DIR, save_embedding_layers=False)
+        config = copy.deepcopy(embedder.config)
+        if relative_backbone and Path(config.backbone_name_or_path).is_dir():
+            relative = os.path.relpath(Path(config.backbone_name_or_path).resolve(), target.resolve())
+            config.backbone_name_or_path = relative if relative.startswith("..") else os.path.join(".", relative)
+        config.save_pretrained(staging)
+        if not (staging / ADAPTER_DIR).exists() and (target / ADAPTER_DIR).exists():
+            shutil.rmtree(target / ADAPTER_DIR)  # a stale adapter would be loaded with this model
 
 
 def save_thought_weights(embedder, folder: str | os.PathLike) -> None:
