@@ -133,10 +133,11 @@ def rewards_markdown(results: dict) -> str:
     protocols, selection = results["protocols"], results["protocols"][0]
     baseline = tables.get(BASELINE)
     columns = [(rec, protocol) for rec in results["recommenders"] for protocol in protocols]
-    lines = ["| table | changes | CRRL held-out reward start -> end (floor, ceiling) | CRRL s (items/s) | "
+    lines = ["| table | changes | CRRL steps (item visits) | CRRL held-out reward start -> end (floor, ceiling) | "
+             "CRRL s (items/s) | "
              f"valid NDCG@10 ({selection}, selection) | "
              + " | ".join(f"{rec} {protocol} test NDCG@10 (vs lrcl, paired)" for rec, protocol in columns) + " |",
-             "|---|---|---|---|---|" + "---|" * len(columns)]
+             "|---|---|---|---|---|---|" + "---|" * len(columns)]
     for name, row in tables.items():
         if set(row.get("downstream", {})) != set(results["recommenders"]):
             continue
@@ -145,6 +146,7 @@ def rewards_markdown(results: dict) -> str:
                  if crrl and crrl.get("floor") is not None else
                  f"{crrl['start']:.4f} -> {crrl['end']:.4f}" if crrl else "-")
         cost = f"{crrl['seconds']:.0f} ({crrl['items_per_second']:.2f})" if crrl else "-"
+        length = f"{crrl['steps']} ({crrl['item_visits']})" if crrl else "-"
         cells = []
         for rec, protocol in columns:
             test = row["downstream"][rec][protocol]["test"]
@@ -154,7 +156,7 @@ def rewards_markdown(results: dict) -> str:
                 cell += f" ({_mean(diffs):+.4f}: {', '.join(f'{d:+.4f}' for d in diffs)})"
             cells.append(cell)
         change = ", ".join(f"{k}={v}" for k, v in row.get("overrides", {}).items()) or "-"
-        lines.append(f"| {name} | {change} | {moved} | {cost} | {selection_score(row, selection):.4f} | "
+        lines.append(f"| {name} | {change} | {length} | {moved} | {cost} | {selection_score(row, selection):.4f} | "
                      + " | ".join(cells) + " |")
     if results.get("chosen"):
         lines += ["", f"Chosen on validation: **{results['chosen']}**."]
