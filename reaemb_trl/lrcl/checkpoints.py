@@ -47,6 +47,8 @@ _NOT_FINGERPRINTED = ("transformers_version", "dtype", "torch_dtype", "similarit
 
 
 def model_fingerprint(config_dict: dict, trainable: dict[str, list[int]]) -> str:
+    """What a checkpoint must match to be resumed: the model's settings (less the keys above and any path) and the
+    names and shapes of its trainable weights."""
     def strip(value):
         if isinstance(value, dict):
             return {k: strip(v) for k, v in value.items()
