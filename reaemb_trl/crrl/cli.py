@@ -9,7 +9,7 @@ import json
 
 from trl import GRPOConfig
 
-from ..recipe import parse_recipe
+from ..recipe import parse_recipe, renamed_message
 from .crrl_config import UNUSED_GRPO_KEYS, CRRLConfig
 from .run import run
 
@@ -19,18 +19,20 @@ COOC_SFT_DESCRIPTION = ("CRRL's supervised control: the recipe's CRRL positives 
 
 def help_text(prog: str, description: str | None = None) -> str:
     """The `--help` of the CRRL sub-commands: ReaEmb's own keys first, then TRL's (GRPOConfig / TrainingArguments,
-    with CRRL's defaults); the GRPOConfig keys CRRL refuses are not offered, only named at the end."""
+    with CRRL's defaults); the GRPOConfig keys CRRL refuses and the renamed keys are not offered, only named at the
+    end."""
     trl_keys = {f.name for f in dataclasses.fields(GRPOConfig)}
     refused = [name for names in UNUSED_GRPO_KEYS.values() for name in names if name in trl_keys]
     parser = argparse.ArgumentParser(
         prog=prog, usage="%(prog)s [--config RECIPE.yaml] [--key value ...]", description=description,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         epilog="--config RECIPE.yaml: a YAML file whose keys set these options; flags given after it override them. "
-               f"Refused (CRRL samples latent thoughts, not text): {', '.join(refused)}.")
+               f"Refused (CRRL samples latent thoughts, not text): {', '.join(refused)}. Renamed: "
+               f"{renamed_message(CRRLConfig.RENAMED_KEYS, CRRLConfig.RENAMED_KEYS)}.")
     groups = {False: parser.add_argument_group("ReaEmb options (CRRL's own)"),
               True: parser.add_argument_group("TRL options (GRPOConfig / TrainingArguments keys, CRRL's defaults)")}
     for field in sorted(dataclasses.fields(CRRLConfig), key=lambda f: f.name in trl_keys):  # stable: own keys first
-        if not field.init or field.name in refused:
+        if not field.init or field.name in refused or field.name in CRRLConfig.RENAMED_KEYS:
             continue
         default = field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
         groups[field.name in trl_keys].add_argument(f"--{field.name}", default=default,
