@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from reaemb_trl.data import PreparedDataset, build_cooccurrence, prepare_dataset, sample_candidates
 from reaemb_trl.data import cooccurrence as cooc_module
-from reaemb_trl.data.candidates import SCORE_BYTES_PER_ENTRY
+from reaemb_trl.data.candidates import SCORE_BYTES_PER_ENTRY, top_positives
 from reaemb_trl.data.cli import main as prepare_main
 from reaemb_trl.data.cooccurrence import (
     SpilledRows,
@@ -129,6 +129,41 @@ def test_blocked_candidates_and_statistics_equal_the_one_shot_ones_for_any_log(l
         for block in cooccurrence_blocks(sequences, 30, max_memory=TINY):
             spilled.append(block)
         assert reward_signal(spilled, seed=seed, max_memory=TINY) == reward_signal(cooc, seed=seed, max_memory=HUGE)
+
+
+class CoarseDraws:
+    """A generator whose draws repeat often (tenths), so that ties in the draw itself are ordered too."""
+
+    def __init__(self, seed):
+        self.rng = np.random.default_rng(seed)
+
+    def random(self, size):
+        return np.round(self.rng.random(size), 1)
+
+
+def sorted_top_positives(scores, num_positives, rng, item_ids, weights):
+    """What `top_positives` computes, by a sort of every entry: row, score descending, draw, position."""
+    rows = np.repeat(np.arange(scores.shape[0]), np.diff(scores.indptr))
+    order = np.lexsort((rng.random(rows.size), -scores.data, rows))
+    rank = np.arange(rows.size) - scores.indptr[rows[order]]
+    taken, slot = order[rank < num_positives], rank[rank < num_positives]
+    item_ids[rows[taken], slot] = scores.indices[taken]
+    weights[rows[taken], slot] = scores.data[taken]
+    return np.minimum(np.diff(scores.indptr), num_positives).astype(np.int64)
+
+
+@settings(max_examples=60, deadline=None, database=None)
+@given(dense=st.lists(st.lists(st.sampled_from([0.0, 0.0, 1.0, 2.0, 2.5]), min_size=9, max_size=9), min_size=1,
+                      max_size=12), num_positives=st.integers(1, 5), seed=st.integers(0, 3), coarse=st.booleans())
+def test_top_positives_are_those_of_sorting_every_entry(dense, num_positives, seed, coarse):
+    scores = sp.csr_matrix(np.array(dense))
+    results = []
+    for rank in (top_positives, sorted_top_positives):
+        item_ids, weights = np.zeros((scores.shape[0], 6), dtype=np.int64), np.zeros((scores.shape[0], 6), np.float32)
+        rng = CoarseDraws(seed) if coarse else np.random.default_rng(seed)
+        results.append((rank(scores, num_positives, rng, item_ids, weights), item_ids, weights))
+    for new, old in zip(*results):
+        np.testing.assert_array_equal(new, old)
 
 
 def test_spilled_rows_read_back_in_blocks_and_save_the_npz_scipy_writes(tmp_path):

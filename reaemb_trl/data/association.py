@@ -47,21 +47,29 @@ def association_scores(cooc: sp.spmatrix, rule: str = "count", min_count: int | 
     """CSR float64 scores with the pattern of `cooc`'s pairs that can be positives (count >= min_count, score > 0),
     sorted indices. `cooc` may be the rows `first_row`.. of the whole matrix, whose `item_mass` is then `mass`."""
     min_count = resolve_min_count(rule, min_count)
-    cooc = sp.csr_matrix(cooc, dtype=np.float64)
-    cooc.sum_duplicates()
-    cooc.sort_indices()
+    cooc = sp.csr_matrix(cooc)
+    if not cooc.has_canonical_format:  # summed as the scores are, in float64
+        cooc = sp.csr_matrix(cooc, dtype=np.float64)
+        cooc.sum_duplicates()  # sorts the indices too
     if mass is None:
         mass = item_mass(cooc)
-    rows = np.repeat(np.arange(cooc.shape[0]), np.diff(cooc.indptr))
+    # Scored straight from the stored counts: a float64 copy of the block would add 12 bytes per entry.
     counts = cooc.data
     if rule == "count":
-        scores = counts.copy()
-    elif rule == "cosine":
-        scores = counts / np.sqrt(mass[rows + first_row] * mass[cooc.indices])
-    else:  # pmi
-        scores = np.log(counts * mass.sum() / (mass[rows + first_row] * mass[cooc.indices]))
+        scores = counts.astype(np.float64)
+    else:
+        row_mass = np.repeat(mass[first_row:first_row + cooc.shape[0]], np.diff(cooc.indptr))
+        if rule == "cosine":
+            scores = counts / np.sqrt(row_mass * mass[cooc.indices])
+        else:  # pmi
+            scores = np.log(counts * mass.sum() / (row_mass * mass[cooc.indices]))
+        del row_mass
     keep = (counts >= min_count) & (scores > 0)
-    result = sp.csr_matrix((scores[keep], cooc.indices[keep], np.r_[0, np.cumsum(np.bincount(rows[keep],
-                           minlength=cooc.shape[0]))]), shape=cooc.shape)
+    if keep.all():
+        result = sp.csr_matrix((scores, cooc.indices, cooc.indptr), shape=cooc.shape)
+    else:
+        kept = np.flatnonzero(keep)
+        result = sp.csr_matrix((scores[kept], cooc.indices[kept], np.searchsorted(kept, cooc.indptr)),
+                               shape=cooc.shape)
     result.has_sorted_indices = True
     return result

@@ -26,6 +26,9 @@ DEFAULT_MEMORY_SHARE = 0.25
 _PRODUCT_BYTES_PER_ENTRY = 24
 _PAIR_BYTES_PER_ENTRY = 48
 _CHUNK_BYTES = 16 << 20  # how much of a spilled file is read at once
+# zlib's fastest level: on co-occurrence indices (most of the file) it compresses as well as the default (6) in a
+# sixth of the time, which at catalogue scale was minutes; the file comes out about the same size.
+_DEFLATE_LEVEL = 1
 _MEMORY_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", re.IGNORECASE)
 
 
@@ -174,7 +177,7 @@ class SpilledRows:
         with open(self.folder / "data", "ab") as handle:
             block.data.astype(self.dtype, copy=False).tofile(handle)
         self._indptr.append(block.indptr[1:].astype(np.int64) + self._indptr[-1][-1])
-        self._sums.append(np.asarray(block.sum(axis=1), dtype=np.int64).ravel())
+        self._sums.append(_integer_row_sums(block))
 
     @property
     def indptr(self) -> np.ndarray:
@@ -200,11 +203,12 @@ class SpilledRows:
         return np.fromfile(self.folder / name, dtype=dtype, count=count, offset=first * dtype.itemsize)
 
     def save_npz(self, path: str | os.PathLike) -> None:
-        """The file `scipy.sparse.save_npz` writes for this CSR matrix (compressed), streamed from the scratch
-        files; `scipy.sparse.load_npz` reads it back."""
+        """The arrays `scipy.sparse.save_npz` writes for this CSR matrix (compressed, at `_DEFLATE_LEVEL`), streamed
+        from the scratch files; `scipy.sparse.load_npz` reads it back."""
         indptr = self.indptr
         index_dtype = np.dtype(np.int64 if indptr[-1] > np.iinfo(np.int32).max else self.index_dtype)
-        with zipfile.ZipFile(path, mode="w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
+        with zipfile.ZipFile(path, mode="w", compression=zipfile.ZIP_DEFLATED, compresslevel=_DEFLATE_LEVEL,
+                             allowZip64=True) as archive:
             self._write_member(archive, "indices", index_dtype, int(indptr[-1]))
             self._write_array(archive, "indptr", indptr.astype(index_dtype))
             self._write_array(archive, "format", np.array(b"csr"))
@@ -231,7 +235,19 @@ def row_sums(cooc: sp.csr_matrix | SpilledRows) -> np.ndarray:
     """Every row's sum, of an in-memory matrix or of spilled rows."""
     if isinstance(cooc, SpilledRows):
         return cooc.row_sums()
+    if np.issubdtype(cooc.dtype, np.integer):
+        return _integer_row_sums(cooc)
     return np.asarray(cooc.sum(axis=1)).ravel()
+
+
+def _integer_row_sums(matrix: sp.csr_matrix) -> np.ndarray:
+    """Row sums of integer counts, int64, as segment sums of the stored values: scipy's `sum(axis=1)` first copies
+    the whole matrix to int64 and multiplies it by a vector of ones (at 100k items, 2.4 of prepare's 30 CPU seconds)."""
+    lengths = np.diff(matrix.indptr)
+    nonempty = np.flatnonzero(lengths)
+    sums = np.zeros(matrix.shape[0], dtype=np.int64)
+    sums[nonempty] = np.add.reduceat(matrix.data[:matrix.indptr[-1]], matrix.indptr[nonempty], dtype=np.int64)
+    return sums
 
 
 def stored_row_blocks(cooc: sp.csr_matrix | SpilledRows, max_entries: int) -> Iterator[tuple[int, sp.csr_matrix]]:

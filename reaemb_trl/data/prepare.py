@@ -83,29 +83,23 @@ class PrepareOptions:
 
 @dataclass
 class _Table:
-    """Interactions as integer codes, in input row order (codes number users/items by first appearance)."""
+    """Interactions as integer codes, in input row order (codes number users/items by first appearance): numpy views
+    of the reader's columns, no copies."""
 
-    users: np.ndarray
-    items: np.ndarray
-    order_key: np.ndarray  # timestamp, or row number when the source has none
+    users: np.ndarray  # intc
+    items: np.ndarray  # intc
+    timestamps: np.ndarray | None
     ratings: np.ndarray | None
     user_names: list[str]
     item_names: list[str]
 
 
-def _codes(names: list[str]) -> tuple[np.ndarray, list[str]]:
-    index: dict[str, int] = {}
-    codes = np.fromiter((index.setdefault(name, len(index)) for name in names), dtype=np.int64, count=len(names))
-    return codes, list(index)
-
-
 def _to_table(raw: RawInteractions) -> _Table:
-    users, user_names = _codes(raw.users)
-    items, item_names = _codes(raw.items)
-    rows = np.arange(len(raw.users), dtype=np.float64)
-    order_key = np.asarray(raw.timestamps, dtype=np.float64) if raw.timestamps is not None else rows
-    ratings = np.asarray(raw.ratings, dtype=np.float64) if raw.ratings is not None else None
-    return _Table(users, items, order_key, ratings, user_names, item_names)
+    def view(column, dtype):
+        return None if column is None else np.frombuffer(column, dtype=dtype)
+
+    return _Table(view(raw.user_codes, np.intc), view(raw.item_codes, np.intc), view(raw.time_column, np.float64),
+                  view(raw.rating_column, np.float64), raw.user_names, raw.item_names)
 
 
 def _filter(table: _Table, raw: RawInteractions, raw_items: RawItems | None, options: PrepareOptions,
@@ -125,17 +119,20 @@ def _filter(table: _Table, raw: RawInteractions, raw_items: RawItems | None, opt
         unknown = keep & ~known[table.items]
         if unknown.any() and not options.drop_unknown_items:
             row = int(np.flatnonzero(unknown)[0])
-            raise InputError(f"{raw.where(row)}: item {raw.items[row]!r} is not in the item file {raw_items.path} "
-                             f"({int(unknown.sum())} interactions name unknown items; pass --drop-unknown-items "
-                             f"to drop them)")
+            raise InputError(f"{raw.where(row)}: item {table.item_names[table.items[row]]!r} is not in the item "
+                             f"file {raw_items.path} ({int(unknown.sum())} interactions name unknown items; pass "
+                             f"--drop-unknown-items to drop them)")
         keep &= ~unknown
         removed["unknown_items"] = int(unknown.sum())
 
-    # Time order per user, ties broken by input row order (lexsort is stable on the last key's ties).
+    # Time order per user, ties broken by input row order (lexsort sorts by the last key first).
     rows = np.flatnonzero(keep)
-    rows = rows[np.lexsort((rows, table.order_key[rows], table.users[rows]))]
+    del keep
+    times = () if table.timestamps is None else (table.timestamps[rows],)
+    rows = rows[np.lexsort((rows, *times, table.users[rows]))]
+    del times
     if not keep_repeats:  # the first visit of each (user, item) pair stays
-        pair = table.users[rows] * len(table.item_names) + table.items[rows]
+        pair = table.users[rows].astype(np.int64) * len(table.item_names) + table.items[rows]
         _, first = np.unique(pair, return_index=True)
         removed["repeats"] = int(rows.size - first.size)
         rows = rows[np.sort(first)]
@@ -233,7 +230,7 @@ def _prepare(format: str, source: SourceFormat, opts: PrepareOptions, inter_path
     inter_encoding, items_encoding = file_encodings(source, items_path, opts.encoding)
 
     raw = source.read_interactions(inter_path, inter_encoding, opts.show_progress)
-    if not raw.users:
+    if not len(raw):
         raise InputError(f"{inter_path}: empty input (no interactions)")
     raw_items = source.read_items(items_path, items_encoding, opts.show_progress) if items_path is not None else None
     if raw_items is not None and not raw_items.fields:
@@ -242,7 +239,7 @@ def _prepare(format: str, source: SourceFormat, opts: PrepareOptions, inter_path
         warnings.warn(f"no item file given for {inter_path}: every item gets an empty text (co-occurrence and "
                       f"ID-only models still work)", stacklevel=3)  # the caller of prepare_dataset
 
-    counts: dict = {"raw_interactions": len(raw.users)}
+    counts: dict = {"raw_interactions": len(raw)}
     removed = dict.fromkeys(FILTERS, 0)
     table = _to_table(raw)
     rows = _filter(table, raw, raw_items, opts, keep_repeats, removed)

@@ -10,6 +10,7 @@ import csv
 import functools
 import math
 import re
+from array import array
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -24,20 +25,66 @@ from .text import TITLE_KEY
 TITLE_ALIASES = ("title", "movie_title", "name", "item_name", "product_title")
 
 
-@dataclass
 class RawInteractions:
-    """Interactions in input row order; `lines[k]` is the line of row k (None for whole-document formats)."""
+    """Interactions in input row order, in compact columns: a row's user and item are codes into `user_names` and
+    `item_names` (the distinct ids, in order of first appearance); its time, rating and line number sit in typed
+    arrays, None where the source has none (whole-document formats have no line numbers). Lists of strings and
+    Python numbers took about 90 bytes a row (20M rows: 2 GB) and left the heap too fragmented to hand back after
+    reading; these columns take 8 to 32 bytes a row."""
 
-    path: Path
-    users: list[str] = field(default_factory=list)
-    items: list[str] = field(default_factory=list)
-    timestamps: list[float] | None = None
-    ratings: list[float] | None = None
-    lines: list[int] | None = None
+    def __init__(self, path: Path, timed: bool = False, rated: bool = False, numbered: bool = True):
+        self.path = path
+        self.user_names: list[str] = []
+        self.item_names: list[str] = []
+        self.user_codes, self.item_codes = array("i"), array("i")  # C int: numpy's intc
+        self.time_column = array("d") if timed else None
+        self.rating_column = array("d") if rated else None
+        self.line_column = array("q") if numbered else None
+        self._user_code: dict[str, int] = {}
+        self._item_code: dict[str, int] = {}
+
+    def add(self, user: str, item: str, line: int | None = None, rating: float | None = None,
+            timestamp: float | None = None) -> None:
+        """One row; `line`, `rating` and `timestamp` go to the columns this source has."""
+        self.user_codes.append(_code(self._user_code, self.user_names, user))
+        self.item_codes.append(_code(self._item_code, self.item_names, item))
+        if self.line_column is not None:
+            self.line_column.append(line)
+        if self.rating_column is not None:
+            self.rating_column.append(rating)
+        if self.time_column is not None:
+            self.time_column.append(timestamp)
+
+    def __len__(self) -> int:
+        return len(self.user_codes)
+
+    @property
+    def users(self) -> list[str]:
+        """Each row's user id (built on access, for inspection)."""
+        return [self.user_names[code] for code in self.user_codes]
+
+    @property
+    def items(self) -> list[str]:
+        """Each row's item id (built on access, for inspection)."""
+        return [self.item_names[code] for code in self.item_codes]
+
+    @property
+    def timestamps(self) -> list[float] | None:
+        return None if self.time_column is None else self.time_column.tolist()
 
     def where(self, row: int) -> str:
-        place = f"line {self.lines[row]}" if self.lines is not None else f"user {self.users[row]!r}"
+        place = (f"line {self.line_column[row]}" if self.line_column is not None
+                 else f"user {self.user_names[self.user_codes[row]]!r}")
         return f"{self.path}, {place}"
+
+
+def _code(codes: dict[str, int], names: list[str], name: str) -> int:
+    """`name`'s code in `codes`, a new one (the next in `names`) the first time it is seen."""
+    code = codes.get(name)
+    if code is None:
+        code = codes[name] = len(names)
+        names.append(name)
+    return code
 
 
 @dataclass
@@ -77,9 +124,10 @@ def _checked_ids(reader: Callable[..., RawInteractions | RawItems]):
             if problem := _id_problem(raw.fields, "item"):
                 raise InputError(f"{raw.path}, item {problem[0]!r}: {problem[1]}")
             return raw
-        for role, ids in (("user", raw.users), ("item", raw.items)):
-            if problem := _id_problem(dict.fromkeys(ids), role):
-                raise InputError(f"{raw.where(ids.index(problem[0]))}: {problem[1]}")
+        for role, names, codes in (("user", raw.user_names, raw.user_codes), ("item", raw.item_names,
+                                                                                raw.item_codes)):
+            if problem := _id_problem(names, role):
+                raise InputError(f"{raw.where(codes.index(names.index(problem[0])))}: {problem[1]}")
         return raw
     return checked
 
@@ -143,15 +191,13 @@ REVIEW_SCHEMAS = {
 
 @_checked_ids
 def _read_reviews(schema: ReviewSchema, path: Path, encoding: str, show_progress: bool) -> RawInteractions:
-    raw = RawInteractions(path, timestamps=[], ratings=[], lines=[])
+    raw = RawInteractions(path, timed=True, rated=True)
     for number, line in read_lines(path, encoding, show_progress):
         record = parse_record(path, number, line, schema.python_literals)
-        raw.users.append(str(require(record, schema.user, path, number)))
-        raw.items.append(str(require(record, schema.item, path, number)))
-        raw.ratings.append(_number(require(record, schema.rating, path, number), path, number, schema.rating))
-        raw.timestamps.append(_number(require(record, schema.timestamp, path, number), path, number,
-                                      schema.timestamp, schema.parse_time))
-        raw.lines.append(number)
+        raw.add(str(require(record, schema.user, path, number)), str(require(record, schema.item, path, number)),
+                number, _number(require(record, schema.rating, path, number), path, number, schema.rating),
+                _number(require(record, schema.timestamp, path, number), path, number, schema.timestamp,
+                        schema.parse_time))
     return raw
 
 
@@ -189,16 +235,13 @@ def _fields(path: Path, number: int, line: str, separator: str, names: Sequence[
 @_checked_ids
 def _read_movielens_ratings(path: Path, encoding: str, show_progress: bool) -> RawInteractions:
     """u.data (tab-separated) or ratings.dat (`::`-separated): user, item, rating, timestamp."""
-    raw = RawInteractions(path, timestamps=[], ratings=[], lines=[])
+    raw = RawInteractions(path, timed=True, rated=True)
     separator = None
     for number, line in read_lines(path, encoding, show_progress):
         separator = separator or ("::" if "::" in line else "\t")
         row = _fields(path, number, line.strip(), separator, ("user", "item", "rating", "timestamp"))
-        raw.users.append(require(row, "user", path, number))
-        raw.items.append(require(row, "item", path, number))
-        raw.ratings.append(_number(row["rating"], path, number, "rating"))
-        raw.timestamps.append(_number(row["timestamp"], path, number, "timestamp"))
-        raw.lines.append(number)
+        raw.add(require(row, "user", path, number), require(row, "item", path, number), number,
+                _number(row["rating"], path, number, "rating"), _number(row["timestamp"], path, number, "timestamp"))
     return raw
 
 
@@ -242,22 +285,16 @@ def _interaction_columns(path: Path, rows: Iterable[tuple[int, dict[str, str]]],
                          columns: Callable[[dict[str, str]], tuple[str, str, str | None, str | None]]
                          ) -> RawInteractions:
     """(line number, row) pairs of a delimited file streamed into `RawInteractions`; `columns(first row)` names the
-    user, item, time and rating columns (None: absent). Only the values are kept, one string per distinct id: a
-    dict per row would take about 9 GB for a log of 20M rows."""
-    raw = RawInteractions(path, lines=[])
-    distinct: dict[str, str] = {}
+    user, item, time and rating columns (None: absent). Only the values are kept, in compact columns: a dict per
+    row would take about 9 GB for a log of 20M rows."""
+    raw = RawInteractions(path)
     for number, row in rows:
-        if not raw.lines:
+        if not len(raw):
             user, item, time, rating = columns(row)
-            raw.timestamps = [] if time else None
-            raw.ratings = [] if rating else None
-        raw.lines.append(number)
-        raw.users.append(distinct.setdefault(value := require(row, user, path, number), value))
-        raw.items.append(distinct.setdefault(value := require(row, item, path, number), value))
-        if time:
-            raw.timestamps.append(_number(row[time], path, number, time))
-        if rating:
-            raw.ratings.append(_number(row[rating], path, number, rating))
+            raw = RawInteractions(path, timed=time is not None, rated=rating is not None)
+        raw.add(require(row, user, path, number), require(row, item, path, number), number,
+                timestamp=_number(row[time], path, number, time) if time else None,
+                rating=_number(row[rating], path, number, rating) if rating else None)
     return raw
 
 
@@ -334,7 +371,7 @@ def _read_seqjson_inter(path: Path, encoding: str, show_progress: bool) -> RawIn
     document = load_json_document(path, encoding)
     if not isinstance(document, dict):
         raise InputError(f"{path}: expected a JSON object {{user: [item ids]}}, got {type(document).__name__}")
-    raw = RawInteractions(path)
+    raw = RawInteractions(path, numbered=False)
     seen: set[str] = set()
     for key, sequence in document.items():
         user = key.strip()
@@ -348,8 +385,8 @@ def _read_seqjson_inter(path: Path, encoding: str, show_progress: bool) -> RawIn
         if not isinstance(sequence, list) or not all(isinstance(item, (int, str)) and not isinstance(item, bool)
                                                       and str(item).strip() for item in sequence):
             raise InputError(f"{path}, user {user!r}: expected a list of item ids (integers or non-empty strings)")
-        raw.users.extend([user] * len(sequence))
-        raw.items.extend(str(item).strip() for item in sequence)
+        for item in sequence:
+            raw.add(user, str(item).strip())
     return raw
 
 
@@ -386,14 +423,12 @@ def _integer_id(value: Any, role: str, path: Path, number: int) -> str:
 
 
 def _read_reaemb_inter(path: Path, encoding: str, show_progress: bool) -> RawInteractions:
-    raw = RawInteractions(path, lines=[])
+    raw = RawInteractions(path)
     for number, line in read_lines(path, encoding, show_progress):
         parts = line.split()
         if len(parts) != 2:
             raise InputError(f"{path}, line {number}: expected 'user item', found {len(parts)} fields")
-        raw.users.append(_integer_id(parts[0], "user", path, number))
-        raw.items.append(_integer_id(parts[1], "item", path, number))
-        raw.lines.append(number)
+        raw.add(_integer_id(parts[0], "user", path, number), _integer_id(parts[1], "item", path, number), number)
     return raw
 
 
