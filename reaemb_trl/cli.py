@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 
 from .errors import InputError
@@ -26,6 +27,28 @@ COMMANDS = {
     "compare": ("reaemb_trl.downstream.cli:compare_main", "Compare embedding tables across recommenders and seeds."),
     "pipeline": ("reaemb_trl.pipeline.cli:main", "prepare -> LRCL -> CRRL -> export -> compare, resumable."),
 }
+
+
+class _CurrentStderr(logging.StreamHandler):
+    """Writes each record to `sys.stderr` as it is at that moment (pytest and `redirect_stderr` replace it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):  # StreamHandler.__init__ sets it; the current sys.stderr is used instead
+        pass
+
+
+def _log_progress_to_stderr() -> None:
+    """The package's INFO records (stage progress) and warnings on stderr, the command's output on stdout."""
+    package = logging.getLogger("reaemb_trl")
+    if not any(isinstance(handler, _CurrentStderr) for handler in package.handlers):
+        handler = _CurrentStderr()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        package.addHandler(handler)
+    package.setLevel(logging.INFO)
 
 
 def _usage() -> str:
@@ -52,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         return USAGE_ERROR
     module_name, func_name = COMMANDS[name][0].split(":")
     func = getattr(importlib.import_module(module_name), func_name)
+    _log_progress_to_stderr()
     try:
         with sigterm_as_interrupt():  # SIGTERM unwinds like Ctrl-C: no scratch is left
             return int(func(rest) or 0)

@@ -44,3 +44,22 @@ def test_every_command_resolves_and_encode_and_convert_are_reachable(tmp_path, c
     assert main(["convert", "--table", str(tmp_path / "missing.npy"), "--data", str(tmp_path / "d"),
                  "--output", str(tmp_path / "t")]) == 2
     assert capsys.readouterr().err.count("\n") == 1  # one line, no traceback
+
+
+def test_stage_progress_goes_to_stderr_and_follows_a_replaced_stderr(capsys):
+    """A sub-command's progress lines (the package's INFO records) go to stderr, its output stays on stdout; the
+    handler writes to sys.stderr as it is when a record comes, so a stream swapped after the first command works."""
+    import logging
+
+    import pytest
+
+    with pytest.raises(SystemExit):
+        main(["prepare", "--help"])
+    assert "usage" in capsys.readouterr().out
+    logging.getLogger("reaemb_trl.pipeline.runner").info("[pipeline] lrcl: running")
+    assert capsys.readouterr() == ("", "[pipeline] lrcl: running\n")
+    with pytest.raises(SystemExit):
+        main(["prepare", "--help"])  # a second command adds no second handler: each line comes once
+    capsys.readouterr()
+    logging.getLogger("reaemb_trl.pipeline.runner").info("[pipeline] crrl: running")
+    assert capsys.readouterr().err == "[pipeline] crrl: running\n"

@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     config = PipelineConfig.from_yaml(args.config, output_dir=args.output, overrides=parse_overrides(extra))
     if args.dry_run:
         print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
-        PipelineRunner(config, dry_run=True).run()
+        PipelineRunner(config, log=print, dry_run=True).run()  # the plan is this command's output
         return 0
     report = PipelineRunner(config).run()
     print(f"Report written to {report}")

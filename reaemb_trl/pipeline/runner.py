@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Callable
@@ -34,6 +35,8 @@ from ..io_utils import OutputGuard, SetAside, atomic_path, write_json
 from ..training_state import latest_checkpoint
 from .pipeline_config import EXTRA_ARMS, PipelineConfig, stage_hash
 from .report import write_report
+
+logger = logging.getLogger(__name__)
 
 # Embedding tables compared downstream, in report order: run name -> stage folder that holds its embedder.
 # The folders are the stages' names too. `raw_mean` and `lrcl_cooc_sft` run only when the recipe lists them in
@@ -62,6 +65,7 @@ def table_runs(config: PipelineConfig) -> list[str]:
     return [run for run in TABLE_RUNS if run not in EXTRA_ARMS or run in config.extra_arms]
 
 
+
 class PipelineState:
     """`pipeline_state.json`: per stage, its hash, status and wall time."""
 
@@ -78,12 +82,13 @@ class PipelineState:
 
 
 class PipelineRunner:
-    def __init__(self, config: PipelineConfig, log: Callable[[str], None] = print, dry_run: bool = False):
-        """`dry_run`: log what each stage would do (skip, resume, start over, run) and write nothing."""
+    def __init__(self, config: PipelineConfig, log: Callable[[str], None] | None = None, dry_run: bool = False):
+        """`dry_run`: log what each stage would do (skip, resume, start over, run) and write nothing. `log` receives
+        each progress line (default: this module's logger at INFO)."""
         self.config = config
         self.dry_run = dry_run
         self.out = Path(config.output_dir)
-        self.log = log
+        self.log = log or logger.info
         self.backbone = config.backbone  # a bundled name stays a name: the embedder resolves it
         self.interactions, self.items = self._resolve_dataset_files()
         # OUTPUT holds every stage's output: it may hold no input (a stage started over would delete it)
