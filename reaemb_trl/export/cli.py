@@ -13,8 +13,8 @@ from ..data.text import DEFAULT_MAX_VALUE_CHARS
 from ..embedder.modeling import EXECUTION_PATHS
 from ..errors import InputError
 from ..recipe import help_field, parse_recipe
-from .export import ExportOptions, check_export_numbers, default_device, export_folders, output_guards
-from .formats import TABLE_FORMATS, check_output, recbole_config_path
+from .export import ExportOptions, export_folders
+from .formats import TABLE_FORMATS, recbole_config_path
 
 
 @dataclass
@@ -93,26 +93,12 @@ def encode_main(argv: list[str] | None = None) -> int:
     args = parse_recipe(EncodeArguments, list(argv or []), prog="reaemb-trl encode",
                         description="Embed new items (a raw item file) or plain texts with a trained embedder "
                                     "folder; the rows equal export's for the same items.")
-    from ..embedder import LatentReasoningEmbedder
-    from .new_items import encode_table, item_file_texts
+    from .new_items import encode_folder
 
-    check_export_numbers(args.batch_size)
-    if (args.items is None) == (not args.text):
-        raise InputError("give --items FILE --format F, or --text TEXT (one or more), not both")
-    if args.items is not None and args.format is None:
-        raise InputError(f"--items needs --format (one of {', '.join(SOURCE_FORMATS)})")
-    check_output(args.format_out, args.output, None)
-    output_guards([args.output], args.format_out, None, [args.model, args.items], args.overwrite)
-    if args.items is not None:
-        ids, texts = item_file_texts(args.items, args.format, args.encoding, args.max_value_chars,
-                                     args.show_progress)
-    else:
-        ids, texts = [str(position) for position in range(1, len(args.text) + 1)], args.text
-    embedder = LatentReasoningEmbedder.from_pretrained(args.model).to(args.device or default_device())
-    written = encode_table(embedder, texts, ids, args.output, args.format_out, args.normalize, args.batch_size,
-                           args.execution_path, args.model, args.items or "texts", [args.model, args.items],
-                           args.overwrite, args.show_progress)
-    print(f"wrote {written} ({len(texts)} rows)")
+    written, rows = encode_folder(args.model, args.output, args.items, args.format, args.text, args.format_out,
+                                  args.normalize, args.max_value_chars, args.encoding, args.batch_size,
+                                  args.execution_path, args.device, args.overwrite, args.show_progress)
+    print(f"wrote {written} ({rows} rows)")
     return 0
 
 

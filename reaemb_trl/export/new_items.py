@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..data.prepare import file_encodings
+from ..data.readers import FORMATS as SOURCE_FORMATS
 from ..data.readers import get_format
 from ..data.sources import existing_file
 from ..data.text import DEFAULT_MAX_VALUE_CHARS, item_attributes, join_attributes
@@ -84,3 +85,31 @@ def encode_table(embedder: LatentReasoningEmbedder, texts: Sequence[str], ids: S
             check_finite_rows(rows, start, model_name or embedder.name_or_path)
             append(unit_rows(rows) if normalize else rows)
     return table_path(table_format, output)
+
+
+def encode_folder(model: str | os.PathLike, output: str | os.PathLike, items: str | os.PathLike | None = None,
+                  source_format: str | None = None, texts: Sequence[str] = (), table_format: str = "safetensors",
+                  normalize: bool = False, max_value_chars: int = DEFAULT_MAX_VALUE_CHARS, encoding: str | None = None,
+                  batch_size: int = 32, execution_path: str | None = None, device: str | None = None,
+                  overwrite: bool = False, show_progress: bool = True) -> tuple[Path, int]:
+    """`encode_table` for an embedder folder and either a raw item file (`items` in `source_format`) or plain
+    `texts` (ids 1, 2, ...): every check that needs no model first, then the folder is loaded on `device`. What
+    `reaemb-trl encode` runs; returns (the table's path, its rows)."""
+    from .export import default_device
+
+    check_export_numbers(batch_size)
+    if (items is None) == (not texts):
+        raise InputError("give --items FILE --format F, or --text TEXT (one or more), not both")
+    if items is not None and source_format is None:
+        raise InputError(f"--items needs --format (one of {', '.join(SOURCE_FORMATS)})")
+    check_output(table_format, output, None)
+    output_guards([output], table_format, None, [model, items], overwrite)
+    if items is not None:
+        ids, texts = item_file_texts(items, source_format, encoding, max_value_chars, show_progress)
+    else:
+        ids, texts = [str(position) for position in range(1, len(texts) + 1)], list(texts)
+    embedder = LatentReasoningEmbedder.from_pretrained(model).to(device or default_device())
+    written = encode_table(embedder, texts, ids, output, table_format, normalize, batch_size, execution_path,
+                           str(model), str(items) if items is not None else "texts", [model, items], overwrite,
+                           show_progress)
+    return written, len(texts)
