@@ -1,12 +1,15 @@
 """Where CRRL moves the thought module, against the supervised control trained on the same positives and negatives.
 
-    python benchmarks/bench_crrl_drift.py --json --run outputs/quality_bundled-smollm2
+    python benchmarks/bench_crrl_drift.py --json --run outputs/quality_bundled-smollm2 \
+        [--others outputs/rewards_bundled-smollm2/pmi outputs/rewards_bundled-smollm2/pmi_g64 ...]
 
 Reads a finished `bench_quality.py` output folder (its `lrcl`, `crrl` with its checkpoints, and `cooc_sft` embedder
 folders) and reports, for CRRL's final weights and every checkpoint: the distance the thought module moved from the
 LRCL start (relative to the start's norm), and the cosine between that move and the supervised arm's move. A move
 driven by the reward's gradient points, at least in part, where the exact gradient of the same objective (the
 `cooc_sft` arm) points; a random walk grows like the square root of the steps and is orthogonal to it.
+`--others`: more CRRL folders trained from the same LRCL folder (the reward study's variants), each with its move,
+its cosine to the supervised move, and the cosine between every two of them: runs that follow one gradient agree.
 """
 
 from __future__ import annotations
@@ -30,12 +33,13 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
-def drift(run: Path) -> dict:
+def drift(run: Path, others: list[Path] = ()) -> dict:
     start = flat(run / "lrcl")
     supervised = flat(run / "cooc_sft") - start
     checkpoints = sorted(run.glob("crrl/checkpoint-*"), key=lambda path: int(path.name.rsplit("-", 1)[1]))
     moves = {int(path.name.rsplit("-", 1)[1]): flat(path) - start for path in checkpoints}
     final = flat(run / "crrl") - start
+    other_moves = {str(folder): flat(folder) - start for folder in others}
     return {
         "run": str(run),
         "start_norm": float(np.linalg.norm(start)),
@@ -44,15 +48,20 @@ def drift(run: Path) -> dict:
         "crrl_cosine_to_cooc_sft": cosine(final, supervised),
         "crrl_checkpoints": [{"step": step, "move": float(np.linalg.norm(move)),
                               "cosine_to_cooc_sft": cosine(move, supervised)} for step, move in moves.items()],
+        "others": [{"folder": name, "move": float(np.linalg.norm(move)), "cosine_to_cooc_sft": cosine(move, supervised)}
+                   for name, move in other_moves.items()],
+        "pairwise_cosines": [{"a": a, "b": b, "cosine": cosine(other_moves[a], other_moves[b])}
+                             for i, a in enumerate(other_moves) for b in list(other_moves)[i + 1:]],
     }
 
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", default="outputs/quality_bundled-smollm2", help="A bench_quality.py output folder.")
+    parser.add_argument("--others", nargs="*", default=[], help="More CRRL folders trained from the run's LRCL folder.")
     parser.add_argument("--json", action="store_true", help="Print the result as one JSON line.")
     args = parser.parse_args(argv)
-    result = drift(Path(args.run))
+    result = drift(Path(args.run), [Path(folder) for folder in args.others])
     if args.json:
         print(json.dumps(result))
     else:
@@ -60,6 +69,10 @@ def main(argv=None) -> dict:
               f"{result['start_norm']:.3f}); cosine to cooc_sft's move {result['crrl_cosine_to_cooc_sft']:.3f}")
         for row in result["crrl_checkpoints"]:
             print(f"  step {row['step']:>3}: move {row['move']:.3f}, cosine {row['cosine_to_cooc_sft']:.3f}")
+        for row in result["others"]:
+            print(f"{row['folder']}: move {row['move']:.3f}, cosine to cooc_sft {row['cosine_to_cooc_sft']:.3f}")
+        for row in result["pairwise_cosines"]:
+            print(f"cosine({row['a']}, {row['b']}) = {row['cosine']:.3f}")
     return result
 
 
