@@ -205,6 +205,16 @@ def test_block_size_follows_the_budget_left_above_the_resident_memory(monkeypatc
     assert len(product_blocks) > 3 and all(block.nnz <= 200 for block in product_blocks)
 
 
+def test_the_default_budget_is_a_quarter_of_a_container_limit_below_the_machine_memory(monkeypatch, tmp_path):
+    machine = cooc_module.default_max_memory()
+    (tmp_path / "v2").write_text("max\n")  # no limit
+    (tmp_path / "v1").write_text(f"{1 << 30}\n")
+    monkeypatch.setattr(cooc_module, "_CGROUP_LIMITS", (str(tmp_path / "v2"), str(tmp_path / "missing")))
+    assert cooc_module.default_max_memory() == machine
+    monkeypatch.setattr(cooc_module, "_CGROUP_LIMITS", (str(tmp_path / "v2"), str(tmp_path / "v1")))
+    assert cooc_module.default_max_memory() == min(machine, (1 << 30) // 4)
+
+
 @pytest.mark.parametrize("text, expected", [("4GiB", 4 << 30), ("4G", 4 << 30), ("4gb", 4 << 30),
                                             ("512MiB", 512 << 20), ("1.5K", 1536), ("4096", 4096), (8192, 8192)])
 def test_memory_sizes_parse(text, expected):

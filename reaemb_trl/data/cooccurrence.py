@@ -19,8 +19,10 @@ from ..errors import InputError
 
 # Leave-one-out: each user's last item is the test target, the one before it the validation target.
 HOLDOUT = 2
-# The default memory budget: this share of the machine's physical memory.
+# The default memory budget: this share of the machine's memory (or of the container's limit, when lower).
 DEFAULT_MEMORY_SHARE = 0.25
+# Where a container finds its own memory limit: cgroup v2, then v1 (no file, or "max": no limit).
+_CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
 # Temporaries per stored entry of a block while the product is formed and its diagonal dropped (counts and
 # indices, their filtered copies, the mask), and per windowed pair (row, column, their copies, the COO -> CSR sort).
 _PRODUCT_BYTES_PER_ENTRY = 24
@@ -33,8 +35,20 @@ _MEMORY_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*", re.IGNOR
 
 
 def default_max_memory() -> int:
-    """DEFAULT_MEMORY_SHARE of the machine's physical memory, in bytes."""
-    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * DEFAULT_MEMORY_SHARE)
+    """DEFAULT_MEMORY_SHARE of the memory this process may use, in bytes: the machine's physical memory, or a
+    container's limit when lower (a container reports its host's memory, which a quarter of could exceed its own)."""
+    return int(min([os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), *_cgroup_limits()])
+               * DEFAULT_MEMORY_SHARE)
+
+
+def _cgroup_limits() -> list[int]:
+    limits = []
+    for path in _CGROUP_LIMITS:
+        try:
+            limits.append(int(Path(path).read_text().strip()))
+        except (OSError, ValueError):  # absent, or "max"
+            pass
+    return limits
 
 
 def parse_memory(text: str | int) -> int:
