@@ -262,7 +262,7 @@ def test_compare_section_takes_one_or_several_protocols(tmp_path):
     assert CompareSection(protocols=["full", "sampled", "full"]).protocol_list() == ["full", "sampled"]
     with pytest.raises(InputError, match="not both"):
         CompareSection(protocol="full", protocols=["sampled"])
-    with pytest.raises(InputError, match=r"unknown protocol\(s\) \['top100'\]"):
+    with pytest.raises(InputError, match=r"compare: protocol 'top100' is unknown"):
         CompareSection(protocols=["sampled", "top100"])
     with pytest.raises(InputError, match="non-empty list"):
         CompareSection(protocols="sampled")

@@ -3,6 +3,7 @@ not have is refused by name; `pop` is an ordinary entry; outside recommenders co
 an entry point. (No training here: tests/test_extensions.py runs an outside recommender end to end.)"""
 
 import json
+import re
 import textwrap
 from dataclasses import dataclass, fields
 
@@ -137,3 +138,14 @@ def test_a_recommender_published_as_an_entry_point(tmp_path, monkeypatch, restor
     with pytest.raises(InputError, match=r"recommender 'inv_pops' is unknown \(choose from .*inv_pop"):
         DownstreamConfig(recommender="inv_pops")
     assert json.loads(json.dumps(config.to_dict()))["recommender_config"] == {"power": 2.0}
+
+
+def test_a_pipeline_recipe_with_a_once_shared_setting_gets_the_per_recommender_spelling():
+    from reaemb_trl.pipeline.pipeline_config import CompareSection
+
+    hint = ('compare.options: num_layers is a setting of sasrec, gru4rec, bert4rec, given per recommender: '
+            'recommender_kwargs: {"sasrec": {"num_layers": 2}}')
+    with pytest.raises(InputError, match=re.escape(hint)):
+        CompareSection(options={"num_layers": 3})
+    with pytest.raises(InputError, match=r"compare.options: unknown key\(s\) \['epochz'\]"):
+        CompareSection(options={"epochz": 3})

@@ -10,7 +10,7 @@ from ..errors import InputError
 from ..recipe import help_field, parse_recipe
 from .config import DownstreamConfig
 from .protocol import PROTOCOLS
-from .registry import RECOMMENDERS
+from .registry import RECOMMENDERS, setting_owners
 
 # DownstreamConfig fields that compare sets per run from its own lists
 _PER_RUN = {"--recommender": "--recommenders", "--protocol": "--protocols", "--seed": "--seeds"}
@@ -51,9 +51,9 @@ def _refuse_own_settings_as_flags(argv: list[str]) -> None:
         key = arg[2:].split("=", 1)[0].replace("-", "_")
         if not arg.startswith("--") or key in shared:
             continue
-        owners = [name for name, entry in RECOMMENDERS.items() if key in entry.options()]
-        if owners:
-            example = json.dumps({owners[0]: {key: RECOMMENDERS[owners[0]].options()[key]}})
+        owned = setting_owners(key)
+        if owned:
+            owners, example = owned
             raise InputError(f"--{key} is a setting of {', '.join(owners)}, given per recommender: "
                              f"--recommender_kwargs '{example}'")
 

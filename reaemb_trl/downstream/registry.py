@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import json
 from dataclasses import dataclass
 
 from ..errors import InputError
@@ -90,3 +91,13 @@ def get_recommender(name: str) -> Recommender:
         raise InputError(f"recommender {name!r}: entry point {entry_point.value!r} names no model class with a "
                          "config_class (its settings dataclass)")
     return register_recommender(name, config_cls, model_cls)
+
+
+
+def setting_owners(key: str) -> tuple[list[str], str] | None:
+    """For a key that is some recommenders' own setting (`num_layers`, which used to be a shared flag): the
+    recommenders that have it and an example `recommender_kwargs` value in JSON; None for any other key."""
+    owners = [name for name, entry in RECOMMENDERS.items() if key in entry.options()]
+    if not owners:
+        return None
+    return owners, json.dumps({owners[0]: {key: RECOMMENDERS[owners[0]].options()[key]}})

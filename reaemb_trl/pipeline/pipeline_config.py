@@ -76,7 +76,8 @@ class CompareSection:
 
     def __post_init__(self):
         from ..downstream import DownstreamConfig
-        from ..downstream.protocol import PROTOCOLS
+        from ..downstream.protocol import check_protocols
+        from ..downstream.registry import setting_owners
 
         check_numbers(self, "compare", {"seeds": ">= 1"})
         if not isinstance(self.options, dict):
@@ -88,6 +89,11 @@ class CompareSection:
 
         settable = {f.name for f in dataclasses.fields(DownstreamConfig)} - {"recommender", "protocol", "seed"}
         unknown = sorted(set(self.options) - settable)
+        for key in unknown:  # a recommender's own setting, once a shared one
+            owned = setting_owners(key)
+            if owned:
+                raise InputError(f"compare.options: {key} is a setting of {', '.join(owned[0])}, given per "
+                                 f"recommender: recommender_kwargs: {owned[1]}")
         if unknown:
             raise InputError(f"compare.options: unknown key(s) {unknown}{renamed_hint(unknown, RENAMED)}; "
                              f"allowed: {sorted(settable)}")
@@ -95,9 +101,10 @@ class CompareSection:
             raise InputError("compare: give `protocol` (one) or `protocols` (a list), not both")
         if self.protocols is not None and (not isinstance(self.protocols, list) or not self.protocols):
             raise InputError(f"compare.protocols must be a non-empty list, got {self.protocols!r}")
-        unknown = [p for p in self.protocol_list() if p not in PROTOCOLS]
-        if unknown:
-            raise InputError(f"compare: unknown protocol(s) {unknown} (choose from {', '.join(PROTOCOLS)})")
+        try:
+            check_protocols(self.protocol_list())
+        except InputError as err:
+            raise InputError(f"compare: {err}") from None
         # every run's config, as compare will build it: a bad name or value fails now, not after the training
         for recommender in self.recommenders:
             try:
