@@ -114,13 +114,12 @@ def table_writer(table_format: str, output: str | os.PathLike, dim: int, source_
         raise ValueError(f"extra tensors need the safetensors format, not {table_format}")
     if include_padding:
         # The header keeps the keys safetensors tables have always carried; META_SUFFIX has them all.
+        # the writer checks every block and the row count itself (the padding row counts as row 0)
         with embedding_table_writer(path, len(source_ids) + 1, dim, metadata, extra_tensors) as append:
             append(np.zeros((1, dim), dtype=np.float32))
-            blocks = _RowBlocks(path, dim, source_ids, lambda rows, ids, first: append(rows))
-            yield blocks.append
-            blocks.finish()
-            write_json(companion_path(path, IDS_SUFFIX), [None, *source_ids])
-            write_json(companion_path(path, META_SUFFIX), described)
+            yield append
+        write_json(companion_path(path, IDS_SUFFIX), [None, *source_ids])  # after the table came whole
+        write_json(companion_path(path, META_SUFFIX), described)
     else:
         with WRITERS[table_format](path, dim, source_ids, described) as append:
             yield append
