@@ -28,7 +28,7 @@ def load_table(path: str | os.PathLike | None, dataset: PreparedDataset) -> np.n
     return read_item_table(path, dataset.source_ids, dataset.sha256)[0]
 
 
-def run_records(config: DownstreamConfig, dataset: PreparedDataset, embeddings: str | os.PathLike | None,
+def run_records(config: DownstreamConfig, dataset: PreparedDataset, table_path: str | os.PathLike | None,
                 table: np.ndarray | None, protocols: Sequence[str] = ()) -> list[dict]:
     """Train once (checkpoint chosen under `config.protocol`), test under it and every protocol in `protocols`:
     one record per protocol, selection protocol first, each marked with `selection_protocol`.
@@ -42,7 +42,7 @@ def run_records(config: DownstreamConfig, dataset: PreparedDataset, embeddings: 
     inputs = {
         "data": str(dataset.path),
         "dataset_sha256": dataset.sha256,
-        "embeddings_sha256": None if embeddings is None else sha256_file(embeddings),
+        "embeddings_sha256": None if table_path is None else sha256_file(table_path),
     }
     return [{
         "recommender": config.recommender,
@@ -50,7 +50,7 @@ def run_records(config: DownstreamConfig, dataset: PreparedDataset, embeddings: 
         "selection_protocol": result.protocol,
         "seed": config.seed,
         "negative_seed": config.negative_seed,
-        "embeddings": None if embeddings is None else str(embeddings),
+        "embeddings": None if table_path is None else str(table_path),
         "trainable_table": config.trainable_table,
         "epochs_run": result.epochs_run,
         "best_epoch": result.best_epoch,
@@ -65,23 +65,24 @@ def run_records(config: DownstreamConfig, dataset: PreparedDataset, embeddings: 
     } for protocol, metrics in result.by_protocol.items()]
 
 
-def run_record(config: DownstreamConfig, dataset: PreparedDataset, embeddings: str | os.PathLike | None,
+def run_record(config: DownstreamConfig, dataset: PreparedDataset, table_path: str | os.PathLike | None,
                table: np.ndarray | None) -> dict:
     """Train and test once under `config.protocol`; the record is what `metrics.json` holds."""
-    return run_records(config, dataset, embeddings, table)[0]
+    return run_records(config, dataset, table_path, table)[0]
 
 
-def evaluate(data: str | os.PathLike, embeddings: str | os.PathLike | None = None,
+def evaluate(data: str | os.PathLike, table_path: str | os.PathLike | None = None,
              config: DownstreamConfig | None = None, output: str | os.PathLike | None = None,
              overwrite: bool = False, **overrides) -> dict:
-    """Train `config.recommender` on the prepared folder `data` and return (and write, atomically) its metrics;
+    """Train `config.recommender` on the prepared folder `data` (with the item table file `table_path`, or learned ID
+    embeddings without one) and return (and write, atomically) its metrics;
     an existing `output` is replaced only with `overwrite`, and only if it is a metrics file this function wrote."""
     config = dataclasses.replace(config or DownstreamConfig(), **overrides)
     guard = None if output is None else OutputGuard(output, kind="file", marker=_is_metrics_file,
-                                                     inputs=[data, embeddings], overwrite=overwrite)  # before training
+                                                     inputs=[data, table_path], overwrite=overwrite)  # before training
     with guard or contextlib.nullcontext():
         dataset = PreparedDataset.load(data)
-        record = run_record(config, dataset, embeddings, load_table(embeddings, dataset))
+        record = run_record(config, dataset, table_path, load_table(table_path, dataset))
         if guard is not None:
             write_json(guard.path, record)
     return record
