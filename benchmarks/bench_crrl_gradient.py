@@ -1,7 +1,7 @@
 """How well one CRRL step's update estimates the reward's gradient, on a real LRCL model and dataset.
 
     python benchmarks/bench_crrl_gradient.py --json --lrcl outputs/quality_bundled-smollm2/lrcl \
-        --data outputs/quality_bundled-smollm2/data [--items 32] [--generations 8 64] [--draws 2]
+        --data outputs/quality_bundled-smollm2/data [--items 16] [--generations 8 32] [--draws 2]
 
 For one batch of training items it computes the exact gradient, in the thought module's parameters, of the mean
 noise-free training reward (the recipe's reward against the items' cached candidates: what CRRL's policy gradient
@@ -110,8 +110,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--lrcl", required=True, help="LRCL output folder (the policy's starting weights).")
     parser.add_argument("--data", required=True, help="The prepared folder it was trained on.")
     parser.add_argument("--recipe", default=str(RECIPE), help="Pipeline recipe whose crrl section is used.")
-    parser.add_argument("--items", type=int, default=32, help="Items in the batch (the recipe's CRRL batch: 32).")
-    parser.add_argument("--generations", type=int, nargs="+", default=[8, 64], help="G values to measure.")
+    # 32 items x G 64 took 13 GB resident on the decoder (one step holds every sample's pass-2 states)
+    parser.add_argument("--items", type=int, default=16, help="Items in the batch.")
+    parser.add_argument("--generations", type=int, nargs="+", default=[8, 32], help="G values to measure.")
     parser.add_argument("--draws", type=int, default=2, help="Noise seeds per G.")
     parser.add_argument("--output", default="outputs/crrl_gradient", help="Scratch folder of the CRRL steps.")
     parser.add_argument("--json", action="store_true", help="Print the result as one JSON line.")
