@@ -101,7 +101,8 @@ def test_pipeline_resumes_after_kill_in_crrl_and_writes_report(mini_recipe, tmp_
     third = subprocess.run([sys.executable, "-m", "reaemb_trl.cli", "pipeline", "--config", str(recipe)],
                            capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)
     assert third.returncode == 0, third.stderr[-3000:]
-    assert third.stdout.count("skipped") == len(state)
+    assert third.stderr.count("skipped") == len(state)  # progress is logged on stderr
+    assert third.stdout == f"Report written to {out / 'report.md'}\n"  # stdout: the command's output only
 
 
 def test_resume_ignores_a_checkpoint_the_kill_left_half_written(tmp_path):
