@@ -38,7 +38,7 @@ from reaemb_trl.pipeline import PipelineConfig
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "quality_smollm2.yaml"
 BASELINE = "lrcl"  # the LRCL table, no CRRL
-# variant -> CRRL overrides of the recipe
+# variant -> CRRL overrides of the recipe (rows of an earlier recipe keep its settings: see `status` in the results)
 VARIANTS = {
     "count": {"positive_rule": "count"},                                  # the paper's positives, random ties
     "cosine": {"positive_rule": "cosine"},
@@ -51,6 +51,9 @@ VARIANTS = {
     # the batch lever: 128 items x 8 samples per step, one pass over the 1,725 items with a PMI positive; 4x the
     # samples behind each step's gradient estimate, a quarter of the optimizer steps' random drift
     "pmi_batch128": {"positive_rule": "pmi", "per_device_train_batch_size": 1024, "max_steps": 14},
+    # twice that batch, as two micro-batches of 128 items (pmi_batch128's memory): 7 steps, the same one pass
+    "pmi_batch256": {"positive_rule": "pmi", "per_device_train_batch_size": 1024, "gradient_accumulation_steps": 2,
+                     "max_steps": 7},
     # the same 1,024 samples per step spent on G: 16 items x 64 samples. A Gaussian policy's gradient is a
     # zeroth-order estimate whose noise grows with the embedding width d over G (d / G = 72 at G 8 on the decoder)
     "pmi_g64": {"positive_rule": "pmi", "num_generations": 64, "per_device_train_batch_size": 1024, "max_steps": 20,
