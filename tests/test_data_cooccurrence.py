@@ -5,6 +5,7 @@ import pytest
 import scipy.sparse as sp
 
 from reaemb_trl.data import PreparedDataset, build_cooccurrence, sample_candidates
+from reaemb_trl.data.cooccurrence import FlatSequences, training_prefixes
 from reaemb_trl.errors import InputError
 
 
@@ -34,6 +35,19 @@ def test_cooccurrence_matches_direct_count(window):
     assert expected.sum() > 0
     np.testing.assert_array_equal(matrix.toarray(), expected)
     assert (matrix != matrix.T).nnz == 0 and not matrix.diagonal().any()
+
+
+@pytest.mark.parametrize("window", [None, 2])
+def test_flat_sequences_give_what_a_list_of_arrays_gives(window):
+    sequences = random_sequences(seed=3) + [np.array([], dtype=np.int64), np.array([7])]  # empty and too short
+    lengths = np.array([len(seq) for seq in sequences])
+    flat = FlatSequences(np.concatenate(sequences).astype(np.intc), lengths)
+    assert len(flat) == len(sequences) and list(flat[-1]) == [7] and list(flat[0]) == list(sequences[0])
+    with pytest.raises(IndexError):
+        flat[len(sequences)]
+    for got, expected in zip(training_prefixes(flat), training_prefixes(sequences)):
+        np.testing.assert_array_equal(got, expected)
+    assert (build_cooccurrence(flat, 40, window) != build_cooccurrence(sequences, 40, window)).nnz == 0
 
 
 def test_window_wider_than_any_sequence_equals_no_window():

@@ -14,7 +14,15 @@ import numpy as np
 from ..errors import InputError
 from ..io_utils import OutputGuard, atomic_output_dir, sha256_file, sha256_json, write_json
 from ..validation import check_numbers
-from .cooccurrence import HOLDOUT, SpilledRows, cooccurrence_blocks, default_max_memory, parse_memory
+from .cooccurrence import (
+    HOLDOUT,
+    FlatSequences,
+    SpilledRows,
+    cooccurrence_blocks,
+    default_max_memory,
+    parse_memory,
+    row_blocks,
+)
 from .readers import RawInteractions, RawItems, SourceFormat, get_format
 from .reward_signal import reward_signal
 from .sources import check_encoding, detect_encoding, existing_file
@@ -28,6 +36,7 @@ SHORT_USER_THRESHOLD = 10
 FOLDER_FORMAT = "reaemb_trl.prepared/1"
 # dataset.json "filters": the rows each filter removed, in the order the filters apply.
 FILTERS = ("min_rating", "unknown_items", "repeats", "min_user_interactions", "min_item_interactions")
+_WRITE_ROWS = 1 << 20  # inter.txt lines formatted at once
 
 
 def sample_dataset_files() -> tuple[Path, Path]:
@@ -104,8 +113,8 @@ def _to_table(raw: RawInteractions) -> _Table:
 
 def _filter(table: _Table, raw: RawInteractions, raw_items: RawItems | None, options: PrepareOptions,
             keep_repeats: bool, removed: dict) -> np.ndarray:
-    """Row indices that survive rating filter, unknown-item check, de-duplication and k-core, in time order;
-    `removed[name]` counts the rows each of the FILTERS took out."""
+    """Row indices that survive rating filter, unknown-item check, de-duplication and k-core, grouped by user code
+    (ascending) and in time order within each user; `removed[name]` counts the rows each of the FILTERS took out."""
     keep = np.ones(table.users.size, dtype=bool)
     if options.min_rating is not None:
         if table.ratings is None:
@@ -155,18 +164,23 @@ def _filter(table: _Table, raw: RawInteractions, raw_items: RawItems | None, opt
     return rows
 
 
-def _statistics(sequences: list[np.ndarray], num_items: int) -> dict:
-    lengths = np.array([len(seq) for seq in sequences])
-    items = np.concatenate(sequences)
+def _statistics(sequences: FlatSequences, num_items: int) -> dict:
+    lengths, items = sequences.lengths, sequences.items
     popularity = np.bincount(items, minlength=num_items + 1)[1:]
     interactions = int(lengths.sum())
-    # on distinct (user, item) pairs: with repeats kept, interactions can outnumber the cells of the matrix
-    pairs = np.unique(np.repeat(np.arange(len(sequences)), lengths) * (num_items + 1) + items).size
+    # on distinct (user, item) pairs: with repeats kept, interactions can outnumber the cells of the matrix. One
+    # key array sorted in place: np.unique would add a sorted copy and an index array of the same size.
+    pairs = np.repeat(np.arange(len(sequences), dtype=np.int64), lengths)
+    pairs *= num_items + 1
+    pairs += items
+    pairs.sort()
+    distinct = int(pairs.size > 0) + int(np.count_nonzero(pairs[1:] != pairs[:-1]))
+    del pairs
     return {
         "users": len(sequences),
         "items": num_items,
         "interactions": interactions,
-        "sparsity": 1.0 - pairs / (len(sequences) * num_items),
+        "sparsity": 1.0 - distinct / (len(sequences) * num_items),
         "mean_length": interactions / len(sequences),
         "tail_item_share": float((popularity < TAIL_ITEM_THRESHOLD).mean()),
         "short_user_share": float((lengths < SHORT_USER_THRESHOLD).mean()),
@@ -184,9 +198,15 @@ def _write_items(path: Path, source_ids: list[str], fields: list[dict], max_valu
     return with_text
 
 
-def _write_interactions(path: Path, sequences: list[np.ndarray]) -> None:
-    users = np.repeat(np.arange(1, len(sequences) + 1), [len(seq) for seq in sequences])
-    np.savetxt(path, np.column_stack([users, np.concatenate(sequences)]), fmt="%d", delimiter=" ")
+def _write_interactions(path: Path, sequences: FlatSequences) -> None:
+    """`user item` lines, users numbered from 1; written a slice of users at a time, so that the two columns are
+    never held whole (at 20M interactions they would take 320 MB)."""
+    ends = sequences.offsets[1:]
+    with open(path, "w", encoding="utf-8") as handle:
+        for first, last in row_blocks(sequences.lengths, _WRITE_ROWS):
+            items = sequences.items[sequences.offsets[first]:ends[last - 1]]
+            users = np.repeat(np.arange(first + 1, last + 1), sequences.lengths[first:last])
+            np.savetxt(handle, np.column_stack([users, items]), fmt="%d", delimiter=" ")
 
 
 def _describe_input(path: Path | None, encoding: str) -> dict | None:
@@ -244,34 +264,34 @@ def _prepare(format: str, source: SourceFormat, opts: PrepareOptions, inter_path
     table = _to_table(raw)
     rows = _filter(table, raw, raw_items, opts, keep_repeats, removed)
 
-    # Users keep their order of first appearance; items follow the item file when there is one.
+    # Users keep their order of first appearance (their codes, which `rows` is grouped by); items follow the item
+    # file when there is one.
     kept_items = np.unique(table.items[rows])
     if raw_items is not None:
         file_rank = {name: rank for rank, name in enumerate(raw_items.fields)}
         kept_items = kept_items[np.argsort([file_rank[table.item_names[code]] for code in kept_items], kind="stable")]
-    new_item_id = np.zeros(len(table.item_names), dtype=np.int64)
+        del file_rank
+    new_item_id = np.zeros(len(table.item_names), dtype=np.intc)
     new_item_id[kept_items] = np.arange(1, kept_items.size + 1)
-    row_users = table.users[rows]
-    by_user = np.argsort(row_users, kind="stable")  # rows are already in time order within each user
-    _, starts = np.unique(row_users[by_user], return_index=True)
-    sequences = np.split(new_item_id[table.items[rows][by_user]], starts[1:])
-
+    user_lengths = np.bincount(table.users[rows], minlength=len(table.user_names))
+    sequences = FlatSequences(new_item_id[table.items[rows]], user_lengths[user_lengths > 0])
+    del new_item_id, user_lengths
     source_ids = [table.item_names[code] for code in kept_items]
     item_fields = [raw_items.fields[name] for name in source_ids] if raw_items else [{}] * len(source_ids)
-    counts.update(_statistics(sequences, len(source_ids)))
+    num_items = len(source_ids)
 
-    del raw, raw_items, table, rows  # the raw input is not needed any more: free it before the co-occurrence
+    del raw, raw_items, table, rows, kept_items  # the raw input is not needed any more: free it before the rest
 
     budget = opts.memory_budget()
     with atomic_output_dir(guard.path, overwrite=guard.replaces) as tmp:
-        counts["items_with_text"] = _write_items(tmp / "items.jsonl", source_ids, item_fields,
-                                                  opts.max_value_chars)
-        del item_fields
+        with_text = _write_items(tmp / "items.jsonl", source_ids, item_fields, opts.max_value_chars)
+        del source_ids, item_fields  # before the statistics' temporaries, so that the two never add up
+        counts.update(_statistics(sequences, num_items), items_with_text=with_text)
         _write_interactions(tmp / "inter.txt", sequences)
         # Row blocks go to scratch files as they are counted, so the whole matrix is never held in memory.
         with tempfile.TemporaryDirectory(prefix=".cooccurrence.", dir=tmp) as spill:
-            cooccurrence = SpilledRows(spill, num_cols=len(source_ids) + 1)
-            for block in cooccurrence_blocks(sequences, len(source_ids), opts.cooc_window, max_memory=budget):
+            cooccurrence = SpilledRows(spill, num_cols=num_items + 1)
+            for block in cooccurrence_blocks(sequences, num_items, opts.cooc_window, max_memory=budget):
                 cooccurrence.append(block)
             del sequences
             cooccurrence.save_npz(tmp / "cooccurrence.npz")
