@@ -36,7 +36,7 @@ SHORT_USER_THRESHOLD = 10
 FOLDER_FORMAT = "reaemb_trl.prepared/1"
 # dataset.json "filters": the rows each filter removed, in the order the filters apply.
 FILTERS = ("min_rating", "unknown_items", "repeats", "min_user_interactions", "min_item_interactions")
-_WRITE_ROWS = 1 << 20  # inter.txt lines formatted at once
+_WRITE_ROWS = 1 << 18  # inter.txt lines formatted at once (about 20 MB of Python numbers and text)
 
 
 def sample_dataset_files() -> tuple[Path, Path]:
@@ -134,17 +134,27 @@ def _filter(table: _Table, raw: RawInteractions, raw_items: RawItems | None, opt
         keep &= ~unknown
         removed["unknown_items"] = int(unknown.sum())
 
-    # Time order per user, ties broken by input row order (lexsort sorts by the last key first).
+    # Time order per user, ties broken by input row order (lexsort sorts by the last key first). At catalogue scale
+    # each temporary here is 80-160 MB, so each goes as soon as it has served.
     rows = np.flatnonzero(keep)
     del keep
     times = () if table.timestamps is None else (table.timestamps[rows],)
-    rows = rows[np.lexsort((rows, *times, table.users[rows]))]
+    order = np.lexsort((rows, *times, table.users[rows]))
     del times
+    rows = rows[order]
+    del order
     if not keep_repeats:  # the first visit of each (user, item) pair stays
-        pair = table.users[rows].astype(np.int64) * len(table.item_names) + table.items[rows]
-        _, first = np.unique(pair, return_index=True)
+        pair = table.users[rows].astype(np.int64)
+        pair *= len(table.item_names)
+        pair += table.items[rows]
+        # np.unique(return_index=True) would hold a copy, a permutation and a sorted copy of `pair` at once
+        order = np.argsort(pair, kind="stable")  # each pair's visits stay in time order
+        pair = pair[order]
+        first = order[np.concatenate([[True], pair[1:] != pair[:-1]])]
+        del pair, order
         removed["repeats"] = int(rows.size - first.size)
-        rows = rows[np.sort(first)]
+        first.sort()
+        rows = rows[first]
 
     while options.min_user_interactions > 1 or options.min_item_interactions > 1:
         user_count = np.bincount(table.users[rows], minlength=len(table.user_names))
@@ -199,14 +209,14 @@ def _write_items(path: Path, source_ids: list[str], fields: list[dict], max_valu
 
 
 def _write_interactions(path: Path, sequences: FlatSequences) -> None:
-    """`user item` lines, users numbered from 1; written a slice of users at a time, so that the two columns are
-    never held whole (at 20M interactions they would take 320 MB)."""
-    ends = sequences.offsets[1:]
+    """`user item` lines, users numbered from 1, a slice of users at a time: the two columns are never held whole (at
+    20M interactions they would take 320 MB), and one %-format per slice is about 8 times faster than np.savetxt's
+    one per line."""
     with open(path, "w", encoding="utf-8") as handle:
         for first, last in row_blocks(sequences.lengths, _WRITE_ROWS):
-            items = sequences.items[sequences.offsets[first]:ends[last - 1]]
             users = np.repeat(np.arange(first + 1, last + 1), sequences.lengths[first:last])
-            np.savetxt(handle, np.column_stack([users, items]), fmt="%d", delimiter=" ")
+            items = sequences.items[sequences.offsets[first]:sequences.offsets[last]]
+            handle.write("%d %d\n" * users.size % tuple(np.column_stack([users, items]).ravel().tolist()))
 
 
 def _describe_input(path: Path | None, encoding: str) -> dict | None:
