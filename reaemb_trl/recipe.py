@@ -57,29 +57,44 @@ def _refuse_renamed(argv: list[str], recipe: dict, config_classes: Sequence[type
         raise InputError(renamed_message(used, renamed))
 
 
+RECIPE_EPILOG = "--config RECIPE.yaml: a YAML file whose keys set these options; flags given after it override them."
+
+
 def parse_recipe(config_cls: type[ConfigT], argv: list[str], prog: str | None = None,
                  extra: tuple[type, ...] = (), description: str | None = None):
     """`--config RECIPE.yaml` sets defaults, `--key value` overrides them; an unknown key is an InputError naming it,
     a renamed one (a config class's `RENAMED_KEYS`) an InputError naming its new name.
     Returns the `config_cls` instance, or (it, *instances of `extra`) when `extra` dataclasses are given."""
-    recipe = {}
-    if "--config" in argv:
-        position = argv.index("--config") + 1
-        if position == len(argv) or argv[position].startswith("--"):
-            raise InputError("--config needs a recipe file (--config RECIPE.yaml)")
-        # a clear error for a missing file, a YAML syntax error or a repeated key (before TRL's slow import)
-        recipe = load_recipe_yaml(Path(argv[position]))
+    _, recipe = read_config_flag(argv)
     _refuse_renamed(argv, recipe, (config_cls, *extra))
+    configs = trl_parse((config_cls, *extra), argv, prog=prog, description=description)
+    return tuple(configs) if extra else configs[0]
+
+
+def read_config_flag(argv: list[str]) -> tuple[Path | None, dict]:
+    """The recipe file `--config` names and the mapping it holds ((None, {}) without the flag), read before TrlParser
+    reads it: a clear error for a missing value or file, a YAML syntax error or a repeated key (and before TRL's slow
+    import)."""
+    if "--config" not in argv:
+        return None, {}
+    position = argv.index("--config") + 1
+    if position == len(argv) or argv[position].startswith("--"):
+        raise InputError("--config needs a recipe file (--config RECIPE.yaml)")
+    path = Path(argv[position])
+    return path, load_recipe_yaml(path)
+
+
+def trl_parse(dataclass_types: tuple[type, ...], argv: list[str], prog: str | None = None,
+              description: str | None = None, epilog: str = RECIPE_EPILOG, **options) -> tuple:
+    """`TrlParser(dataclass_types).parse_args_and_config(argv, **options)`, its ValueErrors (an unknown key, a bad
+    `env:`) as InputErrors."""
     from trl import TrlParser
 
-    parser = TrlParser((config_cls, *extra), prog=prog, description=description,
-                       epilog="--config RECIPE.yaml: a YAML file whose keys set these options; flags given after it "
-                       "override them.")
+    parser = TrlParser(dataclass_types, prog=prog, description=description, epilog=epilog)
     try:
-        configs = parser.parse_args_and_config(argv)
+        return parser.parse_args_and_config(argv, **options)
     except ValueError as err:
         raise InputError(str(err)) from err
-    return tuple(configs) if extra else configs[0]
 
 
 def load_recipe_yaml(path: Path) -> dict:

@@ -12,7 +12,7 @@ from ..data.prepare import BUNDLED
 from ..embedder.backbone import BUNDLED_MINILM
 from ..errors import InputError
 from ..io_utils import sha256_json
-from ..recipe import load_recipe_yaml, renamed_hint
+from ..recipe import help_field, load_recipe_yaml, renamed_hint
 from ..validation import check_numbers
 
 # Recipe keys renamed so that each name says one thing: the error for an old key names the new one.
@@ -121,15 +121,19 @@ class CompareSection:
 
 @dataclass
 class PipelineConfig:
-    output_dir: str = "outputs/quickstart"
-    seed: int = 42
-    backbone: str = BUNDLED_MINILM
+    # the help of the top-level keys is their `reaemb-trl pipeline --help` text (each one is a flag there)
+    output_dir: str = help_field("Every stage writes a sub-folder here, report.md at the top.",
+                                 default="outputs/quickstart")
+    seed: int = help_field("One seed for data order, views, sampling and initialisation.", default=42)
+    backbone: str = help_field("bundled-minilm, bundled-smollm2, a local model folder or a hub name.",
+                               default=BUNDLED_MINILM)
     dataset: DatasetSection = field(default_factory=DatasetSection)
     lrcl: dict[str, Any] = field(default_factory=dict)  # LRCLConfig keys (`reaemb-trl lrcl --help`)
     crrl: dict[str, Any] = field(default_factory=dict)  # CRRLConfig keys (`reaemb-trl crrl --help`)
     export: ExportSection = field(default_factory=ExportSection)
     compare: CompareSection = field(default_factory=CompareSection)
-    extra_arms: list[str] = field(default_factory=list)  # any of EXTRA_ARMS: more stages, tables and trainings
+    extra_arms: list[str] = help_field(f"Baselines to add (more stages, tables and trainings): any of "
+                                       f"{', '.join(EXTRA_ARMS)}.", default_factory=list)
 
     def __post_init__(self):
         check_numbers(self, "pipeline", {"seed": ">= 0"})
@@ -146,6 +150,11 @@ class PipelineConfig:
             _check_mapping(getattr(self, section), section, f"{section.upper()}Config keys (`reaemb-trl {section} "
                            "--help`)")
         self.check_stages()
+
+    @classmethod
+    def sections(cls) -> list[str]:
+        """The recipe's sections (mappings: dataset, lrcl, ...); each other top-level key holds one value."""
+        return sorted(_mapping_fields(cls))
 
     def lrcl_settings(self, data_dir: str | os.PathLike, no_thought: bool = False) -> dict:
         """The settings of an LRCL stage (its recipe, less output_dir): the recipe's `lrcl` keys over the pipeline's
@@ -186,6 +195,7 @@ class PipelineConfig:
         checks as the recipe's own keys."""
         path = Path(path)
         raw = load_recipe_yaml(path)
+        raw.pop("env", None)  # TrlParser's key, not a setting: `reaemb-trl pipeline` sets these environment variables
         for dotted, value in (overrides or {}).items():
             _set_dotted(raw, dotted, value, str(path))
         try:
