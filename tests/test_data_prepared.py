@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from reaemb_trl.data import PreparedDataset, join_attributes, prepare_dataset, sample_dataset_files
+from reaemb_trl.data import PreparedDataset, join_attributes, prepare, prepare_dataset, sample_dataset_files
+from reaemb_trl.data.cooccurrence import FlatSequences
 from reaemb_trl.data.text import clean_value, item_attributes
 from reaemb_trl.errors import InputError
 from reaemb_trl.io_utils import sha256_file
@@ -121,3 +122,12 @@ def test_load_requires_files(prepared_sample, tmp_path):
     (partial / "inter.txt").unlink()
     with pytest.raises(InputError, match="inter.txt is missing"):
         PreparedDataset.load(partial)
+
+
+def test_inter_txt_written_a_slice_of_users_at_a_time_is_one_line_per_interaction(tmp_path, monkeypatch):
+    sequences = FlatSequences(np.array([3, 1, 2, 5, 1, 1, 2], dtype=np.intc), np.array([2, 1, 4]))
+    monkeypatch.setattr(prepare, "_WRITE_ROWS", 2)  # three slices, the last user's four lines one of them
+    prepare._write_interactions(tmp_path / "inter.txt", sequences)
+    assert (tmp_path / "inter.txt").read_text() == "1 3\n1 1\n2 2\n3 5\n3 1\n3 1\n3 2\n"
+    stats = prepare._statistics(sequences, 5)
+    assert (stats["users"], stats["interactions"], stats["sparsity"]) == (3, 7, 1 - 6 / 15)  # (3, 1) twice
