@@ -18,7 +18,7 @@ flat while the catalogue grows; `table_mib` is what a whole table held in memory
 from /proc (Linux): `loaded_mib` is what a step's inputs leave resident, `working_mib` the step's own peak above that.
 
     python benchmarks/bench_scale.py --json [--sizes 10000 100000 1000000] [--output outputs/scale] \
-        [--max-memory 4GiB] [--baseline SRC] [--steps prepare candidates export]
+        [--max-memory 4GiB] [--baseline SRC] [--steps prepare candidates export] [--note TEXT]
 
 With --json the last stdout line is one JSON object (also written to OUTPUT/scale.json, with scale.md and
 scale.png beside it).
@@ -233,6 +233,8 @@ def main() -> int:
     parser.add_argument("--baseline", help="Source tree of another version (holding reaemb_trl/) to measure "
                         f"{' and '.join(BASELINE_STEPS)} with as well, per size.")
     parser.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS), help="Steps to measure.")
+    parser.add_argument("--note", help="A line stored with the results (e.g. that the machine was shared, so that "
+                        "wall seconds are inflated).")
     parser.add_argument("--worker", choices=STEPS, help=argparse.SUPPRESS)  # one step in a fresh process
     args = parser.parse_args()
     output = Path(args.output)
@@ -274,6 +276,7 @@ def main() -> int:
         "interactions_per_item": args.interactions_per_item,
         "cpu_count": os.cpu_count(),
         "max_memory": args.max_memory,
+        **({"note": args.note} if args.note else {}),
         "generate_seconds": generate_seconds,
         "steps": steps,
         "growth": {step: {key: growth(args.sizes, steps[step][key])
