@@ -89,7 +89,8 @@ def crrl_stage(recipe: PipelineConfig, overrides: dict, lrcl: Path, data: Path, 
     started = time.perf_counter()
     metrics = run_crrl(config)
     seconds = time.perf_counter() - started
-    items = config.max_steps * config.per_device_train_batch_size // config.num_generations
+    items = (config.max_steps * config.per_device_train_batch_size * config.gradient_accumulation_steps
+             // config.num_generations)
     key = f"eval_{config.eval_reward}"
     return {"start": metrics["start"][f"eval_start_{config.eval_reward}"], "end": metrics["end"][key],
             "floor": metrics.get("reward_floor"), "ceiling": metrics.get("reward_ceiling"),

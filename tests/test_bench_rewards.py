@@ -27,6 +27,7 @@ def test_bench_rewards_end_to_end_on_a_tiny_recipe(tmp_path):
     data = prepared_sample_subset(tmp_path, 120)
     recipe = {"backbone": str(backbone), "seed": 3,
               "crrl": {"max_steps": 2, "num_generations": 2, "per_device_train_batch_size": 8, "num_iterations": 1,
+                       "gradient_accumulation_steps": 2,  # item visits count every micro-batch
                        "warmup_steps": 0, "eval_items": 16, "logging_steps": 1, "report_to": "none",
                        "rewards": ["cooc_softmax"]},
               "compare": {"options": {"epochs": 1, "patience": 1, "max_items": 10, "hidden_size": 16,
@@ -47,7 +48,7 @@ def test_bench_rewards_end_to_end_on_a_tiny_recipe(tmp_path):
     assert tables["pmi_hard"]["overrides"] == {"positive_rule": "pmi", "num_hard_negatives": 5}
     for name, rule in (("count", "count"), ("pmi_hard", "pmi")):
         crrl = tables[name]["crrl"]
-        assert crrl["steps"] == 2 and crrl["item_visits"] == 8 and crrl["floor"] < crrl["ceiling"] == 0.5
+        assert crrl["steps"] == 2 and crrl["item_visits"] == 16 and crrl["floor"] < crrl["ceiling"] == 0.5
         assert json.loads((out / name / "crrl_config.json").read_text())["positive_rule"] == rule
     for row in tables.values():
         for protocol in ("full", "sampled"):
@@ -55,7 +56,7 @@ def test_bench_rewards_end_to_end_on_a_tiny_recipe(tmp_path):
     valid = {name: sum(tables[name]["downstream"]["sasrec"]["full"]["valid"]) for name in ("count", "pmi_hard")}
     assert result["chosen"] == max(valid, key=valid.get)  # chosen on validation under the first protocol
     markdown = (out / "rewards.md").read_text()
-    assert "| pmi_hard | positive_rule=pmi, num_hard_negatives=5 | 2 (8) |" in markdown  # steps (item visits)
+    assert "| pmi_hard | positive_rule=pmi, num_hard_negatives=5 | 2 (16) |" in markdown  # steps (item visits)
     assert "vs lrcl, paired" in markdown
 
     stamps = {path: path.stat().st_mtime_ns for path in (out / "tables").iterdir()}
