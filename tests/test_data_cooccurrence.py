@@ -40,8 +40,7 @@ def test_cooccurrence_matches_direct_count(window):
 @pytest.mark.parametrize("window", [None, 2])
 def test_flat_sequences_give_what_a_list_of_arrays_gives(window):
     sequences = random_sequences(seed=3) + [np.array([], dtype=np.int64), np.array([7])]  # empty and too short
-    lengths = np.array([len(seq) for seq in sequences])
-    flat = FlatSequences(np.concatenate(sequences).astype(np.intc), lengths)
+    flat = FlatSequences.from_arrays(sequences)
     assert len(flat) == len(sequences) and list(flat[-1]) == [7] and list(flat[0]) == list(sequences[0])
     with pytest.raises(IndexError):
         flat[len(sequences)]

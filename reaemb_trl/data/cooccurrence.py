@@ -95,6 +95,13 @@ class FlatSequences(Sequence[np.ndarray]):
         self.items, self.lengths = items, lengths
         self.offsets = np.concatenate([[0], np.cumsum(lengths)])
 
+    @classmethod
+    def from_arrays(cls, sequences: Sequence[np.ndarray]) -> "FlatSequences":
+        """One array per user (any integer dtype) flattened to int64."""
+        lengths = np.fromiter((len(seq) for seq in sequences), dtype=np.int64, count=len(sequences))
+        items = np.concatenate([np.zeros(0, dtype=np.int64), *(np.asarray(seq, dtype=np.int64) for seq in sequences)])
+        return cls(items, lengths)
+
     def __len__(self) -> int:
         return self.lengths.size
 
@@ -105,16 +112,12 @@ class FlatSequences(Sequence[np.ndarray]):
 
 def training_prefixes(sequences: Sequence[np.ndarray], holdout: int = HOLDOUT) -> tuple[np.ndarray, np.ndarray]:
     """The items of every user's training prefix, flattened, with the index of the user each came from."""
-    if isinstance(sequences, FlatSequences):
-        flat, lengths = sequences.items, sequences.lengths
-    else:
-        lengths = np.fromiter((len(seq) for seq in sequences), dtype=np.int64, count=len(sequences))
-        if not lengths.sum():
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-        flat = np.concatenate([np.asarray(seq, dtype=np.int64) for seq in sequences])
+    if not isinstance(sequences, FlatSequences):
+        sequences = FlatSequences.from_arrays(sequences)
+    flat, lengths = sequences.items, sequences.lengths
     # the last `holdout` positions of each user are held out: one mask and no per-position index arrays
     in_prefix = np.ones(flat.size, dtype=bool)
-    ends = np.cumsum(lengths)
+    ends = sequences.offsets[1:]
     for back in range(1, holdout + 1):
         in_prefix[(ends - back)[lengths >= back]] = False
     owner = np.repeat(np.arange(lengths.size, dtype=np.int32 if lengths.size < 2**31 else np.int64), lengths)
