@@ -41,7 +41,7 @@ BASELINE = "lrcl"  # the LRCL table, no CRRL
 # variant -> CRRL overrides of the recipe. Every variant names its batch and length, so that it reproduces its row
 # whatever the recipe's own CRRL length is (32 items x G 8 = 256 samples per step, or 128 items = 1024).
 FIRST_PASS = {"per_device_train_batch_size": 256, "max_steps": 20}   # the study's first length: 640 item visits
-ONE_PASS = {"per_device_train_batch_size": 256, "max_steps": 72}     # one pass over 2,279 items at 32 per step
+ONE_PASS = {"per_device_train_batch_size": 256, "max_steps": 72}     # one pass over the 2,279 count-positive items
 BATCH128 = {"per_device_train_batch_size": 1024, "max_steps": 14}    # one pass over the 1,725 items with a PMI positive
 VARIANTS = {
     "count": {"positive_rule": "count", **FIRST_PASS},                   # the paper's positives, random ties
@@ -50,7 +50,6 @@ VARIANTS = {
     "count_hard": {"positive_rule": "count", "num_hard_negatives": 5, **ONE_PASS},
     "cosine_hard": {"positive_rule": "cosine", "num_hard_negatives": 5, **ONE_PASS},
     "pmi_hard": {"positive_rule": "pmi", "num_hard_negatives": 5, **ONE_PASS},
-    "pmi_epoch": {"positive_rule": "pmi", "per_device_train_batch_size": 256, "max_steps": 54},  # one pass, 32 items
     # the batch lever: 4x the samples behind each step's gradient estimate, a quarter of the optimizer steps' drift
     "pmi_batch128": {"positive_rule": "pmi", **BATCH128},
     # twice that batch, as two micro-batches of 128 items (pmi_batch128's memory): 7 steps, the same one pass
