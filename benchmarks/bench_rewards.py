@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 from reaemb_trl.crrl import CRRLConfig
 from reaemb_trl.crrl import run as run_crrl
 from reaemb_trl.data import PreparedDataset
@@ -79,9 +81,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--protocols", nargs="+", default=["full", "sampled"],
                         help="The first picks each model's checkpoint and the variant; all are reported.")
     parser.add_argument("--seeds", type=int, default=3, help="Recommender seeds 0 .. N-1, the same for every table.")
+    parser.add_argument("--crrl", nargs="+", default=[], metavar="KEY=VALUE", type=_setting,
+                        help="CRRL keys set for every variant after its own changes (e.g. max_steps=2 for a smoke "
+                        "run); values are YAML.")
     parser.add_argument("--output", default="outputs/rewards_bundled-smollm2")
     parser.add_argument("--json", action="store_true", help="Print rewards.json as the last stdout line.")
     return parser.parse_args(argv)
+
+
+def _setting(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, yaml.safe_load(value)
 
 
 def crrl_stage(recipe: PipelineConfig, overrides: dict, lrcl: Path, data: Path, output: Path) -> dict:
@@ -99,8 +111,15 @@ def crrl_stage(recipe: PipelineConfig, overrides: dict, lrcl: Path, data: Path, 
     key = f"eval_{config.eval_reward}"
     return {"start": metrics["start"][f"eval_start_{config.eval_reward}"], "end": metrics["end"][key],
             "floor": metrics.get("reward_floor"), "ceiling": metrics.get("reward_ceiling"),
+            **training_item_reward(metrics, config.eval_reward),
             "train_items": metrics["train_items"], "steps": config.max_steps, "item_visits": items,
             "seconds": seconds, "items_per_second": items / seconds}
+
+
+def training_item_reward(metrics: dict, reward: str) -> dict:
+    """CRRL's noise-free `reward` on a sample of its own training items, start and end (crrl_metrics.json)."""
+    return {"train_start": metrics["start"].get(f"eval_start_train_items_{reward}"),
+            "train_end": metrics["end"].get(f"eval_train_items_{reward}")}
 
 
 def downstream_stage(recipe: PipelineConfig, dataset: PreparedDataset, table_path: Path, recommenders, protocols,
@@ -143,10 +162,10 @@ def rewards_markdown(results: dict) -> str:
     baseline = tables.get(BASELINE)
     columns = [(rec, protocol) for rec in results["recommenders"] for protocol in protocols]
     lines = ["| table | changes | CRRL steps (item visits) | CRRL held-out reward start -> end (floor, ceiling) | "
-             "CRRL s (items/s) | "
+             "CRRL training-item reward start -> end | CRRL s (items/s) | "
              f"valid NDCG@10 ({selection}, selection) | "
              + " | ".join(f"{rec} {protocol} test NDCG@10 (vs lrcl, paired)" for rec, protocol in columns) + " |",
-             "|---|---|---|---|---|---|" + "---|" * len(columns)]
+             "|---|---|---|---|---|---|---|" + "---|" * len(columns)]
     for name, row in tables.items():
         if set(row.get("downstream", {})) != set(results["recommenders"]):
             continue
@@ -154,6 +173,8 @@ def rewards_markdown(results: dict) -> str:
         moved = (f"{crrl['start']:.4f} -> {crrl['end']:.4f} ({crrl['floor']:.3f}, {crrl['ceiling']:.3f})"
                  if crrl and crrl.get("floor") is not None else
                  f"{crrl['start']:.4f} -> {crrl['end']:.4f}" if crrl else "-")
+        trained = (f"{crrl['train_start']:.4f} -> {crrl['train_end']:.4f}"
+                   if crrl and crrl.get("train_end") is not None else "-")
         cost = f"{crrl['seconds']:.0f} ({crrl['items_per_second']:.2f})" if crrl else "-"
         length = f"{crrl['steps']} ({crrl['item_visits']})" if crrl else "-"
         cells = []
@@ -165,8 +186,8 @@ def rewards_markdown(results: dict) -> str:
                 cell += f" ({_mean(diffs):+.4f}: {', '.join(f'{d:+.4f}' for d in diffs)})"
             cells.append(cell)
         change = ", ".join(f"{k}={v}" for k, v in row.get("overrides", {}).items()) or "-"
-        lines.append(f"| {name} | {change} | {length} | {moved} | {cost} | {selection_score(row, selection):.4f} | "
-                     + " | ".join(cells) + " |")
+        lines.append(f"| {name} | {change} | {length} | {moved} | {trained} | {cost} | "
+                     f"{selection_score(row, selection):.4f} | " + " | ".join(cells) + " |")
     if results.get("chosen"):
         lines += ["", f"Chosen on validation: **{results['chosen']}**."]
     return "\n".join(lines) + "\n"
@@ -195,10 +216,16 @@ def main(argv=None) -> dict:
         dataset = PreparedDataset.load(data)
         tables.setdefault(BASELINE, {"overrides": {}})
         for name in args.variants:
-            row = tables.setdefault(name, {"overrides": VARIANTS[name]})
+            changes = {**VARIANTS[name], **dict(args.crrl)}
+            row = tables.setdefault(name, {"overrides": changes})
             if "crrl" not in row:
-                print(f"[rewards] crrl {name}: {VARIANTS[name]}", file=sys.stderr, flush=True)
-                row["crrl"] = crrl_stage(recipe, VARIANTS[name], lrcl, data, out / name)
+                print(f"[rewards] crrl {name}: {changes}", file=sys.stderr, flush=True)
+                row["crrl"] = crrl_stage(recipe, changes, lrcl, data, out / name)
+            elif "train_end" not in row["crrl"] and (out / name / "crrl_metrics.json").is_file():
+                # a row from before the training-item reward was recorded: its own run's metrics file has it
+                metrics = json.loads((out / name / "crrl_metrics.json").read_text())
+                reward = json.loads((out / name / "crrl_config.json").read_text())["eval_reward"]
+                row["crrl"].update(training_item_reward(metrics, reward))
                 save()
         names = [BASELINE, *args.variants]
         paths = {name: out / "tables" / f"{name}.safetensors" for name in names}

@@ -37,6 +37,7 @@ def test_bench_rewards_end_to_end_on_a_tiny_recipe(tmp_path):
     out = tmp_path / "out"
     command = [sys.executable, str(REPO / "benchmarks" / "bench_rewards.py"), "--json", "--recipe", str(recipe_path),
                "--lrcl", str(tmp_path / "lrcl"), "--data", str(data), "--variants", "count", "pmi_hard",
+               "--crrl", "max_steps=2", "per_device_train_batch_size=8",  # after each variant's own length
                "--recommenders", "sasrec", "--protocols", "full", "sampled", "--seeds", "2", "--output", str(out)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     run = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900, check=False)
@@ -45,10 +46,12 @@ def test_bench_rewards_end_to_end_on_a_tiny_recipe(tmp_path):
     assert result == json.loads((out / "rewards.json").read_text())
     tables = result["tables"]
     assert set(tables) == {"lrcl", "count", "pmi_hard"} and "crrl" not in tables["lrcl"]
-    assert tables["pmi_hard"]["overrides"] == {"positive_rule": "pmi", "num_hard_negatives": 5}
+    assert tables["pmi_hard"]["overrides"] == {"positive_rule": "pmi", "num_hard_negatives": 5,
+                                               "per_device_train_batch_size": 8, "max_steps": 2}
     for name, rule in (("count", "count"), ("pmi_hard", "pmi")):
         crrl = tables[name]["crrl"]
         assert crrl["steps"] == 2 and crrl["item_visits"] == 16 and crrl["floor"] < crrl["ceiling"] == 0.5
+        assert 0 < crrl["train_start"] <= 1 and 0 < crrl["train_end"] <= 1  # the reward on training items
         assert json.loads((out / name / "crrl_config.json").read_text())["positive_rule"] == rule
     for row in tables.values():
         for protocol in ("full", "sampled"):
@@ -56,10 +59,16 @@ def test_bench_rewards_end_to_end_on_a_tiny_recipe(tmp_path):
     valid = {name: sum(tables[name]["downstream"]["sasrec"]["full"]["valid"]) for name in ("count", "pmi_hard")}
     assert result["chosen"] == max(valid, key=valid.get)  # chosen on validation under the first protocol
     markdown = (out / "rewards.md").read_text()
-    assert "| pmi_hard | positive_rule=pmi, num_hard_negatives=5 | 2 (16) |" in markdown  # steps (item visits)
+    assert ("| pmi_hard | positive_rule=pmi, num_hard_negatives=5, per_device_train_batch_size=8, max_steps=2 | "
+            "2 (16) |") in markdown  # steps (item visits)
     assert "vs lrcl, paired" in markdown
 
     stamps = {path: path.stat().st_mtime_ns for path in (out / "tables").iterdir()}
+    older = json.loads((out / "rewards.json").read_text())  # a study from before the training-item reward was kept
+    for name in ("count", "pmi_hard"):
+        del older["tables"][name]["crrl"]["train_start"], older["tables"][name]["crrl"]["train_end"]
+    (out / "rewards.json").write_text(json.dumps(older))
     rerun = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900, check=False)
     assert rerun.returncode == 0 and "[rewards] crrl" not in rerun.stderr and "[rewards] downstream" not in rerun.stderr
     assert stamps == {path: path.stat().st_mtime_ns for path in (out / "tables").iterdir()}
+    assert json.loads((out / "rewards.json").read_text()) == result  # read back from each run's crrl_metrics.json
