@@ -226,7 +226,7 @@ def main(argv=None) -> dict:
                 metrics = json.loads((out / name / "crrl_metrics.json").read_text())
                 reward = json.loads((out / name / "crrl_config.json").read_text())["eval_reward"]
                 row["crrl"].update(training_item_reward(metrics, reward))
-                save()
+            save()  # after every CRRL stage: a killed study resumes after it
         names = [BASELINE, *args.variants]
         paths = {name: out / "tables" / f"{name}.safetensors" for name in names}
         missing = [name for name in names if not paths[name].is_file()]

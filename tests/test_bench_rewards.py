@@ -40,8 +40,14 @@ def test_bench_rewards_end_to_end_on_a_tiny_recipe(tmp_path):
                "--crrl", "max_steps=2", "per_device_train_batch_size=8",  # after each variant's own length
                "--recommenders", "sasrec", "--protocols", "full", "sampled", "--seeds", "2", "--output", str(out)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    broken = [arg if arg != "sampled" else "nonsense" for arg in command]  # fails in the downstream stage
+    failed = subprocess.run(broken, capture_output=True, text=True, env=env, timeout=900, check=False)
+    assert failed.returncode != 0 and "nonsense" in failed.stderr
+    kept = json.loads((out / "rewards.json").read_text())["tables"]
+    assert all("crrl" in kept[name] for name in ("count", "pmi_hard"))  # saved after each CRRL stage
     run = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900, check=False)
     assert run.returncode == 0, run.stderr[-4000:]
+    assert "[rewards] crrl" not in run.stderr  # the failed run's CRRL stages are reused
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result == json.loads((out / "rewards.json").read_text())
     tables = result["tables"]
