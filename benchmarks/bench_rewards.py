@@ -5,10 +5,11 @@
         [--protocols full sampled] [--seeds 3] [--output outputs/rewards_bundled-smollm2]
 
 Each variant is the recipe's CRRL section with a few keys changed (VARIANTS), run from the same LRCL folder with the
-same seed. Every table (the LRCL table itself as `lrcl`, and one per variant) is exported in one pass (the CRRL
-folders share the LRCL backbone, so they share pass 1), then trained downstream once per recommender x seed (the
-same seeds for every table) and tested under every protocol; the first protocol's validation NDCG@10 picks the
-checkpoint. Reported per variant: CRRL's held-out noise-free reward start -> end with its floor and ceiling, CRRL
+same seed; a variant with `cooc_window` trains on --data prepared again with that co-occurrence window. Every table
+(the LRCL table itself as `lrcl`, and one per variant) is exported in one pass (the CRRL folders share the LRCL
+backbone, so they share pass 1), then trained downstream once per recommender x seed (the same seeds for every
+table) and tested under every protocol; the first protocol's validation NDCG@10 picks the checkpoint.
+Reported per variant: CRRL's held-out noise-free reward start -> end with its floor and ceiling, CRRL
 seconds and items/s, validation and test NDCG@10 per seed, and the test difference to `lrcl` paired by seed. The
 variant to use is chosen on VALIDATION NDCG@10 (first protocol, overall, mean over recommenders and seeds), never on
 test. Results are written after every stage to OUTPUT/rewards.json, so a killed study resumes where it stopped.
@@ -30,7 +31,8 @@ import yaml
 
 from reaemb_trl.crrl import CRRLConfig
 from reaemb_trl.crrl import run as run_crrl
-from reaemb_trl.data import PreparedDataset
+from reaemb_trl.data import PreparedDataset, prepare_dataset
+from reaemb_trl.data.prepare import PrepareOptions
 from reaemb_trl.downstream import RECOMMENDERS, DownstreamConfig
 from reaemb_trl.downstream.evaluate import load_table, run_records
 from reaemb_trl.embedder import LatentReasoningEmbedder
@@ -65,7 +67,13 @@ VARIANTS = {
     "pmi_3pos": {"positive_rule": "pmi", "num_positives": 3, **BATCH128},  # the top 3 PMI items, weighted by score
     "pmi_lr3e3": {"positive_rule": "pmi", "learning_rate": 3.0e-3, **BATCH128},   # larger steps
     "pmi_2pass": {"positive_rule": "pmi", "per_device_train_batch_size": 1024, "max_steps": 28},  # two passes
+    # co-occurrence counted only between items at most W positions apart (`prepare --cooc-window W`): neighbours in
+    # a sequence, closer to the next-item task downstream than a whole prefix. `cooc_window` is a prepare option:
+    # the variant's CRRL reads --data prepared again with it (the same sequences, checked)
+    "pmi_window1": {"positive_rule": "pmi", "cooc_window": 1, **BATCH128},
+    "count_window1": {"positive_rule": "count", "cooc_window": 1, **BATCH128},
 }
+WINDOW_KEY = "cooc_window"
 DEFAULT_VARIANTS = ("count", "cosine", "pmi", "pmi_hard")
 
 
@@ -114,6 +122,24 @@ def crrl_stage(recipe: PipelineConfig, overrides: dict, lrcl: Path, data: Path, 
             **training_item_reward(metrics, config.eval_reward),
             "train_items": metrics["train_items"], "steps": config.max_steps, "item_visits": items,
             "seconds": seconds, "items_per_second": items / seconds}
+
+
+def windowed_data(data: Path, window: int, out: Path) -> Path:
+    """`data` prepared again from the inputs and options its dataset.json records, with co-occurrence counted within
+    `window` positions; refused unless its sequences are `data`'s (the LRCL table and the downstream split stay)."""
+    folder = out / f"data_{WINDOW_KEY}{window}"
+    recorded = json.loads((data / "dataset.json").read_text())
+    if not (folder / "dataset.json").is_file():
+        known = {option.name for option in dataclasses.fields(PrepareOptions)}
+        options = {key: value for key, value in recorded["parameters"].items() if key in known}
+        items = recorded["inputs"]["items"]
+        prepare_dataset(recorded["source_format"], recorded["inputs"]["interactions"]["path"],
+                        items["path"] if items else None, output=folder, show_progress=False,
+                        **{**options, WINDOW_KEY: window})
+    windowed = json.loads((folder / "dataset.json").read_text())
+    if windowed["outputs"]["inter.txt"] != recorded["outputs"]["inter.txt"]:
+        raise SystemExit(f"{folder}: its sequences differ from {data}'s (were the raw inputs changed?)")
+    return folder
 
 
 def training_item_reward(metrics: dict, reward: str) -> dict:
@@ -220,7 +246,9 @@ def main(argv=None) -> dict:
             row = tables.setdefault(name, {"overrides": changes})
             if "crrl" not in row:
                 print(f"[rewards] crrl {name}: {changes}", file=sys.stderr, flush=True)
-                row["crrl"] = crrl_stage(recipe, changes, lrcl, data, out / name)
+                crrl_keys = {key: value for key, value in changes.items() if key != WINDOW_KEY}
+                crrl_data = windowed_data(data, changes[WINDOW_KEY], out) if WINDOW_KEY in changes else data
+                row["crrl"] = crrl_stage(recipe, crrl_keys, lrcl, crrl_data, out / name)
             elif "train_end" not in row["crrl"] and (out / name / "crrl_metrics.json").is_file():
                 # a row from before the training-item reward was recorded: its own run's metrics file has it
                 metrics = json.loads((out / name / "crrl_metrics.json").read_text())
@@ -247,7 +275,9 @@ def main(argv=None) -> dict:
                     done.update(downstream_stage(recipe, dataset, paths[name], [recommender], args.protocols,
                                                  args.seeds))
                     save()
-        ranked = [name for name in args.variants if tables[name].get("downstream")]
+        # every variant measured so far, this run's or an earlier one's (a study extended by a variant)
+        ranked = [name for name, row in tables.items()
+                  if name != BASELINE and set(row.get("downstream", {})) >= set(args.recommenders)]
         results["chosen"] = max(ranked, key=lambda name: selection_score(tables[name], args.protocols[0]))
         save()
     print(json.dumps(results) if args.json else rewards_markdown(results))

@@ -179,4 +179,6 @@ def _train(args: CRRLConfig, trainer, output: Path) -> dict:
         plot_curves(trainer.state.log_history, args.eval_reward, output / CURVES_FILE, metrics)
         trainer.create_model_card(start_metrics={key.replace("eval_start_", "eval_"): value
                                                  for key, value in metrics.get("start", {}).items()})
+    # a process group left to interpreter exit can abort a gloo rank ("terminate called without an active exception")
+    trainer.accelerator.end_training()
     return metrics

@@ -38,6 +38,7 @@ def main(argv):
               "sha256": trainable_digest(model), "items": sampled,
               "rewards": [entry["reward"] for entry in trainer.state.log_history if "reward" in entry]}
     (Path(args.output_dir) / f"rank{rank}.json").write_text(json.dumps(record))
+    trainer.accelerator.end_training()  # as `crrl.run` does: no process group left to interpreter exit
 
 
 if __name__ == "__main__":
