@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -93,19 +94,26 @@ def _free_port() -> str:
         return str(sock.getsockname()[1])
 
 
-def _run(command: list[str]) -> None:
+def _cli(*runs: tuple[str, dict, Path | None]) -> None:
+    """Each (stage, settings, accelerate config or None for a plain run) through the CLI, all at once: each process
+    has one thread, so two of them share the 2 cores instead of waiting for each other's start-up."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
            "TOKENIZERS_PARALLELISM": "false"}
-    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-4000:]
-
-
-def _cli(stage: str, settings: dict, accelerate_config: Path | None) -> None:
-    launcher = [] if accelerate_config is None else [
-        "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config), "--num_processes", "1",
-        "--mixed_precision", "no", "--main_process_port", _free_port()]
-    _run([sys.executable, *launcher, "-m", "reaemb_trl.cli", stage,
-          *[part for key, value in settings.items() for part in (f"--{key}", str(value))]])
+    started = []
+    for stage, settings, accelerate_config in runs:
+        launcher = [] if accelerate_config is None else [
+            "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config), "--num_processes", "1",
+            "--mixed_precision", "no", "--main_process_port", _free_port()]
+        command = [sys.executable, *launcher, "-m", "reaemb_trl.cli", stage,
+                   *[part for key, value in settings.items() for part in (f"--{key}", str(value))]]
+        log = tempfile.TemporaryFile("w+")  # not a pipe: a full pipe would block a process nobody reads yet
+        started.append((subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                         text=True), log))
+    for process, log in started:
+        code = process.wait(timeout=600)
+        log.seek(0)
+        assert code == 0, log.read()[-4000:]
+        log.close()
 
 
 @pytest.fixture(scope="module")
@@ -133,10 +141,10 @@ def test_lrcl_under_deepspeed_trains_resumes_and_saves_like_plain(deepspeed_one_
     settings = dict(model_name_or_path=model, dataset_dir=prepared_sample, max_length=40,
                     per_device_train_batch_size=4, max_steps=2, learning_rate=5e-3, lora_dropout=0.0, eval_steps=0,
                     eval_items=8, eval_batch_size=8, report_to="none", seed=5)
-    _cli("lrcl", {**settings, "output_dir": tmp_path / "zero2", "save_steps": 1}, deepspeed_one_cpu)
-    _cli("lrcl", {**settings, "output_dir": tmp_path / "resumed", "save_steps": 0,
-                  "resume_from_checkpoint": tmp_path / "zero2" / "checkpoint-1"}, deepspeed_one_cpu)
-    _cli("lrcl", {**settings, "output_dir": tmp_path / "plain", "save_steps": 0}, None)
+    _cli(("lrcl", {**settings, "output_dir": tmp_path / "zero2", "save_steps": 1}, deepspeed_one_cpu),
+         ("lrcl", {**settings, "output_dir": tmp_path / "plain", "save_steps": 0}, None))
+    _cli(("lrcl", {**settings, "output_dir": tmp_path / "resumed", "save_steps": 0,
+                   "resume_from_checkpoint": tmp_path / "zero2" / "checkpoint-1"}, deepspeed_one_cpu))
 
     assert (tmp_path / "zero2" / "checkpoint-2" / "zero_to_fp32.py").is_file()  # DeepSpeed's own format
     assert _losses(tmp_path / "zero2") == pytest.approx(_losses(tmp_path / "plain"), rel=1e-5)
@@ -155,8 +163,8 @@ def test_crrl_under_deepspeed_trains_and_saves_like_plain(deepspeed_one_cpu, pre
                     per_device_train_batch_size=8, max_steps=2, learning_rate=5e-2, warmup_steps=0, eval_items=0,
                     save_strategy="steps", save_steps=2, logging_steps=1, report_to="none", seed=3,
                     rewards="cooc_softmax")  # smooth: a rank reward can tie every sample of a tiny model's group
-    _cli("crrl", {**settings, "output_dir": tmp_path / "zero2"}, deepspeed_one_cpu)
-    _cli("crrl", {**settings, "output_dir": tmp_path / "plain"}, None)
+    _cli(("crrl", {**settings, "output_dir": tmp_path / "zero2"}, deepspeed_one_cpu),
+         ("crrl", {**settings, "output_dir": tmp_path / "plain"}, None))
 
     assert (tmp_path / "zero2" / "checkpoint-2" / "global_step2").is_dir()  # DeepSpeed's own format
     assert not (tmp_path / "plain" / "checkpoint-2" / "global_step2").exists()

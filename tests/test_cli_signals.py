@@ -78,9 +78,8 @@ def test_sigterm_in_training_checkpoints_the_step_and_the_resume_ends_like_a_str
             "--per_device_train_batch_size", "8", "--gradient_accumulation_steps", "1", "--max_steps", "60",
             "--eval_steps", "0", "--eval_items", "16", "--save_steps", "0", "--report_to", "none", "--seed", "3",
             "--learning_rate", "5e-3"]
+    # the uninterrupted run alongside the stopped one: the two processes overlap their start-up
     straight = _launch([*lrcl, "--output_dir", str(tmp_path / "straight")], tmp_path / "straight.log")
-    assert straight.wait(timeout=600) == 0, (tmp_path / "straight.log").read_text()[-3000:]
-
     stopped = _launch([*lrcl, "--output_dir", str(tmp_path / "stopped")], tmp_path / "stopped.log")
     _wait_for(stopped, tmp_path / "stopped.log", r"LRCL:\s+\d+%.*\|\s*[1-9]\d*/60")
     stopped.send_signal(signal.SIGTERM)
@@ -90,6 +89,7 @@ def test_sigterm_in_training_checkpoints_the_step_and_the_resume_ends_like_a_str
     assert "saved its checkpoint" in (tmp_path / "stopped.log").read_text()
     resumed = _launch([*lrcl, "--output_dir", str(tmp_path / "stopped"), "--resume_from_checkpoint", "latest"],
                       tmp_path / "resumed.log")
+    assert straight.wait(timeout=600) == 0, (tmp_path / "straight.log").read_text()[-3000:]
     assert resumed.wait(timeout=600) == 0, (tmp_path / "resumed.log").read_text()[-3000:]
     for name in ("thought_module.safetensors", "adapter/adapter_model.safetensors"):
         expected, got = (load_file(str(tmp_path / run / name)) for run in ("straight", "stopped"))
@@ -99,6 +99,7 @@ def test_sigterm_in_training_checkpoints_the_step_and_the_resume_ends_like_a_str
             "--output_dir", str(tmp_path / "crrl"), "--num_generations", "2", "--per_device_train_batch_size", "8",
             "--max_steps", "40", "--eval_items", "16", "--save_strategy", "no", "--report_to", "none",
             "--use_cpu", "true", "--warmup_steps", "0", "--logging_steps", "1", "--disable_tqdm", "false"]
+    straight = _launch([*crrl, "--output_dir", str(tmp_path / "crrl_straight")], tmp_path / "crrl_straight.log")
     stopped = _launch(crrl, tmp_path / "crrl.log")
     _wait_for(stopped, tmp_path / "crrl.log", r"\|\s*[1-9]\d*/40 \[")
     stopped.send_signal(signal.SIGTERM)
@@ -108,7 +109,6 @@ def test_sigterm_in_training_checkpoints_the_step_and_the_resume_ends_like_a_str
     resumed = _launch([*crrl, "--resume_from_checkpoint", "latest"], tmp_path / "crrl_resumed.log")
     assert resumed.wait(timeout=600) == 0, (tmp_path / "crrl_resumed.log").read_text()[-3000:]
     assert json.loads((tmp_path / "crrl" / "trainer_state.json").read_text())["global_step"] == 40
-    straight = _launch([*crrl, "--output_dir", str(tmp_path / "crrl_straight")], tmp_path / "crrl_straight.log")
     assert straight.wait(timeout=600) == 0, (tmp_path / "crrl_straight.log").read_text()[-3000:]
     expected, got = (load_file(str(tmp_path / run / "thought_module.safetensors")) for run in ("crrl_straight", "crrl"))
     assert all(torch.equal(expected[k], got[k]) for k in expected)
