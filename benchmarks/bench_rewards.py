@@ -72,6 +72,8 @@ VARIANTS = {
     # the variant's CRRL reads --data prepared again with it (the same sequences, checked)
     "pmi_window1": {"positive_rule": "pmi", "cooc_window": 1, **BATCH128},
     "count_window1": {"positive_rule": "count", "cooc_window": 1, **BATCH128},
+    # the chosen setting with another CRRL seed (its noise draws and item order): how far CRRL's own seed moves a row
+    "pmi_batch128_seed43": {"positive_rule": "pmi", "seed": 43, **BATCH128},
 }
 WINDOW_KEY = "cooc_window"
 DEFAULT_VARIANTS = ("count", "cosine", "pmi", "pmi_hard")
@@ -106,9 +108,9 @@ def _setting(text: str) -> tuple[str, object]:
 
 def crrl_stage(recipe: PipelineConfig, overrides: dict, lrcl: Path, data: Path, output: Path) -> dict:
     """CRRL from `lrcl` with the recipe's settings and `overrides`: held-out reward, its bounds, time."""
-    settings = {**recipe.crrl, **overrides, "lrcl_model_path": str(lrcl), "dataset_dir": str(data),
-                "seed": recipe.seed, "output_dir": str(output), "overwrite_output_dir": True, "save_strategy": "no",
-                "disable_tqdm": True}
+    settings = {"seed": recipe.seed, **recipe.crrl, **overrides, "lrcl_model_path": str(lrcl),
+                "dataset_dir": str(data), "output_dir": str(output), "overwrite_output_dir": True,
+                "save_strategy": "no", "disable_tqdm": True}
     settings.pop("save_steps", None)
     config = CRRLConfig(**settings)
     started = time.perf_counter()
