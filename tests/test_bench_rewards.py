@@ -39,6 +39,7 @@ def test_bench_rewards_end_to_end_on_a_tiny_recipe(tmp_path):
     command = [sys.executable, str(REPO / "benchmarks" / "bench_rewards.py"), "--json", "--recipe", str(recipe_path),
                "--lrcl", str(tmp_path / "lrcl"), "--data", str(data), "--variants", "pmi_hard", "pmi_window1",
                "--crrl", "max_steps=2", "per_device_train_batch_size=8",  # after each variant's own length
+               "seed=7",  # over the recipe's seed 3
                "--recommenders", "sasrec", "--protocols", "full", "sampled", "--seeds", "2", "--output", str(out)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     broken = [arg if arg != "sampled" else "nonsense" for arg in command]  # fails in the downstream stage
@@ -54,12 +55,13 @@ def test_bench_rewards_end_to_end_on_a_tiny_recipe(tmp_path):
     tables = result["tables"]
     assert set(tables) == {"lrcl", "pmi_hard", "pmi_window1"} and "crrl" not in tables["lrcl"]
     assert tables["pmi_hard"]["overrides"] == {"positive_rule": "pmi", "num_hard_negatives": 5,
-                                               "per_device_train_batch_size": 8, "max_steps": 2}
+                                               "per_device_train_batch_size": 8, "max_steps": 2, "seed": 7}
     for name in ("pmi_hard", "pmi_window1"):
         crrl = tables[name]["crrl"]
         assert crrl["steps"] == 2 and crrl["item_visits"] == 16 and crrl["floor"] < crrl["ceiling"] == 0.5
         assert 0 < crrl["train_start"] <= 1 and 0 < crrl["train_end"] <= 1  # the reward on training items
-        assert json.loads((out / name / "crrl_config.json").read_text())["positive_rule"] == "pmi"
+        config = json.loads((out / name / "crrl_config.json").read_text())
+        assert config["positive_rule"] == "pmi" and config["seed"] == 7
     # the window variant trains on the same sequences with co-occurrence counted between neighbours only
     windowed = Path(json.loads((out / "pmi_window1" / "crrl_config.json").read_text())["dataset_dir"])
     assert windowed.parent == out and json.loads((windowed / "dataset.json").read_text())["parameters"][
@@ -74,8 +76,8 @@ def test_bench_rewards_end_to_end_on_a_tiny_recipe(tmp_path):
     valid = {name: sum(tables[name]["downstream"]["sasrec"]["full"]["valid"]) for name in ("pmi_hard", "pmi_window1")}
     assert result["chosen"] == max(valid, key=valid.get)  # chosen on validation under the first protocol
     markdown = (out / "rewards.md").read_text()
-    assert ("| pmi_hard | positive_rule=pmi, num_hard_negatives=5, per_device_train_batch_size=8, max_steps=2 | "
-            "2 (16) |") in markdown  # steps (item visits)
+    assert ("| pmi_hard | positive_rule=pmi, num_hard_negatives=5, per_device_train_batch_size=8, max_steps=2, "
+            "seed=7 | 2 (16) |") in markdown  # steps (item visits)
     assert "vs lrcl, paired" in markdown
 
     stamps = {path: path.stat().st_mtime_ns for path in (out / "tables").iterdir()}
