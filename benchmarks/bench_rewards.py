@@ -2,17 +2,21 @@
 
     python benchmarks/bench_rewards.py --json --lrcl LRCL_FOLDER --data PREPARED_DIR
         [--recipe recipes/quality_smollm2.yaml] [--variants ...] [--recommenders sasrec gru4rec]
-        [--protocols full sampled] [--seeds 3] [--output outputs/rewards_bundled-smollm2]
+        [--protocols full sampled] [--seeds 3] [--crrl-seeds 42 43 44] [--output outputs/rewards_bundled-smollm2]
 
-Each variant is the recipe's CRRL section with a few keys changed (VARIANTS), run from the same LRCL folder with the
-same seed; a variant with `cooc_window` trains on --data prepared again with that co-occurrence window. Every table
+Each variant is the recipe's CRRL section with a few keys changed (VARIANTS), run from the same LRCL folder once per
+CRRL seed (--crrl-seeds; the recipe's seed by default). The CRRL seed draws the policy's noise and the item order,
+and moves a row's downstream score as much as the variants differ, so a variant is judged on its mean over CRRL
+seeds; its table for CRRL seed S is named VARIANT_seedS (plain VARIANT for the recipe's seed). A variant with
+`cooc_window` trains on --data prepared again with that co-occurrence window. Every table
 (the LRCL table itself as `lrcl`, and one per variant) is exported in one pass (the CRRL folders share the LRCL
 backbone, so they share pass 1), then trained downstream once per recommender x seed (the same seeds for every
 table) and tested under every protocol; the first protocol's validation NDCG@10 picks the checkpoint.
 Reported per variant: CRRL's held-out noise-free reward start -> end with its floor and ceiling, CRRL
-seconds and items/s, validation and test NDCG@10 per seed, and the test difference to `lrcl` paired by seed. The
-variant to use is chosen on VALIDATION NDCG@10 (first protocol, overall, mean over recommenders and seeds), never on
-test. Results are written after every stage to OUTPUT/rewards.json, so a killed study resumes where it stopped.
+seconds and items/s, validation and test NDCG@10 per seed, and the test difference to `lrcl` paired by seed; per
+variant, the same over its CRRL seeds. The variant to use is chosen on VALIDATION NDCG@10 (first protocol, overall,
+mean over recommenders, seeds and CRRL seeds), never on test, among the variants measured with every --crrl-seeds.
+Results are written after every stage to OUTPUT/rewards.json, so a killed study resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -72,8 +76,6 @@ VARIANTS = {
     # the variant's CRRL reads --data prepared again with it (the same sequences, checked)
     "pmi_window1": {"positive_rule": "pmi", "cooc_window": 1, **BATCH128},
     "count_window1": {"positive_rule": "count", "cooc_window": 1, **BATCH128},
-    # the chosen setting with another CRRL seed (its noise draws and item order): how far CRRL's own seed moves a row
-    "pmi_batch128_seed43": {"positive_rule": "pmi", "seed": 43, **BATCH128},
 }
 WINDOW_KEY = "cooc_window"
 DEFAULT_VARIANTS = ("count", "cosine", "pmi", "pmi_hard")
@@ -91,12 +93,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--protocols", nargs="+", default=["full", "sampled"],
                         help="The first picks each model's checkpoint and the variant; all are reported.")
     parser.add_argument("--seeds", type=int, default=3, help="Recommender seeds 0 .. N-1, the same for every table.")
+    parser.add_argument("--crrl-seeds", nargs="+", type=int, default=None, metavar="SEED",
+                        help="CRRL seeds every variant runs with (default: the recipe's seed); the choice is made "
+                        "on the mean over them.")
     parser.add_argument("--crrl", nargs="+", default=[], metavar="KEY=VALUE", type=_setting,
                         help="CRRL keys set for every variant after its own changes (e.g. max_steps=2 for a smoke "
                         "run); values are YAML.")
     parser.add_argument("--output", default="outputs/rewards_bundled-smollm2")
     parser.add_argument("--json", action="store_true", help="Print rewards.json as the last stdout line.")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if "seed" in dict(args.crrl):  # a row's CRRL seed is part of its name
+        parser.error("set CRRL seeds with --crrl-seeds, not --crrl seed=...")
+    return args
 
 
 def _setting(text: str) -> tuple[str, object]:
@@ -169,6 +177,17 @@ def downstream_stage(recipe: PipelineConfig, dataset: PreparedDataset, table_pat
     return result
 
 
+def table_name(variant: str, crrl_seed: int, recipe_seed: int) -> str:
+    """The row of `variant` run with `crrl_seed`: the variant's own name for the recipe's seed."""
+    return variant if crrl_seed == recipe_seed else f"{variant}_seed{crrl_seed}"
+
+
+def replicates(tables: dict, variant: str) -> dict:
+    """{crrl seed: row} of `variant`'s rows that have been trained downstream."""
+    return {row["crrl_seed"]: row for row in tables.values()
+            if row.get("variant") == variant and row.get("downstream")}
+
+
 def _mean(values) -> float:
     return statistics.mean(values)
 
@@ -216,9 +235,38 @@ def rewards_markdown(results: dict) -> str:
         change = ", ".join(f"{k}={v}" for k, v in row.get("overrides", {}).items()) or "-"
         lines.append(f"| {name} | {change} | {length} | {moved} | {trained} | {cost} | "
                      f"{selection_score(row, selection):.4f} | " + " | ".join(cells) + " |")
+    lines += ["", *variants_markdown(results)]
     if results.get("chosen"):
-        lines += ["", f"Chosen on validation: **{results['chosen']}**."]
+        lines += ["", f"Chosen on validation (mean over CRRL seeds {results['crrl_seeds']}): **{results['chosen']}**."]
     return "\n".join(lines) + "\n"
+
+
+def variants_markdown(results: dict) -> list[str]:
+    """One row per variant over its CRRL seeds: validation mean ± std, and per recommender x protocol the test
+    difference to `lrcl` (paired by recommender seed, averaged per CRRL seed) and whether `lrcl` < variant holds on
+    every CRRL x recommender seed pair (every difference > 0 and mean > std)."""
+    tables, protocols = results["tables"], results["protocols"]
+    baseline = tables.get(BASELINE, {}).get("downstream", {})
+    columns = [(rec, protocol) for rec in results["recommenders"] for protocol in protocols if rec in baseline]
+    lines = ["| variant | CRRL seeds | valid NDCG@10 (mean ± std over CRRL seeds) | "
+             + " | ".join(f"{rec} {protocol} test vs lrcl (per CRRL seed; holds?)" for rec, protocol in columns)
+             + " |", "|---|---|---|" + "---|" * len(columns)]
+    for variant in dict.fromkeys(row["variant"] for row in tables.values() if "variant" in row):
+        rows = {seed: row for seed, row in sorted(replicates(tables, variant).items())
+                if set(row["downstream"]) >= {rec for rec, _ in columns}}
+        if not rows:
+            continue
+        cells = []
+        for rec, protocol in columns:
+            per_seed = {seed: [a - b for a, b in zip(row["downstream"][rec][protocol]["test"],
+                                                     baseline[rec][protocol]["test"])] for seed, row in rows.items()}
+            diffs = [d for values in per_seed.values() for d in values]
+            holds = min(diffs) > 0 and (len(diffs) < 2 or _mean(diffs) > statistics.stdev(diffs))
+            cells.append(f"{_mean(diffs):+.4f} ({', '.join(f'{s}: {_mean(v):+.4f}' for s, v in per_seed.items())}; "
+                         f"{'holds' if holds else 'no'})")
+        valid = [selection_score(row, protocols[0]) for row in rows.values()]
+        lines.append(f"| {variant} | {', '.join(map(str, rows))} | {_spread(valid)} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def main(argv=None) -> dict:
@@ -229,9 +277,10 @@ def main(argv=None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "rewards.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    crrl_seeds = args.crrl_seeds or [recipe.seed]
     results.update({"recipe": str(args.recipe), "lrcl": str(args.lrcl), "data": str(args.data),
                     "seeds": list(range(args.seeds)), "recommenders": list(args.recommenders),
-                    "protocols": list(args.protocols)})
+                    "protocols": list(args.protocols), "crrl_seeds": crrl_seeds})
     tables = results.setdefault("tables", {})
     lrcl, data = Path(args.lrcl), Path(args.data)
 
@@ -243,9 +292,11 @@ def main(argv=None) -> dict:
     with contextlib.redirect_stdout(sys.stderr):  # the trainers log to stdout; it carries the result only
         dataset = PreparedDataset.load(data)
         tables.setdefault(BASELINE, {"overrides": {}})
-        for name in args.variants:
-            changes = {**VARIANTS[name], **dict(args.crrl)}
-            row = tables.setdefault(name, {"overrides": changes})
+        runs = {table_name(variant, seed, recipe.seed): (variant, seed)
+                for variant in args.variants for seed in crrl_seeds}
+        for name, (variant, seed) in runs.items():
+            changes = {**VARIANTS[variant], **dict(args.crrl), **({"seed": seed} if seed != recipe.seed else {})}
+            row = tables.setdefault(name, {"overrides": changes, "variant": variant, "crrl_seed": seed})
             if "crrl" not in row:
                 print(f"[rewards] crrl {name}: {changes}", file=sys.stderr, flush=True)
                 crrl_keys = {key: value for key, value in changes.items() if key != WINDOW_KEY}
@@ -257,7 +308,7 @@ def main(argv=None) -> dict:
                 reward = json.loads((out / name / "crrl_config.json").read_text())["eval_reward"]
                 row["crrl"].update(training_item_reward(metrics, reward))
             save()  # after every CRRL stage: a killed study resumes after it
-        names = [BASELINE, *args.variants]
+        names = [BASELINE, *runs]
         paths = {name: out / "tables" / f"{name}.safetensors" for name in names}
         missing = [name for name in names if not paths[name].is_file()]
         if missing:  # one pass 1 for every table: they share the LRCL backbone
@@ -277,10 +328,14 @@ def main(argv=None) -> dict:
                     done.update(downstream_stage(recipe, dataset, paths[name], [recommender], args.protocols,
                                                  args.seeds))
                     save()
-        # every variant measured so far, this run's or an earlier one's (a study extended by a variant)
-        ranked = [name for name, row in tables.items()
-                  if name != BASELINE and set(row.get("downstream", {})) >= set(args.recommenders)]
-        results["chosen"] = max(ranked, key=lambda name: selection_score(tables[name], args.protocols[0]))
+        # every variant measured with these CRRL seeds so far, this run's or an earlier one's (a study extended by a
+        # variant); the same CRRL seeds for every variant compared
+        complete = {}
+        for variant in dict.fromkeys(row["variant"] for row in tables.values() if "variant" in row):
+            rows = replicates(tables, variant)
+            if all(seed in rows and set(rows[seed]["downstream"]) >= set(args.recommenders) for seed in crrl_seeds):
+                complete[variant] = _mean([selection_score(rows[seed], args.protocols[0]) for seed in crrl_seeds])
+        results["chosen"] = max(complete, key=complete.get)
         save()
     print(json.dumps(results) if args.json else rewards_markdown(results))
     return results

@@ -1,5 +1,5 @@
 """The reward study end to end on a tiny decoder: CRRL per variant, one export pass, downstream per seed and
-protocol, the variant chosen on validation, and a re-run that reuses every finished stage."""
+protocol, the variant chosen on validation, a re-run that reuses every finished stage, and a second CRRL seed."""
 
 import json
 import os
@@ -39,9 +39,11 @@ def test_bench_rewards_end_to_end_on_a_tiny_recipe(tmp_path):
     command = [sys.executable, str(REPO / "benchmarks" / "bench_rewards.py"), "--json", "--recipe", str(recipe_path),
                "--lrcl", str(tmp_path / "lrcl"), "--data", str(data), "--variants", "pmi_hard", "pmi_window1",
                "--crrl", "max_steps=2", "per_device_train_batch_size=8",  # after each variant's own length
-               "seed=7",  # over the recipe's seed 3
                "--recommenders", "sasrec", "--protocols", "full", "sampled", "--seeds", "2", "--output", str(out)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    seeded = subprocess.run([*command, "--crrl", "seed=7"], capture_output=True, text=True, env=env, timeout=900,
+                            check=False)
+    assert seeded.returncode == 2 and "--crrl-seeds" in seeded.stderr  # a row's CRRL seed is part of its name
     broken = [arg if arg != "sampled" else "nonsense" for arg in command]  # fails in the downstream stage
     failed = subprocess.run(broken, capture_output=True, text=True, env=env, timeout=900, check=False)
     assert failed.returncode != 0 and "nonsense" in failed.stderr
@@ -55,13 +57,14 @@ def test_bench_rewards_end_to_end_on_a_tiny_recipe(tmp_path):
     tables = result["tables"]
     assert set(tables) == {"lrcl", "pmi_hard", "pmi_window1"} and "crrl" not in tables["lrcl"]
     assert tables["pmi_hard"]["overrides"] == {"positive_rule": "pmi", "num_hard_negatives": 5,
-                                               "per_device_train_batch_size": 8, "max_steps": 2, "seed": 7}
+                                               "per_device_train_batch_size": 8, "max_steps": 2}
+    assert tables["pmi_hard"]["variant"] == "pmi_hard" and tables["pmi_hard"]["crrl_seed"] == 3
     for name in ("pmi_hard", "pmi_window1"):
         crrl = tables[name]["crrl"]
         assert crrl["steps"] == 2 and crrl["item_visits"] == 16 and crrl["floor"] < crrl["ceiling"] == 0.5
         assert 0 < crrl["train_start"] <= 1 and 0 < crrl["train_end"] <= 1  # the reward on training items
         config = json.loads((out / name / "crrl_config.json").read_text())
-        assert config["positive_rule"] == "pmi" and config["seed"] == 7
+        assert config["positive_rule"] == "pmi" and config["seed"] == 3  # the recipe's
     # the window variant trains on the same sequences with co-occurrence counted between neighbours only
     windowed = Path(json.loads((out / "pmi_window1" / "crrl_config.json").read_text())["dataset_dir"])
     assert windowed.parent == out and json.loads((windowed / "dataset.json").read_text())["parameters"][
@@ -76,8 +79,8 @@ def test_bench_rewards_end_to_end_on_a_tiny_recipe(tmp_path):
     valid = {name: sum(tables[name]["downstream"]["sasrec"]["full"]["valid"]) for name in ("pmi_hard", "pmi_window1")}
     assert result["chosen"] == max(valid, key=valid.get)  # chosen on validation under the first protocol
     markdown = (out / "rewards.md").read_text()
-    assert ("| pmi_hard | positive_rule=pmi, num_hard_negatives=5, per_device_train_batch_size=8, max_steps=2, "
-            "seed=7 | 2 (16) |") in markdown  # steps (item visits)
+    assert ("| pmi_hard | positive_rule=pmi, num_hard_negatives=5, per_device_train_batch_size=8, max_steps=2 "
+            "| 2 (16) |") in markdown  # steps (item visits)
     assert "vs lrcl, paired" in markdown
 
     stamps = {path: path.stat().st_mtime_ns for path in (out / "tables").iterdir()}
@@ -96,3 +99,18 @@ def test_bench_rewards_end_to_end_on_a_tiny_recipe(tmp_path):
         result["tables"]["pmi_hard"]["downstream"]["sasrec"]["full"]["valid"])
     # the rest as before: pmi_window1's training-item reward read back from its crrl_metrics.json
     assert after == {key: value for key, value in result.items() if key != "chosen"}
+
+    # a second CRRL seed for one variant: only its new row runs, and the choice is made among the variants measured
+    # with both seeds, on their mean
+    twice = [*(arg if arg != "pmi_window1" else "pmi_hard" for arg in one), "--crrl-seeds", "3", "7"]
+    replicated = subprocess.run(twice, capture_output=True, text=True, env=env, timeout=900, check=False)
+    assert replicated.returncode == 0, replicated.stderr[-4000:]
+    assert replicated.stderr.count("[rewards] crrl") == 1 and "[rewards] crrl pmi_hard_seed7:" in replicated.stderr
+    final = json.loads(replicated.stdout.strip().splitlines()[-1])
+    seventh = final["tables"]["pmi_hard_seed7"]
+    assert seventh["variant"] == "pmi_hard" and seventh["crrl_seed"] == 7 and seventh["overrides"]["seed"] == 7
+    assert json.loads((out / "pmi_hard_seed7" / "crrl_config.json").read_text())["seed"] == 7
+    assert final["chosen"] == "pmi_hard" and final["crrl_seeds"] == [3, 7]  # pmi_window1 has one CRRL seed
+    valid = [sum(final["tables"][name]["downstream"]["sasrec"]["full"]["valid"]) / 2
+             for name in ("pmi_hard", "pmi_hard_seed7")]
+    assert f"| pmi_hard | 3, 7 | {sum(valid) / 2:.4f} ± " in (out / "rewards.md").read_text()
