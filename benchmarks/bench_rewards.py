@@ -102,8 +102,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--output", default="outputs/rewards_bundled-smollm2")
     parser.add_argument("--json", action="store_true", help="Print rewards.json as the last stdout line.")
     args = parser.parse_args(argv)
-    if "seed" in dict(args.crrl):  # a row's CRRL seed is part of its name
+    keys = dict(args.crrl)
+    if "seed" in keys:  # a row's CRRL seed is part of its name
         parser.error("set CRRL seeds with --crrl-seeds, not --crrl seed=...")
+    unknown = sorted(set(keys) - {field.name for field in dataclasses.fields(CRRLConfig)})
+    if unknown:
+        verb = "is not a CRRL key" if len(unknown) == 1 else "are not CRRL keys"
+        parser.error(f"--crrl: {', '.join(unknown)} {verb}")
     return args
 
 

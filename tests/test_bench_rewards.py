@@ -44,6 +44,9 @@ def test_bench_rewards_end_to_end_on_a_tiny_recipe(tmp_path):
     seeded = subprocess.run([*command, "--crrl", "seed=7"], capture_output=True, text=True, env=env, timeout=900,
                             check=False)
     assert seeded.returncode == 2 and "--crrl-seeds" in seeded.stderr  # a row's CRRL seed is part of its name
+    typo = subprocess.run([*command, "--crrl", "max_step=2"], capture_output=True, text=True, env=env, timeout=900,
+                          check=False)
+    assert typo.returncode == 2 and "--crrl: max_step is not a CRRL key" in typo.stderr
     broken = [arg if arg != "sampled" else "nonsense" for arg in command]  # fails in the downstream stage
     failed = subprocess.run(broken, capture_output=True, text=True, env=env, timeout=900, check=False)
     assert failed.returncode != 0 and "nonsense" in failed.stderr

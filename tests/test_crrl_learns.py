@@ -87,8 +87,8 @@ def train_planted(tmp_path, **overrides) -> tuple[float, float, float]:
     return start, reward_model.evaluate(ITEMS, encode, ndcg), ceiling
 
 
-@pytest.mark.parametrize("num_iterations", [1, 2])
-def test_crrl_closes_most_of_the_gap_to_the_ceiling(tmp_path, num_iterations):
+@pytest.mark.parametrize(("num_iterations", "antithetic"), [(1, False), (2, False), (1, True)])
+def test_crrl_closes_most_of_the_gap_to_the_ceiling(tmp_path, num_iterations, antithetic):
     """40 steps of 16 items x 32 samples must close FRACTION (2/3) of the gap from the start to the ceiling (0.5: every
     partner ranked first among 8 candidates; the random floor is 0.32 and the start 0.38).
 
@@ -98,7 +98,8 @@ def test_crrl_closes_most_of_the_gap_to_the_ceiling(tmp_path, num_iterations):
     the gap" with a margin, as tiny decoders of seeds 0-5 close 75-100% of it (this one 94% / 100% with 1 / 2
     iterations).
     """
-    start, end, ceiling = train_planted(tmp_path, logprob="gaussian", num_iterations=num_iterations)
+    start, end, ceiling = train_planted(tmp_path, logprob="gaussian", num_iterations=num_iterations,
+                                        antithetic=antithetic)
     assert ceiling == pytest.approx(0.5)
     assert end - start >= FRACTION * (ceiling - start), f"start {start:.3f}, end {end:.3f}, ceiling {ceiling:.3f}"
 
@@ -116,9 +117,10 @@ class GradientCatcher(TrainerCallback):
         self.gradient = parameters_to_vector([p.grad for p in model.thought_module.parameters()]).clone()
 
 
-@pytest.mark.parametrize(("logprob", "negated", "sign"), [
-    ("gaussian", False, 1), ("gaussian", True, -1), ("token_likelihood", False, -1)])
-def test_one_update_climbs_the_expected_reward(tmp_path, monkeypatch, logprob, negated, sign):
+@pytest.mark.parametrize(("logprob", "negated", "sign", "antithetic"), [
+    ("gaussian", False, 1, False), ("gaussian", True, -1, False), ("token_likelihood", False, -1, False),
+    ("gaussian", False, 1, True), ("gaussian", True, -1, True)])
+def test_one_update_climbs_the_expected_reward(tmp_path, monkeypatch, logprob, negated, sign, antithetic):
     """The direction CRRL moves the thought module in, minus the gradient of its loss on one generation batch (16
     items x 64 samples, smooth cooc_softmax reward), against the slope of the expected reward E_eps[R(mu + sigma eps)]
     along it, by central finite differences: the same 128 noise draws per item at both points (common random
@@ -135,7 +137,8 @@ def test_one_update_climbs_the_expected_reward(tmp_path, monkeypatch, logprob, n
     catcher = GradientCatcher()
     # Learning rate 0: the step leaves the thought module where its gradient was taken.
     trainer = make_trainer(tmp_path, callbacks=[catcher], logprob=logprob, rewards=["cooc_softmax"],
-                           scale_rewards="none", num_generations=64, num_iterations=1, max_steps=1, learning_rate=0.0)
+                           scale_rewards="none", num_generations=64, num_iterations=1, max_steps=1, learning_rate=0.0,
+                           antithetic=antithetic)
     embedder, reward_model = trainer.model, trainer.reward_model
     trainer.train()
     direction = -catcher.gradient / catcher.gradient.norm()

@@ -167,6 +167,28 @@ def test_group_of_noisy_samples_equals_separate_reference_runs():
     assert rel_err(embeddings.view(3, group, -1)[:, 0], noise_free) < 1e-5
 
 
+@pytest.mark.parametrize(("noise_free_first", "pairs", "single"),
+                         [(True, [(1, 2)], [3]), (False, [(0, 2), (1, 3)], [])])
+def test_antithetic_groups_mirror_their_noise(noise_free_first, pairs, single):
+    embedder = make_embedder("qwen2", 2, "right")
+    embedder.eval()
+    with torch.no_grad():
+        prefix = embedder.encode_prefix(**embedder.tokenize(TEXTS))
+        mu = embedder.thought_mean(prefix)[:, None]
+        draws = {mirrored: embedder.sample_group(prefix, 4, sigma=0.1, noise_free_first=noise_free_first,
+                                                 generator=torch.Generator().manual_seed(0),
+                                                 antithetic=mirrored)[0].view(3, 4, 2, 64) - mu
+                 for mirrored in (False, True)}
+    noise = draws[True]
+    for a, b in pairs:
+        assert torch.allclose(noise[:, a], -noise[:, b], atol=1e-6) and noise[:, a].abs().min() > 0
+        assert torch.equal(noise[:, a], draws[False][:, a])  # the first of a pair is the plain draw
+    for k in single:  # an odd one out stays an independent draw
+        assert torch.equal(noise[:, k], draws[False][:, k]) and not torch.allclose(noise[:, k], -noise[:, 1])
+    if noise_free_first:
+        assert not noise[:, 0].any()
+
+
 def test_thought_inputs_round_trip_recomputes_mean_with_gradient():
     embedder = make_embedder("llama", 2, "left")
     batch = embedder.tokenize(TEXTS)

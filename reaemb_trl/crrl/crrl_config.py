@@ -90,6 +90,10 @@ class CRRLConfig(GRPOConfig):
     sigma: float = help_field("Standard deviation of the Gaussian thought policy.", default=0.1)
     noise_free_first: bool = help_field("The first sample of each group is the noise-free thought (reference).",
                                         default=True)
+    antithetic: bool = help_field("Mirrored noise: each group's noisy samples come in pairs eps, -eps, so that a "
+                                  "pair's update is a central difference of the reward, free of its even-order "
+                                  "terms (mirrored sampling; README, CRRL). An odd one out is an independent draw.",
+                                  default=False)
     logprob: str = help_field(f"Policy log-prob: {LOGPROB_CHOICES}. `gaussian` is the exact density of the sampled "
                               "thought; `token_likelihood` (the reference's) is not the policy's score function and "
                               "can move against the reward (README, CRRL).", default="gaussian")

@@ -153,7 +153,8 @@ class EmbeddingGRPOTrainer(SafeCheckpointMixin, GRPOTrainer):
                 prefix = embedder.encode_prefix(**batch)
             mean = embedder.thought_mean(prefix)
             thoughts, embeddings = embedder.sample_group(
-                prefix, group_size, args.sigma, noise_free_first=args.noise_free_first, generator=self._noise
+                prefix, group_size, args.sigma, noise_free_first=args.noise_free_first, generator=self._noise,
+                antithetic=args.antithetic,
             )
             noise = (thoughts - mean.repeat_interleave(group_size, 0)) / args.sigma
             old_logps = policy_logprobs(args.logprob, embedder, prefix, mean, thoughts, noise, args.sigma, group_size)

@@ -376,15 +376,22 @@ class LatentReasoningEmbedder(PreTrainedModel):
 
     @torch.no_grad()
     def sample_group(self, prefix: PrefixState, group_size: int, sigma: float, noise_free_first: bool = True,
-                     generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                     generator: torch.Generator | None = None,
+                     antithetic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """G Gaussian thought samples per item, mu.detach() + sigma * eps (sample 0 noise-free if asked), and their
-        embeddings: (thoughts [B*G, j, d], embeddings [B*G, d]). Runs without gradient."""
+        embeddings: (thoughts [B*G, j, d], embeddings [B*G, d]). Runs without gradient. `antithetic`: the noisy
+        samples of a group come in mirrored pairs eps, -eps (the k-th of the first half and the k-th of the second);
+        with an odd number of noisy samples the last is an independent draw."""
         mu = self.thought_mean(prefix)
         thoughts = _per_sample(mu, group_size)
         noise_device = generator.device if generator is not None else mu.device
         noise = torch.randn(thoughts.shape, generator=generator, device=noise_device, dtype=mu.dtype).to(mu.device)
-        if noise_free_first:
-            noise.view(prefix.batch_size, group_size, *mu.shape[1:])[:, 0] = 0
+        grouped = noise.view(prefix.batch_size, group_size, *mu.shape[1:])
+        first = int(noise_free_first)
+        grouped[:, :first] = 0
+        if antithetic:
+            half = (group_size - first) // 2
+            grouped[:, first + half:first + 2 * half] = -grouped[:, first:first + half]
         thoughts = thoughts + sigma * noise
         return thoughts, self.embed_with_thoughts(prefix, thoughts, group_size)
 
