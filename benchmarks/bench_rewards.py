@@ -313,7 +313,9 @@ def main(argv=None) -> dict:
                 reward = json.loads((out / name / "crrl_config.json").read_text())["eval_reward"]
                 row["crrl"].update(training_item_reward(metrics, reward))
             save()  # after every CRRL stage: a killed study resumes after it
-        names = [BASELINE, *runs]
+        # only the tables still to be trained downstream: a finished row needs neither its table nor its CRRL folder
+        names = [name for name in (BASELINE, *runs)
+                 if not set(args.recommenders) <= set(tables[name].get("downstream", {}))]
         paths = {name: out / "tables" / f"{name}.safetensors" for name in names}
         missing = [name for name in names if not paths[name].is_file()]
         if missing:  # one pass 1 for every table: they share the LRCL backbone
