@@ -3,6 +3,7 @@ protocol, the variant chosen on validation, a re-run that reuses every finished 
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -104,11 +105,15 @@ def test_bench_rewards_end_to_end_on_a_tiny_recipe(tmp_path):
     assert after == {key: value for key, value in result.items() if key != "chosen"}
 
     # a second CRRL seed for one variant: only its new row runs, and the choice is made among the variants measured
-    # with both seeds, on their mean
+    # with both seeds, on their mean. Its finished row's CRRL folder and table are gone, as in a fresh checkout that
+    # resumes from a committed rewards.json: neither is needed again
+    shutil.rmtree(out / "pmi_hard")
+    (out / "tables" / "pmi_hard.safetensors").unlink()
     twice = [*(arg if arg != "pmi_window1" else "pmi_hard" for arg in one), "--crrl-seeds", "3", "7"]
     replicated = subprocess.run(twice, capture_output=True, text=True, env=env, timeout=900, check=False)
     assert replicated.returncode == 0, replicated.stderr[-4000:]
     assert replicated.stderr.count("[rewards] crrl") == 1 and "[rewards] crrl pmi_hard_seed7:" in replicated.stderr
+    assert "[rewards] export ['pmi_hard_seed7']" in replicated.stderr
     final = json.loads(replicated.stdout.strip().splitlines()[-1])
     seventh = final["tables"]["pmi_hard_seed7"]
     assert seventh["variant"] == "pmi_hard" and seventh["crrl_seed"] == 7 and seventh["overrides"]["seed"] == 7
