@@ -7,8 +7,9 @@
 Each variant is the recipe's CRRL section with a few keys changed (VARIANTS), run from the same LRCL folder once per
 CRRL seed (--crrl-seeds; the recipe's seed by default). The CRRL seed draws the policy's noise and the item order,
 and moves a row's downstream score as much as the variants differ, so a variant is judged on its mean over CRRL
-seeds; its table for CRRL seed S is named VARIANT_seedS (plain VARIANT for the recipe's seed). A variant with
-`cooc_window` trains on --data prepared again with that co-occurrence window. Every table
+seeds; its table for CRRL seed S is named VARIANT_seedS (plain VARIANT for the recipe's seed). A variant's CRRL reads
+its co-occurrence with the variant's `cooc_window` (whole prefixes without one): --data itself where that is how
+--data was prepared, else --data prepared again with it (the same sequences, checked). Every table
 (the LRCL table itself as `lrcl`, and one per variant) is exported in one pass (the CRRL folders share the LRCL
 backbone, so they share pass 1), then trained downstream once per recommender x seed (the same seeds for every
 table) and tested under every protocol; the first protocol's validation NDCG@10 picks the checkpoint.
@@ -72,8 +73,8 @@ VARIANTS = {
     "pmi_lr3e3": {"positive_rule": "pmi", "learning_rate": 3.0e-3, **BATCH128},   # larger steps
     "pmi_2pass": {"positive_rule": "pmi", "per_device_train_batch_size": 1024, "max_steps": 28},  # two passes
     # co-occurrence counted only between items at most W positions apart (`prepare --cooc-window W`): neighbours in
-    # a sequence, closer to the next-item task downstream than a whole prefix. `cooc_window` is a prepare option:
-    # the variant's CRRL reads --data prepared again with it (the same sequences, checked)
+    # a sequence, closer to the next-item task downstream than a whole prefix. `cooc_window` is a prepare option, not
+    # a CRRL key (windowed_data); the other variants count whole prefixes
     "pmi_window1": {"positive_rule": "pmi", "cooc_window": 1, **BATCH128},
     "count_window1": {"positive_rule": "count", "cooc_window": 1, **BATCH128},
 }
@@ -139,11 +140,14 @@ def crrl_stage(recipe: PipelineConfig, overrides: dict, lrcl: Path, data: Path, 
             "seconds": seconds, "items_per_second": items / seconds}
 
 
-def windowed_data(data: Path, window: int, out: Path) -> Path:
-    """`data` prepared again from the inputs and options its dataset.json records, with co-occurrence counted within
-    `window` positions; refused unless its sequences are `data`'s (the LRCL table and the downstream split stay)."""
-    folder = out / f"data_{WINDOW_KEY}{window}"
+def windowed_data(data: Path, window: int | None, out: Path) -> Path:
+    """`data` if its co-occurrence was counted with `window` (None: whole prefixes), else `data` prepared again from
+    the inputs and options its dataset.json records, with that window; refused unless its sequences are `data`'s (the
+    LRCL table and the downstream split stay)."""
     recorded = json.loads((data / "dataset.json").read_text())
+    if recorded["parameters"].get(WINDOW_KEY) == window:
+        return data
+    folder = out / (f"data_{WINDOW_KEY}{window}" if window is not None else "data_whole_prefix")
     if not (folder / "dataset.json").is_file():
         known = {option.name for option in dataclasses.fields(PrepareOptions)}
         options = {key: value for key, value in recorded["parameters"].items() if key in known}
@@ -305,7 +309,7 @@ def main(argv=None) -> dict:
             if "crrl" not in row:
                 print(f"[rewards] crrl {name}: {changes}", file=sys.stderr, flush=True)
                 crrl_keys = {key: value for key, value in changes.items() if key != WINDOW_KEY}
-                crrl_data = windowed_data(data, changes[WINDOW_KEY], out) if WINDOW_KEY in changes else data
+                crrl_data = windowed_data(data, changes.get(WINDOW_KEY), out)
                 row["crrl"] = crrl_stage(recipe, crrl_keys, lrcl, crrl_data, out / name)
             elif "train_end" not in row["crrl"] and (out / name / "crrl_metrics.json").is_file():
                 # a row from before the training-item reward was recorded: its own run's metrics file has it

@@ -18,6 +18,21 @@ from reaemb_trl.embedder.loading import LoadingOptions
 from reaemb_trl.testing import save_tiny_decoder
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+import bench_rewards  # noqa: E402
+
+
+def test_each_variant_reads_the_cooccurrence_of_its_own_window(tmp_path):
+    """--data prepared with a window (the quality recipe's) still gives whole-prefix counts to variants without one."""
+    data = prepared_sample_subset(tmp_path, 60)
+    assert bench_rewards.windowed_data(data, None, tmp_path / "a") == data  # already whole prefixes
+    neighbours = bench_rewards.windowed_data(data, 1, tmp_path / "a")
+    assert bench_rewards.windowed_data(neighbours, 1, tmp_path / "b") == neighbours
+    whole = bench_rewards.windowed_data(neighbours, None, tmp_path / "b")
+    assert whole == tmp_path / "b" / "data_whole_prefix"
+    assert json.loads((whole / "dataset.json").read_text())["parameters"]["cooc_window"] is None
+    counts = {folder: sp.load_npz(folder / "cooccurrence.npz") for folder in (data, neighbours, whole)}
+    assert (counts[whole] != counts[data]).nnz == 0 and counts[neighbours].sum() < counts[whole].sum()
 
 
 @pytest.mark.slow
