@@ -40,6 +40,7 @@ from reaemb_trl.data import PreparedDataset, prepare_dataset
 from reaemb_trl.data.prepare import PrepareOptions
 from reaemb_trl.downstream import RECOMMENDERS, DownstreamConfig
 from reaemb_trl.downstream.evaluate import load_table, run_records
+from reaemb_trl.downstream.quality import paired_difference
 from reaemb_trl.embedder import LatentReasoningEmbedder
 from reaemb_trl.export import ExportOptions, default_device, export_item_tables
 from reaemb_trl.io_utils import atomic_path, write_json
@@ -74,7 +75,7 @@ VARIANTS = {
     "pmi_2pass": {"positive_rule": "pmi", "per_device_train_batch_size": 1024, "max_steps": 28},  # two passes
     # co-occurrence counted only between items at most W positions apart (`prepare --cooc-window W`): neighbours in
     # a sequence, closer to the next-item task downstream than a whole prefix. `cooc_window` is a prepare option, not
-    # a CRRL key (windowed_data); the other variants count whole prefixes
+    # a CRRL key (data_with_window); the other variants count whole prefixes
     "pmi_window1": {"positive_rule": "pmi", "cooc_window": 1, **BATCH128},
     "count_window1": {"positive_rule": "count", "cooc_window": 1, **BATCH128},
 }
@@ -140,7 +141,7 @@ def crrl_stage(recipe: PipelineConfig, overrides: dict, lrcl: Path, data: Path, 
             "seconds": seconds, "items_per_second": items / seconds}
 
 
-def windowed_data(data: Path, window: int | None, out: Path) -> Path:
+def data_with_window(data: Path, window: int | None, out: Path) -> Path:
     """`data` if its co-occurrence was counted with `window` (None: whole prefixes), else `data` prepared again from
     the inputs and options its dataset.json records, with that window; refused unless its sequences are `data`'s (the
     LRCL table and the downstream split stay)."""
@@ -189,6 +190,11 @@ def downstream_stage(recipe: PipelineConfig, dataset: PreparedDataset, table_pat
 def table_name(variant: str, crrl_seed: int, recipe_seed: int) -> str:
     """The row of `variant` run with `crrl_seed`: the variant's own name for the recipe's seed."""
     return variant if crrl_seed == recipe_seed else f"{variant}_seed{crrl_seed}"
+
+
+def variant_names(tables: dict) -> list[str]:
+    """The variants that have rows, in the order they were first measured."""
+    return list(dict.fromkeys(row["variant"] for row in tables.values() if "variant" in row))
 
 
 def replicates(tables: dict, variant: str) -> dict:
@@ -252,27 +258,28 @@ def rewards_markdown(results: dict) -> str:
 
 def variants_markdown(results: dict) -> list[str]:
     """One row per variant over its CRRL seeds: validation mean ± std, and per recommender x protocol the test
-    difference to `lrcl` (paired by recommender seed, averaged per CRRL seed) and whether `lrcl` < variant holds on
-    every CRRL x recommender seed pair (every difference > 0 and mean > std)."""
+    difference to `lrcl` (paired by recommender seed, averaged per CRRL seed) and whether `lrcl` < variant holds over
+    every CRRL x recommender seed pair (the quality benchmark's rule, `paired_difference`)."""
     tables, protocols = results["tables"], results["protocols"]
     baseline = tables.get(BASELINE, {}).get("downstream", {})
     columns = [(rec, protocol) for rec in results["recommenders"] for protocol in protocols if rec in baseline]
     lines = ["| variant | CRRL seeds | valid NDCG@10 (mean ± std over CRRL seeds) | "
              + " | ".join(f"{rec} {protocol} test vs lrcl (per CRRL seed; holds?)" for rec, protocol in columns)
              + " |", "|---|---|---|" + "---|" * len(columns)]
-    for variant in dict.fromkeys(row["variant"] for row in tables.values() if "variant" in row):
+    for variant in variant_names(tables):
         rows = {seed: row for seed, row in sorted(replicates(tables, variant).items())
                 if set(row["downstream"]) >= {rec for rec, _ in columns}}
         if not rows:
             continue
         cells = []
         for rec, protocol in columns:
-            per_seed = {seed: [a - b for a, b in zip(row["downstream"][rec][protocol]["test"],
-                                                     baseline[rec][protocol]["test"])] for seed, row in rows.items()}
-            diffs = [d for values in per_seed.values() for d in values]
-            holds = min(diffs) > 0 and (len(diffs) < 2 or _mean(diffs) > statistics.stdev(diffs))
-            cells.append(f"{_mean(diffs):+.4f} ({', '.join(f'{s}: {_mean(v):+.4f}' for s, v in per_seed.items())}; "
-                         f"{'holds' if holds else 'no'})")
+            lrcl_test = baseline[rec][protocol]["test"]
+            per_seed = {seed: paired_difference(lrcl_test, row["downstream"][rec][protocol]["test"])["mean"]
+                        for seed, row in rows.items()}
+            pooled = paired_difference(lrcl_test * len(rows), [value for row in rows.values()
+                                                              for value in row["downstream"][rec][protocol]["test"]])
+            cells.append(f"{pooled['mean']:+.4f} ({', '.join(f'{s}: {d:+.4f}' for s, d in per_seed.items())}; "
+                         f"{'holds' if pooled['holds'] else 'no'})")
         valid = [selection_score(row, protocols[0]) for row in rows.values()]
         lines.append(f"| {variant} | {', '.join(map(str, rows))} | {_spread(valid)} | " + " | ".join(cells) + " |")
     return lines
@@ -309,7 +316,7 @@ def main(argv=None) -> dict:
             if "crrl" not in row:
                 print(f"[rewards] crrl {name}: {changes}", file=sys.stderr, flush=True)
                 crrl_keys = {key: value for key, value in changes.items() if key != WINDOW_KEY}
-                crrl_data = windowed_data(data, changes.get(WINDOW_KEY), out)
+                crrl_data = data_with_window(data, changes.get(WINDOW_KEY), out)
                 row["crrl"] = crrl_stage(recipe, crrl_keys, lrcl, crrl_data, out / name)
             elif "train_end" not in row["crrl"] and (out / name / "crrl_metrics.json").is_file():
                 # a row from before the training-item reward was recorded: its own run's metrics file has it
@@ -342,7 +349,7 @@ def main(argv=None) -> dict:
         # every variant measured with these CRRL seeds so far, this run's or an earlier one's (a study extended by a
         # variant); the same CRRL seeds for every variant compared
         complete = {}
-        for variant in dict.fromkeys(row["variant"] for row in tables.values() if "variant" in row):
+        for variant in variant_names(tables):
             rows = replicates(tables, variant)
             if all(seed in rows and set(rows[seed]["downstream"]) >= set(args.recommenders) for seed in crrl_seeds):
                 complete[variant] = _mean([selection_score(rows[seed], args.protocols[0]) for seed in crrl_seeds])

@@ -25,10 +25,10 @@ import bench_rewards  # noqa: E402
 def test_each_variant_reads_the_cooccurrence_of_its_own_window(tmp_path):
     """--data prepared with a window (the quality recipe's) still gives whole-prefix counts to variants without one."""
     data = prepared_sample_subset(tmp_path, 60)
-    assert bench_rewards.windowed_data(data, None, tmp_path / "a") == data  # already whole prefixes
-    neighbours = bench_rewards.windowed_data(data, 1, tmp_path / "a")
-    assert bench_rewards.windowed_data(neighbours, 1, tmp_path / "b") == neighbours
-    whole = bench_rewards.windowed_data(neighbours, None, tmp_path / "b")
+    assert bench_rewards.data_with_window(data, None, tmp_path / "a") == data  # already whole prefixes
+    neighbours = bench_rewards.data_with_window(data, 1, tmp_path / "a")
+    assert bench_rewards.data_with_window(neighbours, 1, tmp_path / "b") == neighbours
+    whole = bench_rewards.data_with_window(neighbours, None, tmp_path / "b")
     assert whole == tmp_path / "b" / "data_whole_prefix"
     assert json.loads((whole / "dataset.json").read_text())["parameters"]["cooc_window"] is None
     counts = {folder: sp.load_npz(folder / "cooccurrence.npz") for folder in (data, neighbours, whole)}
