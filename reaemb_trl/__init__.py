@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import importlib
 
+from . import offline_imports
+
+offline_imports.install()  # before any module of the package imports peft (which imports bitsandbytes)
+
 __version__ = "0.1.0"
 
 _EXPORTS = {
