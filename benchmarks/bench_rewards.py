@@ -78,6 +78,11 @@ VARIANTS = {
     # a CRRL key (data_with_window); the other variants count whole prefixes
     "pmi_window1": {"positive_rule": "pmi", "cooc_window": 1, **BATCH128},
     "count_window1": {"positive_rule": "count", "cooc_window": 1, **BATCH128},
+    # CRRL's move is mostly a random walk (bench_crrl_drift: runs from one start barely agree). A walk's noise grows
+    # like lr x sqrt(steps) and its drift like lr x steps: a quarter of the rate over four passes keeps the drift and
+    # halves the noise
+    "pmi_window1_slow": {"positive_rule": "pmi", "cooc_window": 1, "learning_rate": 2.5e-4,
+                         "per_device_train_batch_size": 1024, "max_steps": 56},
 }
 WINDOW_KEY = "cooc_window"
 DEFAULT_VARIANTS = ("count", "cosine", "pmi", "pmi_hard")
