@@ -48,10 +48,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def default_table(dataset: PreparedDataset, backbone: str, folder: Path) -> Path:
     from reaemb_trl.embedder import LatentReasoningEmbedder
-    from reaemb_trl.export import export_item_table
+    from reaemb_trl.export import ExportOptions, export_item_table
 
     embedder = LatentReasoningEmbedder.from_backbone(backbone, LoadingOptions(use_thought=False, pooling="mean"))
-    return export_item_table(embedder, dataset, folder / "raw_mean.safetensors", show_progress=False)[0]
+    return export_item_table(embedder, dataset, folder / "raw_mean.safetensors",
+                             ExportOptions(show_progress=False))[0]
 
 
 def ranking_of_positives(table: np.ndarray, cooc, rule: str, seeds: int) -> dict:
