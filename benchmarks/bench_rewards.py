@@ -16,7 +16,8 @@ table) and tested under every protocol; the first protocol's validation NDCG@10 
 Reported per variant: CRRL's held-out noise-free reward start -> end with its floor and ceiling, CRRL
 seconds and items/s, validation and test NDCG@10 per seed, and the test difference to `lrcl` paired by seed; per
 variant, the same over its CRRL seeds. The variant to use is chosen on VALIDATION NDCG@10 (first protocol, overall,
-mean over recommenders, seeds and CRRL seeds), never on test, among the variants measured with every --crrl-seeds.
+mean over recommenders, seeds and CRRL seeds), never on test, among the variants measured with every CRRL seed the
+study has used (this run's --crrl-seeds and earlier runs'), or else with every seed of this run.
 Results are written after every stage to OUTPUT/rewards.json, so a killed study resumes where it stopped.
 """
 
@@ -101,8 +102,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="The first picks each model's checkpoint and the variant; all are reported.")
     parser.add_argument("--seeds", type=int, default=3, help="Recommender seeds 0 .. N-1, the same for every table.")
     parser.add_argument("--crrl-seeds", nargs="+", type=int, default=None, metavar="SEED",
-                        help="CRRL seeds every variant runs with (default: the recipe's seed); the choice is made "
-                        "on the mean over them.")
+                        help="CRRL seeds every variant runs with (default: the recipe's seed). The choice is made on "
+                        "the mean over CRRL seeds, among the variants measured with every CRRL seed the study has "
+                        "used (this run's and earlier runs'), or else with every seed of this run.")
     parser.add_argument("--crrl", nargs="+", default=[], metavar="KEY=VALUE", type=_setting,
                         help="CRRL keys set for every variant after its own changes (e.g. max_steps=2 for a smoke "
                         "run); values are YAML.")
@@ -221,6 +223,22 @@ def selection_score(row: dict, protocol: str) -> float:
     return _mean([value for by_protocol in row["downstream"].values() for value in by_protocol[protocol]["valid"]])
 
 
+def choose(tables: dict, study_seeds, run_seeds, recommenders, protocol: str) -> tuple[str, list[int]]:
+    """The variant with the best mean validation over CRRL seeds, among the variants measured with every CRRL seed
+    the study has used (a variant added later with one seed does not displace a choice made over three); where no
+    variant has them all, among those measured with every seed of this run. Every variant compared has the same
+    CRRL seeds: this run's rows or earlier runs' (a study extended by a variant)."""
+    for seeds in (study_seeds, run_seeds):
+        complete = {}
+        for variant in variant_names(tables):
+            rows = replicates(tables, variant)
+            if all(seed in rows and set(rows[seed]["downstream"]) >= set(recommenders) for seed in seeds):
+                complete[variant] = _mean([selection_score(rows[seed], protocol) for seed in seeds])
+        if complete:
+            return max(complete, key=complete.get), list(seeds)
+    raise ValueError(f"no variant is measured with every CRRL seed of this run ({list(run_seeds)})")
+
+
 def rewards_markdown(results: dict) -> str:
     """One row per table: CRRL's movement, validation (selection) score, and per recommender x protocol the test
     NDCG@10 (mean ± std over seeds) with its difference to `lrcl` paired by seed."""
@@ -257,7 +275,8 @@ def rewards_markdown(results: dict) -> str:
                      f"{selection_score(row, selection):.4f} | " + " | ".join(cells) + " |")
     lines += ["", *variants_markdown(results)]
     if results.get("chosen"):
-        lines += ["", f"Chosen on validation (mean over CRRL seeds {results['crrl_seeds']}): **{results['chosen']}**."]
+        lines += ["", f"Chosen on validation (mean over CRRL seeds "
+                  f"{results.get('chosen_crrl_seeds', results['crrl_seeds'])}): **{results['chosen']}**."]
     return "\n".join(lines) + "\n"
 
 
@@ -301,7 +320,8 @@ def main(argv=None) -> dict:
     crrl_seeds = args.crrl_seeds or [recipe.seed]
     results.update({"recipe": str(args.recipe), "lrcl": str(args.lrcl), "data": str(args.data),
                     "seeds": list(range(args.seeds)), "recommenders": list(args.recommenders),
-                    "protocols": list(args.protocols), "crrl_seeds": crrl_seeds})
+                    "protocols": list(args.protocols),
+                    "crrl_seeds": sorted({*results.get("crrl_seeds", []), *crrl_seeds})})  # every run's
     tables = results.setdefault("tables", {})
     lrcl, data = Path(args.lrcl), Path(args.data)
 
@@ -351,14 +371,8 @@ def main(argv=None) -> dict:
                     done.update(downstream_stage(recipe, dataset, paths[name], [recommender], args.protocols,
                                                  args.seeds))
                     save()
-        # every variant measured with these CRRL seeds so far, this run's or an earlier one's (a study extended by a
-        # variant); the same CRRL seeds for every variant compared
-        complete = {}
-        for variant in variant_names(tables):
-            rows = replicates(tables, variant)
-            if all(seed in rows and set(rows[seed]["downstream"]) >= set(args.recommenders) for seed in crrl_seeds):
-                complete[variant] = _mean([selection_score(rows[seed], args.protocols[0]) for seed in crrl_seeds])
-        results["chosen"] = max(complete, key=complete.get)
+        results["chosen"], results["chosen_crrl_seeds"] = choose(tables, results["crrl_seeds"], crrl_seeds,
+                                                                 args.recommenders, args.protocols[0])
         save()
     print(json.dumps(results) if args.json else rewards_markdown(results))
     return results

@@ -137,3 +137,23 @@ def test_bench_rewards_end_to_end_on_a_tiny_recipe(tmp_path):
     valid = [sum(final["tables"][name]["downstream"]["sasrec"]["full"]["valid"]) / 2
              for name in ("pmi_hard", "pmi_hard_seed7")]
     assert f"| pmi_hard | 3, 7 | {sum(valid) / 2:.4f} ± " in (out / "rewards.md").read_text()
+
+
+def _row(variant: str, crrl_seed: int, valid: float) -> dict:
+    return {"variant": variant, "crrl_seed": crrl_seed,
+            "downstream": {"sasrec": {"full": {"valid": [valid, valid], "test": [0.0, 0.0], "tail": [0.0, 0.0]}}}}
+
+
+def test_a_variant_added_with_one_crrl_seed_does_not_displace_a_choice_made_over_three():
+    tables = {"lrcl": {"overrides": {}},
+              **{f"a_{seed}": _row("a", seed, 0.030) for seed in (42, 43, 44)},
+              **{f"b_{seed}": _row("b", seed, valid) for seed, valid in ((42, 0.032), (43, 0.020), (44, 0.020))},
+              "new": _row("new", 42, 0.050)}  # best at seed 42 alone
+    study = [42, 43, 44]
+    assert bench_rewards.choose(tables, study, [42], ["sasrec"], "full") == ("a", study)
+    # a study whose runs share no complete seed set falls back to this run's seeds
+    del tables["a_44"], tables["b_44"]
+    assert bench_rewards.choose(tables, study, [42], ["sasrec"], "full") == ("new", [42])
+    assert bench_rewards.choose(tables, study, [42, 43], ["sasrec"], "full") == ("a", [42, 43])
+    with pytest.raises(ValueError, match="every CRRL seed of this run"):
+        bench_rewards.choose(tables, study, [44], ["sasrec"], "full")
