@@ -133,7 +133,7 @@ def lrcl_step(args, backbone: str, data: Path, output: Path, quantization: str =
     trainer = LRCLTrainer(LRCLConfig(
         model_name_or_path=backbone, dataset_dir=str(data), output_dir=str(output), max_steps=args.steps,
         per_device_train_batch_size=4 if args.dry_run else 32, max_length=64 if args.dry_run else 256,
-        mixed_precision="no" if args.device == "cpu" else "bf16", quantization=quantization,
+        bf16=args.device == "cuda", quantization=quantization,
         optim="adamw_torch", eval_steps=0, eval_items=8, save_steps=0, report_to="none", overwrite_output_dir=True))
     backbone_config = trainer.accelerator.unwrap_model(trainer.model).embedder.backbone_model.config
     attention = backbone_config._attn_implementation

@@ -69,3 +69,17 @@ def test_without_the_guard_bitsandbytes_asks_the_hub(hub):
     result = import_online(BARE_IMPORT, endpoint)
     assert result.returncode == 0, result.stderr
     assert any("kernels-community" in path for path in requests), requests
+
+
+def test_backbones_load_without_the_hubs_layer_kernels(tmp_path):
+    """transformers turns `use_kernels` on by default where `kernels` is installed, and then replaces layers with
+    kernels downloaded from the Hub at the first train() / eval() on a GPU (offline: a crash, seen on an H200)."""
+    from reaemb_trl.embedder import LatentReasoningEmbedder
+    from reaemb_trl.testing import save_tiny_decoder
+
+    backbone = save_tiny_decoder(tmp_path / "backbone", arch="llama", hidden_size=32, num_layers=1)
+    embedder = LatentReasoningEmbedder.from_backbone(str(backbone))
+    model = embedder.backbone_model
+    assert model.use_kernels is False
+    model.train()
+    assert getattr(model, "_kernels_mode", None) is None  # no kernelization was attempted

@@ -40,6 +40,9 @@ BUNDLED_BACKBONES = (BUNDLED_MINILM, BUNDLED_SMOLLM2)
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CONVERSION_RECORD = "gguf_conversion.json"  # written last: a converted folder without it is incomplete
 
+# transformers (5.x, with `kernels` installed) swaps layers for compiled kernels downloaded from the Hub by default,
+# on the GPU at the first train() / eval(): code nobody asked for, and a crash offline. Every backbone loads without.
+NO_HUB_KERNELS = {"use_kernels": False}
 DECODER_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 ENCODER_LORA_TARGETS = ("query", "key", "value", "dense")
 
@@ -128,7 +131,7 @@ def _convert_gguf(gguf_path: Path, source_sha256: str, target: Path) -> None:
     logger.warning("converting %s into %s (once; later loads take about a second)", gguf_path.name, target)
     folder, name = str(gguf_path.parent), gguf_path.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32, **NO_HUB_KERNELS)
     # A GGUF-loaded model refuses save_pretrained: rebuild it from its config without the GGUF marker.
     config = copy.deepcopy(loaded.config)
     if hasattr(config, "quantization_config"):
@@ -187,7 +190,7 @@ def load_backbone(name_or_path: str, quantization: BitsAndBytesConfig | None = N
     path = resolve_backbone(name_or_path, gguf_file)
     config = AutoConfig.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
     model_cls = AutoModelForCausalLM if is_causal_config(config) else AutoModel
-    kwargs = {"revision": revision, "trust_remote_code": trust_remote_code}
+    kwargs = {"revision": revision, "trust_remote_code": trust_remote_code, **NO_HUB_KERNELS}
     if dtype is not None:
         kwargs["dtype"] = torch_dtype(dtype)
     if attn_implementation is not None:
