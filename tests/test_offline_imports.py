@@ -1,6 +1,8 @@
-"""Importing the package downloads nothing: bitsandbytes (imported by peft) asks the Hub for a kernel otherwise.
+"""Nothing fetched from the Hub unasked: importing the package (bitsandbytes, imported by peft, asks for a kernel
+otherwise) and loading a backbone (transformers' default Hub layer kernels).
 
-Each check runs a fresh interpreter with the Hub online, pointed at a local HTTP server that records every request.
+The import checks run a fresh interpreter with the Hub online, pointed at a local HTTP server that records every
+request.
 """
 
 from __future__ import annotations
